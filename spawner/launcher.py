@@ -1,0 +1,85 @@
+"""Runs inside the batch job: picks a port, tells the hub where the server is, starts it.
+
+Runs on a compute node as the user; imports nothing of the hub side so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+ENV_FILE = "env.json"  # written by the hub, 0600: the server's token lives here, never in argv
+CONNECTION_FILE = "connection.json"  # written here, read by the hub over SFTP
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now on this node."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return sock.getsockname()[1]
+
+
+def write_private_json(path: Path, data: dict) -> None:
+    """Write JSON readable by the owner only, replacing the file in one step."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def server_environment(hub_env: dict[str, str], port: int) -> dict[str, str]:
+    """The job's own environment plus the hub's variables and this server's address."""
+    env = dict(os.environ)
+    env.update(hub_env)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    prefix = hub_env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    # jupyterhub-singleuser binds to the host and port of this URL.
+    env["JUPYTERHUB_SERVICE_URL"] = f"http://0.0.0.0:{port}{prefix}"
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spawner.launcher")
+    parser.add_argument("--state-dir", required=True, help="the server's folder, from $HOME")
+    parser.add_argument("--job-id", default="unknown")
+    parser.add_argument("command", nargs="+", help="the single-user server's command")
+    args = parser.parse_args(argv)
+
+    state_dir = Path(args.state_dir).expanduser()
+    env_path = state_dir / ENV_FILE
+    try:
+        hub_env = json.loads(env_path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"hubdash: cannot read the server's settings {env_path}: {exc}", file=sys.stderr)
+        return 2
+    port = free_port()
+    env = server_environment(hub_env, port)
+    host = socket.gethostname()
+    write_private_json(
+        state_dir / CONNECTION_FILE,
+        {
+            "host": host,
+            "port": port,
+            "job_id": args.job_id,
+            "pid": os.getpid(),
+            "written": time.time(),
+        },
+    )
+    print(f"hubdash: job {args.job_id} starts the server on {host}:{port}", flush=True)
+    try:
+        os.execvpe(args.command[0], args.command, env)
+    except OSError as exc:
+        print(f"hubdash: cannot start {args.command[0]!r}: {exc}", file=sys.stderr)
+        return 127
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

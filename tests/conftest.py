@@ -1,0 +1,60 @@
+"""Session-wide fixtures: the local test cluster, real JupyterHub processes, the queue check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+TEST_USERS = ("alice", "bob")
+LOGIN_HOST = "10.213.0.2"
+KEY_DIR = Path("/etc/hubdash-testcluster/keys")
+KNOWN_HOSTS = Path("/etc/hubdash-testcluster/known_hosts")
+
+
+def cluster_jobs(users=TEST_USERS, states: str = "PENDING,RUNNING,SUSPENDED") -> list[str]:
+    """Lines of `squeue` for the test users' jobs still queued or running."""
+    out = subprocess.run(
+        ["squeue", "-h", "-u", ",".join(users), "-t", states, "-o", "%i %u %j %T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def test_cluster():
+    """The local Slurm test cluster, brought up once per session (a no-op when it is up)."""
+    subprocess.run([str(ROOT / "scripts" / "testcluster"), "up"], check=True, timeout=900)
+    yield {
+        "login_host": LOGIN_HOST,
+        "known_hosts": str(KNOWN_HOSTS),
+        "key_for": lambda user: str(KEY_DIR / user),
+    }
+    # Every test that submits must leave the queue as it found it.
+    left = cluster_jobs()
+    if left:
+        subprocess.run(["scancel", "-u", ",".join(TEST_USERS)], timeout=30)
+        pytest.fail("jobs of the tests left in the queue: " + "; ".join(left))
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def pytest_collection_modifyitems(config, items):
+    # Integration and e2e tests live in their folders; mark them so `-m` selects them.
+    for item in items:
+        path = str(item.fspath)
+        if f"{os.sep}integration{os.sep}" in path:
+            item.add_marker(pytest.mark.integration)
+        if f"{os.sep}e2e{os.sep}" in path:
+            item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,71 @@
+"""e2e fixtures: one real hub per scheduler, Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from .hubprocess import Hub
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+PORTS = {"slurm": 8100, "pbs": 8300}
+
+
+@pytest.fixture(scope="session", params=["slurm", "pbs"])
+def hub(request, test_cluster, tmp_path_factory, artifacts):
+    """A JupyterHub on the test cluster, once per scheduler backend."""
+    scheduler = request.param
+    hub = Hub(
+        scheduler=scheduler,
+        port=PORTS[scheduler],
+        data_dir=tmp_path_factory.mktemp(f"hub-{scheduler}"),
+        log_path=artifacts / f"hub-{scheduler}.log",
+    ).start()
+    yield hub
+    hub.stop_all_servers()
+    hub.terminate()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
+@pytest.fixture
+def page(browser, request, artifacts) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    if getattr(request.node, "call_failed", False):
+        # What the browser showed when the test failed, for whoever reads the CI log.
+        name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name)
+        page.screenshot(path=str(artifacts / f"failed-{name}.png"))
+    context.close()
+
+
+def log_in(page: Page, hub: Hub, user: str) -> None:
+    """Log in through the hub's own login form (PAM against the test cluster's users)."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", user)
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/hub/login" not in url, timeout=30_000)

@@ -1,0 +1,18 @@
+"""The demo hub plus a service token the tests use to read server state through the REST API."""
+
+import os
+
+c = get_config()  # noqa: F821
+load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821
+
+c.JupyterHub.services = [
+    {"name": "hubdash-tests", "api_token": os.environ["HUBDASH_TEST_TOKEN"]},
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "hubdash-tests",
+        "scopes": ["admin:users", "admin:servers", "admin:server_state", "list:users"],
+        "services": ["hubdash-tests"],
+    }
+]
+c.JupyterHub.log_level = "DEBUG"
