@@ -168,6 +168,22 @@ class JobSpawner(Spawner):
         the admin (e.g. 'module load python/3.11'). Never built from user input.""",
     ).tag(config=True)
 
+    job_name_prefix = Unicode(
+        "jupyterhub",
+        help="""Start of every job name; the name is '<prefix>-<cluster user>-<server>',
+        the same for every start of one server, so admins and users can find it in squeue
+        or qstat.""",
+    ).tag(config=True)
+
+    @validate("job_name_prefix")
+    def _validate_job_name_prefix(self, proposal: dict) -> str:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$", proposal["value"]):
+            raise TraitError(
+                "JobSpawner.job_name_prefix may hold only letters, digits and _ . - "
+                f"(starting with a letter, at most 32): {proposal['value']!r}"
+            )
+        return proposal["value"]
+
     state_root = Unicode(
         ".hubdash/servers",
         help="""Folder, relative to the user's home on the cluster, holding one sub-folder
@@ -309,7 +325,7 @@ class JobSpawner(Spawner):
 
     @property
     def job_name(self) -> str:
-        return f"jupyterhub-{self.cluster_username}-{self.server_key}"
+        return f"{self.job_name_prefix}-{self.cluster_username}-{self.server_key}"
 
     @property
     def state_dir(self) -> str:

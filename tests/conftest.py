@@ -14,6 +14,8 @@ TEST_USERS = ("alice", "bob")
 LOGIN_HOST = "10.213.0.2"
 KEY_DIR = Path("/etc/hubdash-testcluster/keys")
 KNOWN_HOSTS = Path("/etc/hubdash-testcluster/known_hosts")
+# Names this test session's jobs: the queue check after the session looks for these only.
+JOB_PREFIX = f"hdtest{os.getpid()}"
 
 
 def cluster_jobs(users=TEST_USERS, states: str = "PENDING,RUNNING,SUSPENDED") -> list[str]:
@@ -37,10 +39,11 @@ def test_cluster():
         "known_hosts": str(KNOWN_HOSTS),
         "key_for": lambda user: str(KEY_DIR / user),
     }
-    # Every test that submits must leave the queue as it found it.
-    left = cluster_jobs()
+    # Every test that submits must leave the queue as it found it. Tests that submit
+    # name their jobs with JOB_PREFIX (the hubs' job_name_prefix, or directly).
+    left = cluster_jobs(JOB_PREFIX)
     if left:
-        subprocess.run(["scancel", "-u", ",".join(TEST_USERS)], timeout=30)
+        subprocess.run(["scancel", *[line.split()[0] for line in left]], timeout=30)
         pytest.fail("jobs of the tests left in the queue: " + "; ".join(left))
 
 

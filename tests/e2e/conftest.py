@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
@@ -16,7 +18,9 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
-PORTS = {"slurm": 8100, "pbs": 8300}
+# Several sessions may share the test cluster: HUBDASH_TEST_PORT_BASE moves this one's hubs.
+PORT_BASE = int(os.environ.get("HUBDASH_TEST_PORT_BASE", "8100"))
+PORTS = {"slurm": PORT_BASE, "pbs": PORT_BASE + 200}
 
 
 @pytest.fixture(scope="session", params=["slurm", "pbs"])

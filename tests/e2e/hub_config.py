@@ -16,3 +16,6 @@ c.JupyterHub.load_roles = [
     }
 ]
 c.JupyterHub.log_level = "DEBUG"
+# Jobs of this test session carry its tag, so the queue check after the session counts
+# only them (other hubs may share the test cluster).
+c.JobSpawner.job_name_prefix = os.environ["HUBDASH_JOB_PREFIX"]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from ..conftest import JOB_PREFIX
+
 VENV_BIN = Path(os.environ.get("HUBDASH_VENV", "/opt/hubdash/venv")) / "bin"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +47,7 @@ class Hub:
             HUBDASH_HUB_PORT=str(self.port + 81),
             HUBDASH_DATA_DIR=str(self.data_dir),
             HUBDASH_TEST_TOKEN=self.token,
+            HUBDASH_JOB_PREFIX=JOB_PREFIX,
         )
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
