@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable
 
+from .metrics import SCHEDULER_COMMAND_SECONDS, SCHEDULER_COMMANDS
 from .schedulers import adapter_for
 from .schedulers.base import JobInfo, JobRequest, SchedulerAdapter, SchedulerError
-from .transport import Transport
+from .transport import CommandResult, Transport
 
 TransportFactory = Callable[[str], Transport]
 
@@ -41,12 +43,27 @@ class Cluster:
             transport = self._transports[username] = self._factory(username)
         return transport
 
+    async def _run(self, transport: Transport, argv: list[str]) -> CommandResult:
+        """Run one scheduler command, counted in the hub's metrics."""
+        command = argv[0]
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = await transport.run(argv, timeout=self.command_timeout)
+            outcome = "ok" if result.exit_status == 0 else "failed"
+            return result
+        finally:
+            SCHEDULER_COMMANDS.labels(self.name, command, outcome).inc()
+            SCHEDULER_COMMAND_SECONDS.labels(self.name, command).observe(
+                time.monotonic() - started
+            )
+
     async def submit(
         self, transport: Transport, script_path: str, request: JobRequest | None = None
     ) -> str:
         """Submit a job script that already lies on the cluster; returns the job id."""
         argv = self.adapter.submit_command(script_path, request)
-        result = await transport.run(argv, timeout=self.command_timeout)
+        result = await self._run(transport, argv)
         if result.exit_status != 0:
             raise SchedulerError(
                 f"{argv[0]} refused the job (exit {result.exit_status}): "
@@ -57,7 +74,7 @@ class Cluster:
     async def status(self, transport: Transport, job_ids: list[str]) -> dict[str, JobInfo]:
         """The scheduler's view of these jobs; SchedulerError unless the answer is definitive."""
         argv = self.adapter.status_command(job_ids)
-        result = await transport.run(argv, timeout=self.command_timeout)
+        result = await self._run(transport, argv)
         if result.exit_status != 0 and not self.adapter.status_failure_means_gone(
             result.exit_status, result.stderr
         ):
@@ -70,7 +87,7 @@ class Cluster:
     async def cancel(self, transport: Transport, job_ids: list[str]) -> None:
         """Ask the scheduler to cancel jobs; jobs it no longer knows count as cancelled."""
         argv = self.adapter.cancel_command(job_ids)
-        result = await transport.run(argv, timeout=self.command_timeout)
+        result = await self._run(transport, argv)
         if result.exit_status != 0:
             info = await self.status(transport, job_ids)
             alive = [job for job in info.values() if job.state.is_active]

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the cluster layer, exported on the hub's own /hub/metrics.
+
+Names are a contract with the dashboard's admin page: change them together.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SCHEDULER_COMMANDS = Counter(
+    "hubdash_scheduler_commands",
+    "Scheduler commands the hub ran (sbatch, squeue, qstat, scancel ...), by outcome",
+    ["cluster", "command", "outcome"],
+)
+SCHEDULER_COMMAND_SECONDS = Histogram(
+    "hubdash_scheduler_command_seconds",
+    "Wall time of one scheduler command, including the SSH round trip",
+    ["cluster", "command"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SSH_CONNECTIONS = Counter(
+    "hubdash_ssh_connections",
+    "SSH connections the hub opened to login nodes, by outcome",
+    ["host", "outcome"],
+)
+TRACKED_JOBS = Gauge(
+    "hubdash_tracked_jobs",
+    "Jobs the hub follows, by state",
+    ["cluster", "state"],
+)
