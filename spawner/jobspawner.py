@@ -20,6 +20,7 @@ from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, def
 
 from . import formpage
 from .cluster import Cluster, shared_cluster
+from .jobrecord import JobOutcome, JobRecord
 from .jobscript import JobScript, render_job_script
 from .launcher import CONNECTION_FILE, ENV_FILE
 from .options import (
@@ -30,6 +31,7 @@ from .options import (
     parse_queue_table,
     validate_options,
 )
+from .progress import ProgressLog
 from .schedulers import SCHEDULERS
 from .schedulers.base import JobInfo, JobRequest, JobState, SchedulerError
 from .transport import LocalTransport, SSHTransport, Transport, TransportError
@@ -38,9 +40,6 @@ from .tunnel import Tunnel
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 JOB_LOG = "job.log"
 JOB_SCRIPT = "job.sh"
-
-# Percentages for progress(): never 100 before the hub has seen the server answer.
-PROGRESS = {"submitted": 10, "pending": 20, "running": 50, "connecting": 70, "tunnel": 90}
 
 
 class JobSpawner(Spawner):
@@ -243,55 +242,40 @@ class JobSpawner(Spawner):
 
     # --- per-server state ---------------------------------------------------------------------
 
-    job_id = Unicode("")
-    node = Unicode("")
-    remote_port = Integer(0)
-    local_port = Integer(0)
-    hub_forward_port = Integer(0)
-    job_state = Unicode("")
-
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._events: list[dict[str, Any]] = []
-        self._events_changed = asyncio.Condition()
-        self._start_finished = True
+        self.job = JobRecord()
+        self.last_outcome: JobOutcome | None = None
+        self._progress = ProgressLog()
         self._tunnel: Tunnel | None = None
         self._queue_table: dict[str, QueueSpec] | None = None
 
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
     def load_state(self, state: dict) -> None:
         super().load_state(state)
-        self.job_id = state.get("job_id", "")
-        self.node = state.get("node", "")
-        self.remote_port = state.get("remote_port", 0)
-        self.local_port = state.get("local_port", 0)
-        self.hub_forward_port = state.get("hub_forward_port", 0)
-        self.job_state = state.get("job_state", "")
+        self.job = JobRecord.from_state(state.get("job") or {})
+        self.last_outcome = JobOutcome.from_state(state.get("last_outcome"))
 
     def get_state(self) -> dict:
+        """Saved in the hub's database, and read live by the dashboard (admin:server_state)."""
         state = super().get_state()
-        if self.job_id:
-            state.update(
-                job_id=self.job_id,
-                node=self.node,
-                remote_port=self.remote_port,
-                local_port=self.local_port,
-                hub_forward_port=self.hub_forward_port,
-                job_state=self.job_state,
-            )
+        if self.job.job_id:
+            state["job"] = self.job.to_state()
+            state.update(self.job.to_state())  # flat too: what the dashboard reads
+            if self._tunnel is not None:
+                state["tunnel"] = self._tunnel.state
+            state["history"] = self._progress.history
+        if self.last_outcome is not None:
+            state["last_outcome"] = self.last_outcome.to_state()
         return state
 
     def clear_state(self) -> None:
+        # The last outcome stays: the dashboard shows why a server ended after it stopped.
         super().clear_state()
-        self._forget_job()
-
-    def _forget_job(self) -> None:
-        """Drop this spawner's job fields (not the hub's: clear_state also drops the API token)."""
-        self.job_id = ""
-        self.node = ""
-        self.remote_port = 0
-        self.local_port = 0
-        self.hub_forward_port = 0
-        self.job_state = ""
+        self.job = JobRecord()
 
     def _save_state(self) -> None:
         """Write state to the hub's database now: JupyterHub itself waits until start() returns."""
@@ -397,33 +381,12 @@ class JobSpawner(Spawner):
     # --- progress ---------------------------------------------------------------------------
 
     async def _emit(self, phase: str, message: str, **details: Any) -> None:
-        event = {
-            "progress": PROGRESS.get(phase, 0),
-            "message": message,
-            "hubdash": {"phase": phase, "time": time.time(), "job_id": self.job_id, **details},
-        }
-        self._events.append(event)
-        async with self._events_changed:
-            self._events_changed.notify_all()
+        await self._progress.emit(phase, message, job_id=self.job.job_id, **details)
 
     async def progress(self):
         """Every event of the current start so far, then new ones until it ends (replayable)."""
-        seen = 0
-        while True:
-            while seen < len(self._events):
-                yield self._events[seen]
-                seen += 1
-            if self._start_finished:
-                return
-            async with self._events_changed:
-                await self._events_changed.wait_for(
-                    lambda count=seen: count < len(self._events) or self._start_finished
-                )
-
-    async def _finish_progress(self) -> None:
-        self._start_finished = True
-        async with self._events_changed:
-            self._events_changed.notify_all()
+        async for event in self._progress.replay():
+            yield event
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -432,20 +395,20 @@ class JobSpawner(Spawner):
             options = self._job_options(self.user_options or {})
         except OptionsError as exc:
             raise web.HTTPError(400, f"Invalid options: {exc}") from None
-        self._events = []
-        self._start_finished = False
-        self._forget_job()
+        self._progress.reset()
+        self.job = JobRecord()
         cluster = self._cluster()
         transport = cluster.transport_for(self.cluster_username)
         try:
             return await self._start_job(cluster, transport, options)
         except BaseException as exc:
             # Whatever stopped the start (error, timeout, cancel): the job must not linger.
-            self.log.warning("Start of %s failed: %s", self._log_name, exc)
-            await asyncio.shield(self._cancel_quietly(cluster, transport))
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+            self.log.warning("Start of %s failed: %s", self._log_name, reason)
+            await asyncio.shield(self._abandon_start(cluster, transport, reason))
             raise
         finally:
-            await self._finish_progress()
+            await self._progress.finish()
 
     async def _start_job(
         self, cluster: Cluster, transport: Transport, options: JobOptions
@@ -454,10 +417,10 @@ class JobSpawner(Spawner):
         env = self.get_env()
         if self.forward_hub_api:
             api = urlsplit(self.hub.api_url)
-            self.hub_forward_port = await tunnel.open_hub_forward(
+            self.job.hub_forward_port = await tunnel.open_hub_forward(
                 api.hostname or "127.0.0.1", api.port or 80
             )
-            env.update(self._hub_urls_for_jobs(env, self.hub_forward_port))
+            env.update(self._hub_urls_for_jobs(env, self.job.hub_forward_port))
 
         await transport.remove(f"{self.state_dir}/{CONNECTION_FILE}")
         await transport.write_file(
@@ -467,41 +430,63 @@ class JobSpawner(Spawner):
         script = self._render_script(cluster, request)
         script_path = f"{self.state_dir}/{JOB_SCRIPT}"
         await transport.write_file(script_path, script.encode(), mode=0o700)
-        self.job_id = await cluster.submit(transport, script_path, request)
-        self.job_state = JobState.PENDING.value
-        self._save_state()
-        self.log.info("Submitted job %s for %s", self.job_id, self._log_name)
-        await self._emit(
-            "submitted",
-            f"Job {self.job_id} submitted to queue {options.queue}",
+        job_id = await cluster.submit(transport, script_path, request)
+        walltime = options.to_user_options()["walltime"]
+        self.job = JobRecord(
+            job_id=job_id,
+            job_name=request.job_name,
+            job_state=JobState.PENDING.value,
             queue=options.queue,
             nodes=options.nodes,
             engines=options.engines,
-            walltime=options.to_user_options()["walltime"],
+            walltime=walltime,
+            submitted_at=time.time(),
+            hub_forward_port=self.job.hub_forward_port,
+        )
+        self._save_state()  # at once: a hub that dies now must still know this job
+        self.log.info("Submitted job %s for %s", job_id, self._log_name)
+        await self._emit(
+            "submitted",
+            f"Job {job_id} submitted to queue {options.queue}",
+            state="pending",
+            queue=options.queue,
+            nodes=options.nodes,
+            engines=options.engines,
+            walltime=walltime,
+            queue_timeout=self.queue_timeout,
         )
 
         info = await self._wait_until_running(cluster, transport)
-        self.node = info.nodes[0] if info.nodes else ""
+        self.job.started_at = time.time()
+        self.job.node_list = list(info.nodes)
+        self.job.node = info.nodes[0] if info.nodes else ""
         self._save_state()
         await self._emit(
             "running",
-            f"Job {self.job_id} is running on {', '.join(info.nodes)}",
+            f"Job {job_id} is running on {', '.join(info.nodes) or 'its node'}",
             state="running",
+            node=self.job.node,
             nodes_list=info.nodes,
-            node=self.node,
         )
         host, port = await self._wait_for_connection_file(cluster, transport)
-        self.remote_port = port
-        await self._emit("connecting", f"Server starting on {host}:{port}", node=host, port=port)
-        self.local_port = await tunnel.open_notebook_forward(host, port)
-        self.node = host
+        self.job.node, self.job.remote_port = host, port
+        await self._emit(
+            "connecting",
+            f"Server starting on {host}:{port}",
+            state="running",
+            node=host,
+            port=port,
+        )
+        self.job.local_port = await tunnel.open_notebook_forward(host, port)
         self._save_state()
         await self._emit(
             "tunnel",
-            f"Tunnel open: 127.0.0.1:{self.local_port} → {host}:{port}; waiting for the server",
+            f"Tunnel open: 127.0.0.1:{self.job.local_port} → {host}:{port}; "
+            "waiting for the server to answer",
+            state="running",
             tunnel=tunnel.state,
         )
-        return ("127.0.0.1", self.local_port)
+        return ("127.0.0.1", self.job.local_port)
 
     def _hub_urls_for_jobs(self, env: dict[str, str], port: int) -> dict[str, str]:
         """The hub's API URLs rewritten to the remote forward on the login node."""
@@ -536,31 +521,34 @@ class JobSpawner(Spawner):
 
     async def _wait_until_running(self, cluster: Cluster, transport: Transport) -> JobInfo:
         deadline = time.monotonic() + self.queue_timeout
-        last: tuple[str, str] | None = None
+        last: tuple[str, str, int | None] | None = None
         while True:
             info = await self._job_info(cluster, transport)
             if info is not None:
                 if info.state is JobState.RUNNING:
-                    self.job_state = info.state.value
+                    self.job.job_state = info.state.value
                     return info
                 if info.state.is_finished:
                     raise await self._job_ended_error(transport, info)
-                if (info.raw_state, info.reason) != last:
-                    last = (info.raw_state, info.reason)
+                self.job.reason = info.reason
+                self.job.position = info.position
+                self.job.estimated_start = (
+                    info.estimated_start.isoformat() if info.estimated_start else None
+                )
+                if (info.raw_state, info.reason, info.position) != last:
+                    last = (info.raw_state, info.reason, info.position)
                     reason = f" ({info.reason})" if info.reason else ""
                     await self._emit(
                         "pending",
-                        f"Job {self.job_id} is queued in {info.queue or 'the queue'}{reason}",
+                        f"Job {self.job_id} is queued in {info.queue or self.job.queue}{reason}",
                         state="pending",
                         reason=info.reason,
                         position=info.position,
-                        estimated_start=info.estimated_start.isoformat()
-                        if info.estimated_start
-                        else None,
+                        estimated_start=self.job.estimated_start,
                     )
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"job {self.job_id} waited longer than the queue limit of "
+                    f"job {self.job_id} waited in the queue longer than the limit of "
                     f"{self.queue_timeout // 60} minutes and was cancelled"
                 )
             await asyncio.sleep(self.status_interval)
@@ -574,9 +562,7 @@ class JobSpawner(Spawner):
         while True:
             try:
                 data = json.loads(await transport.read_file(path))
-                if str(data.get("job_id")) in (self.job_id, "unknown") or self.job_id.startswith(
-                    str(data.get("job_id"))
-                ):
+                if _same_job(str(data.get("job_id", "")), self.job_id):
                     return str(data["host"]), int(data["port"])
             except FileNotFoundError:
                 pass
@@ -590,7 +576,7 @@ class JobSpawner(Spawner):
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"job {self.job_id} runs but its server did not start within "
-                    f"{self.startup_timeout} s; see {self.state_dir}/{JOB_LOG}"
+                    f"{self.startup_timeout} s; see {self.state_dir}/{JOB_LOG} on the cluster"
                 )
             await asyncio.sleep(0.25)
 
@@ -603,79 +589,111 @@ class JobSpawner(Spawner):
             return None
 
     async def _job_ended_error(self, transport: Transport, info: JobInfo) -> RuntimeError:
-        tail = await self._log_tail(transport)
+        """The error a spawn ends with when its job ended first, with the job's last words."""
+        outcome = await self._record_outcome(transport, info, "ended before its server started")
+        message = outcome.message
+        if outcome.log_tail:
+            message += " Last lines of its output:\n" + outcome.log_tail
+        return RuntimeError(message)
+
+    async def _record_outcome(self, transport: Transport, info: JobInfo, what: str) -> JobOutcome:
         why = info.raw_state or info.state.value
         if info.reason:
             why += f", {info.reason}"
         if info.exit_code is not None:
             why += f", exit code {info.exit_code}"
-        message = f"job {self.job_id} ended before its server started ({why})."
-        if tail:
-            message += " Last lines of its output:\n" + tail
-        self.job_state = info.state.value
-        return RuntimeError(message)
+        self.job.job_state = info.state.value
+        self.last_outcome = JobOutcome(
+            job_id=self.job_id,
+            state=info.state.value,
+            message=f"Job {self.job_id} {what} ({why}).",
+            ended_at=time.time(),
+            exit_code=info.exit_code,
+            log_tail=await self._log_tail(transport),
+        )
+        return self.last_outcome
 
-    async def _log_tail(self, transport: Transport, lines: int = 15) -> str:
+    async def _log_tail(self, transport: Transport, lines: int = 20) -> str:
         try:
             data = await transport.read_file(f"{self.state_dir}/{JOB_LOG}")
-        except (FileNotFoundError, TransportError):
+        except (FileNotFoundError, PermissionError, TransportError):
             return ""
         return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
-    async def _cancel_quietly(self, cluster: Cluster, transport: Transport) -> None:
+    async def _abandon_start(self, cluster: Cluster, transport: Transport, reason: str) -> None:
+        """Close what a failed start opened and cancel its job; keep it in state if we cannot."""
         if self._tunnel is not None:
             await self._tunnel.close()
             self._tunnel = None
         if not self.job_id:
             return
+        if self.last_outcome is None or self.last_outcome.job_id != self.job_id:
+            self.last_outcome = JobOutcome(
+                job_id=self.job_id, state="cancelled", message=reason, ended_at=time.time()
+            )
         try:
             await cluster.cancel(transport, [self.job_id])
             self.log.info("Cancelled job %s of %s", self.job_id, self._log_name)
         except (SchedulerError, TransportError) as exc:
-            # Kept in state: poll() and stop() will try again.
+            # Kept in state: stop() tries again, and poll() reports the job while it lives.
             self.log.error("Could not cancel job %s: %s", self.job_id, exc)
             self._save_state()
             return
-        self._forget_job()
+        self.job = JobRecord()
+        self._save_state()
 
     async def poll(self) -> int | None:
         if not self.job_id:
             return 0
+        if not self._progress.finished:
+            return None  # start() is in charge until it returns
         cluster = self._cluster()
         transport = cluster.transport_for(self.cluster_username)
         info = await self._job_info(cluster, transport)
         if info is None:
             return None  # a scheduler error is not a dead job
-        self.job_state = info.state.value
+        self.job.job_state = info.state.value
         if info.state.is_active:
-            if info.state is JobState.RUNNING and self.local_port and self._tunnel is None:
+            if not self.job.local_port:
+                # Submitted by a start that this hub process did not finish (the hub
+                # restarted meanwhile): report it stopped, so that stop() cancels it.
+                self.log.warning(
+                    "Job %s of %s was still starting when the hub restarted; cancelling it",
+                    self.job_id,
+                    self._log_name,
+                )
+                return 1
+            if info.state is JobState.RUNNING and self._tunnel is None:
                 await self._reopen_tunnel(transport)
             return None
-        if info.exit_code not in (None, 0):
-            return info.exit_code
-        return 0
+        await self._record_outcome(transport, info, "ended")
+        self.log.info("%s: %s", self._log_name, self.last_outcome.message)
+        return info.exit_code if info.exit_code not in (None, 0) else 0
 
     async def _reopen_tunnel(self, transport: Transport) -> None:
         """After a hub restart: the same forwards on the same ports, so proxy routes stay valid."""
         tunnel = Tunnel(transport)
         try:
-            if self.forward_hub_api and self.hub_forward_port:
+            if self.forward_hub_api and self.job.hub_forward_port:
                 api = urlsplit(self.hub.api_url)
                 await tunnel.open_hub_forward(
-                    api.hostname or "127.0.0.1", api.port or 80, listen_port=self.hub_forward_port
+                    api.hostname or "127.0.0.1",
+                    api.port or 80,
+                    listen_port=self.job.hub_forward_port,
                 )
-            self.local_port = await tunnel.open_notebook_forward(
-                self.node, self.remote_port, local_port=self.local_port
+            self.job.local_port = await tunnel.open_notebook_forward(
+                self.job.node, self.job.remote_port, local_port=self.job.local_port
             )
         except (TransportError, OSError) as exc:
             self.log.warning("Could not re-open the tunnel of %s yet: %s", self._log_name, exc)
             await tunnel.close()
             return
         self._tunnel = tunnel
+        self.log.info("Re-opened the tunnel of %s on port %d", self._log_name, self.job.local_port)
 
     async def get_url(self) -> str:
-        if self.local_port:
-            return f"http://127.0.0.1:{self.local_port}{self.server.base_url}"
+        if self.job.local_port:
+            return f"http://127.0.0.1:{self.job.local_port}{self.server.base_url}"
         return await super().get_url()
 
     async def stop(self, now: bool = False) -> None:
@@ -685,6 +703,26 @@ class JobSpawner(Spawner):
             await self._tunnel.close()
             self._tunnel = None
         if self.job_id:
+            # Raises if the scheduler cannot confirm: JupyterHub then keeps the server
+            # and its state, so the job is never forgotten while it may still run.
             await cluster.cancel(transport, [self.job_id])
             self.log.info("Cancelled job %s of %s", self.job_id, self._log_name)
-        self.clear_state()
+            if self.last_outcome is None or self.last_outcome.job_id != self.job_id:
+                self.last_outcome = JobOutcome(
+                    job_id=self.job_id,
+                    state="cancelled",
+                    message=f"Job {self.job_id} was stopped from the hub.",
+                    ended_at=time.time(),
+                )
+        self.job = JobRecord()
+
+
+def _same_job(written: str, ours: str) -> bool:
+    """Whether the id a job wrote (its scheduler's variable) names our job.
+
+    PBS ids may carry the server's name ('123.server') where the job sees only '123'.
+
+    >>> _same_job("123", "123.pbs.example.org"), _same_job("1234", "123"), _same_job("9", "9")
+    (True, False, True)
+    """
+    return written == ours or ours.split(".", 1)[0] == written
