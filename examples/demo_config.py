@@ -1,10 +1,13 @@
 """JupyterHub config for the local test cluster (scripts/testcluster): the demo and the e2e tests.
 
 Environment variables (all optional) let the tests run several hubs side by side:
-HUBDASH_SCHEDULER (slurm|pbs), HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR.
+HUBDASH_SCHEDULER (slurm|pbs), HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR,
+HUBDASH_SERVICE_PORT (the dashboard service's port, default 10101).
 """
 
 import os
+import sys
+from importlib.resources import files
 
 c = get_config()  # noqa: F821  (JupyterHub provides it)
 
@@ -52,3 +55,41 @@ c.JobSpawner.queues = {
         "engines_per_node": 8,
     },
 }
+
+# The form's live queue figures and start estimates (/hub/api/hubdash/*), and a check of
+# the JobSpawner settings above when the hub starts: a bad one stops it, naming the setting.
+from spawner.hubsetup import setup_hub  # noqa: E402
+
+setup_hub(c)
+
+# --- the dashboard (hubdash/, docs/dashboard.md) -----------------------------------------
+# A managed service at /services/hubdash/. It acts for the logged-in user with their OAuth
+# token (scopes below: read and stop their own servers), and with its own token for the
+# spawner's live state, the admin overview and the hub's metrics.
+c.JupyterHub.services = [
+    {
+        "name": "hubdash",
+        "command": [sys.executable, "-m", "hubdash", "--walltime-warning-minutes=15"],
+        "url": f"http://127.0.0.1:{os.environ.get('HUBDASH_SERVICE_PORT', '10101')}",
+        "oauth_client_allowed_scopes": ["read:servers!user", "delete:servers!user"],
+        "oauth_no_confirm": True,  # part of the hub: no "authorize this service?" page
+        "display": True,
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "hubdash-dashboard",
+        "scopes": [
+            "list:users",
+            "read:users:name",
+            "read:servers",
+            "admin:server_state",
+            "read:metrics",
+        ],
+        "services": ["hubdash"],
+    }
+]
+# Every user may open the dashboard (JupyterHub 5+ does not grant services by default).
+c.JupyterHub.extra_user_scopes = {"access:services!service=hubdash"}
+# The hub's "server starting" page sends the user on to the dashboard's live status page.
+c.JupyterHub.template_paths = [str(files("hubdash").joinpath("templates"))]

@@ -18,7 +18,9 @@ class JobRecord:
     job_state: str = ""  # a JobState value, as last seen
     queue: str = ""
     nodes: int = 0
-    engines: int = 0
+    engines: int = 0  # requested
+    engines_up: int = 0  # as the job's engines.json last said (spawner.engines)
+    engines_state: str = ""  # starting | running | failed | stopped
     walltime: str = ""  # H:MM:SS as requested
     reason: str = ""  # the scheduler's words for why it waits
     position: int | None = None

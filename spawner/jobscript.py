@@ -23,6 +23,8 @@ class JobScript:
     python: str  # the interpreter on the compute nodes that runs spawner.launcher
     command: list[str]  # the single-user server's argv
     prologue: tuple[str, ...] = ()  # admin-written shell lines (module load ...)
+    engines: int = 0  # IPython-parallel engines; 0 starts nothing of ipyparallel
+    engine_launcher: tuple[str, ...] = ()  # argv that starts them (see engineplan)
 
 
 def _environment() -> jinja2.Environment:
@@ -41,6 +43,8 @@ _TEMPLATE = _environment().get_template("job.sh.j2")
 
 def render_job_script(adapter: SchedulerAdapter, request: JobRequest, job: JobScript) -> str:
     """The complete job script for one server, ready to submit."""
+    if job.engines and not job.engine_launcher:
+        raise ValueError(f"{job.engines} engines were asked for but no engine launcher is set")
     return _TEMPLATE.render(
         directives=adapter.directives(request),
         job_id_variable=adapter.job_id_variable,
@@ -50,6 +54,9 @@ def render_job_script(adapter: SchedulerAdapter, request: JobRequest, job: JobSc
         python=job.python,
         command=job.command,
         prologue=job.prologue,
+        engines=job.engines,
+        # One argument in the script, split again by the launcher in the job.
+        engine_launcher=shlex.join(job.engine_launcher),
     )
 
 

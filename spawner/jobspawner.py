@@ -8,21 +8,45 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import re
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import sqlalchemy
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
 
 from . import formpage
 from .cluster import Cluster, shared_cluster
+from .credentials import auth_state_key_source
+from .engineplan import (
+    EngineLayout,
+    LauncherError,
+    launcher_command,
+    launcher_template,
+    plan_layout,
+)
+from .enginestatus import EngineStatus, read_engine_status, watch_engines
+from .extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, ExtraFields, parse_extra_settings
 from .jobrecord import JobOutcome, JobRecord
 from .jobscript import JobScript, render_job_script
 from .launcher import CONNECTION_FILE, ENV_FILE
+from .monitor import MonitorSettings
 from .options import (
     ConfigError,
     JobOptions,
@@ -34,8 +58,10 @@ from .options import (
 from .progress import ProgressLog
 from .schedulers import SCHEDULERS
 from .schedulers.base import JobInfo, JobRequest, JobState, SchedulerError
+from .throttle import shared_throttle
 from .transport import LocalTransport, SSHTransport, Transport, TransportError
 from .tunnel import Tunnel
+from .walltime import format_walltime
 
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 JOB_LOG = "job.log"
@@ -122,11 +148,125 @@ class JobSpawner(Spawner):
         below the login sshd's MaxSessions (OpenSSH default 10).""",
     ).tag(config=True)
 
+    ssh_max_concurrent_connects = Integer(
+        5,
+        help="""At most this many SSH connections being set up at once to the login node,
+        for all users together (the hub keeps one connection per user and reuses it).
+        sshd starts refusing unauthenticated connections beyond its MaxStartups (OpenSSH
+        default 10:30:100, i.e. from 10 on); keep this well below that, e.g. 5.""",
+    ).tag(config=True)
+
+    ssh_connects_per_second = Float(
+        10.0,
+        help="""At most this many new SSH connections a second to the login node, for all
+        users together, so a burst of spawns reaches sshd spread out, e.g. 10.""",
+    ).tag(config=True)
+
+    ssh_key_from_auth_state = Unicode(
+        "",
+        help="""Take each user's private SSH key from the authenticator's auth_state
+        instead of ssh_key_path: the name of the auth_state entry holding the key's
+        OpenSSH or PEM text, e.g. 'ssh_private_key'. Needs
+        Authenticator.enable_auth_state. The key stays in memory; it is never written
+        to disk. Empty: use ssh_key_path.""",
+    ).tag(config=True)
+
+    ssh_cert_from_auth_state = Unicode(
+        "",
+        help="""With ssh_key_from_auth_state: the auth_state entry holding the user's SSH
+        certificate (OpenSSH text), e.g. 'ssh_certificate', for sites that sign
+        short-lived certificates at login. Empty: a plain key.""",
+    ).tag(config=True)
+
+    @validate("ssh_max_concurrent_connects", "ssh_connects_per_second")
+    def _validate_connect_limits(self, proposal: dict) -> Any:
+        if proposal["value"] <= 0:
+            raise TraitError(
+                f"JobSpawner.{proposal['trait'].name} must be above 0, not {proposal['value']!r}"
+            )
+        return proposal["value"]
+
+    scheduler_bin_dir = Unicode(
+        "",
+        help="""Folder on the login node holding the scheduler's commands (sbatch, squeue,
+        qsub, qstat ...), e.g. '/opt/slurm/bin', for sites where they are not on the
+        login shell's PATH. Empty: found on PATH.""",
+    ).tag(config=True)
+
+    @validate("scheduler_bin_dir")
+    def _validate_scheduler_bin_dir(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if value and not re.match(r"^/[A-Za-z0-9_./+-]*$", value):
+            raise TraitError(
+                "JobSpawner.scheduler_bin_dir must be an absolute path of letters, digits "
+                f"and _ . / + - ; got {value!r}"
+            )
+        return value
+
     command_timeout = Float(
         30.0,
         help="""Seconds a scheduler command (sbatch, squeue, qstat ...) may take before it
         counts as failed.""",
     ).tag(config=True)
+
+    # --- the job monitor (one per cluster; see spawner/monitor.py) ---------------------------
+
+    monitor_interval = Float(
+        30.0,
+        help="""Seconds between the job monitor's status lookups of a job whose server is
+        up (or that waits in the queue, once its spawn is over), e.g. 30.""",
+    ).tag(config=True)
+
+    monitor_starting_interval = Float(
+        5.0,
+        help="""Seconds between status lookups of a job whose server is starting (queued
+        or booting). Its start itself is seen from the job's connection file, not from
+        the scheduler, e.g. 5.""",
+    ).tag(config=True)
+
+    monitor_detail_interval = Float(
+        60.0,
+        help="""Seconds between scans for the queue position of pending jobs, per queue.
+        On Slurm each scan reads every pending job of that partition (about 2 ms of
+        slurmctld time per 1,000 queued jobs). 0: never ask for positions.""",
+    ).tag(config=True)
+
+    monitor_unknown_grace = Float(
+        300.0,
+        help="""Seconds of failing status queries (scheduler busy, login node down) before
+        a job shows as 'unknown'. The job keeps its last known state all along: only a
+        definitive answer from the scheduler ends a server.""",
+    ).tag(config=True)
+
+    monitor_max_lookups_per_minute = Integer(
+        120,
+        help="""Status lookups a minute for all jobs of the cluster together (one lookup =
+        one job on Slurm, one user's jobs on PBS). With more jobs than that allows, each
+        job is looked up less often and the scheduler's load stays flat. On Slurm a
+        lookup costs slurmctld about 0.1 ms.""",
+    ).tag(config=True)
+
+    @validate(
+        "monitor_interval",
+        "monitor_starting_interval",
+        "monitor_unknown_grace",
+        "monitor_max_lookups_per_minute",
+    )
+    def _validate_monitor_positive(self, proposal: dict) -> Any:
+        if proposal["value"] <= 0:
+            raise TraitError(
+                f"JobSpawner.{proposal['trait'].name} must be above 0, not {proposal['value']!r}"
+            )
+        return proposal["value"]
+
+    @validate("monitor_detail_interval")
+    def _validate_monitor_detail_interval(self, proposal: dict) -> float:
+        if proposal["value"] < 0:
+            raise TraitError(
+                f"JobSpawner.monitor_detail_interval must be 0 (never) or more seconds, "
+                f"not {proposal['value']!r}"
+            )
+        return proposal["value"]
 
     # --- how the server reaches the hub --------------------------------------------------------
 
@@ -152,8 +292,70 @@ class JobSpawner(Spawner):
         'default_walltime': '0:30:00', 'max_nodes': 2, 'default_nodes': 1,
         'max_engines': 16, 'default_engines': 0, 'engines_per_node': 8,
         'users': [], 'groups': []}}. 'users'/'groups' restrict a queue to those users or
-        group members; both empty means everyone.""",
+        group members; both empty means everyone. With extra fields on (form_extras):
+        'max_memory'/'default_memory' per node ('256G', '4096M' or MB as a number),
+        'max_gpus'/'default_gpus' per node (queues without 'max_gpus' have none), and
+        'accounts', the accounts that may be charged in this queue.""",
     ).tag(config=True)
+
+    form_extras = List(
+        Unicode(),
+        help="""Extra fields the spawn form shows besides queue, walltime, nodes and engines:
+        any of 'account' (the project charged), 'memory' (per node) and 'gpus' (per node,
+        on queues with 'max_gpus'), e.g. ['account', 'memory']. Their limits live in the
+        queue table (JobSpawner.queues).""",
+    ).tag(config=True)
+
+    account_pattern = Unicode(
+        DEFAULT_ACCOUNT_PATTERN,
+        help="""With 'account' in form_extras and no account list for the user: the regular
+        expression a typed account must match in full, e.g. '[a-z]{3}[0-9]{4}'. Spaces,
+        quotes, $, `, ;, # and a leading '-' are refused whatever it says.""",
+    ).tag(config=True)
+
+    account_required = Bool(
+        False,
+        help="""With 'account' in form_extras: whether the user must name an account.
+        False: an empty account means the user's default account on the cluster.""",
+    ).tag(config=True)
+
+    accounts = Dict(
+        help="""With 'account' in form_extras: the accounts offered to each user, as a
+        choice instead of free text: {'alice': ['proj1', 'proj2'], '@physics': ['phys'],
+        '*': ['training']} ('@name' for a hub group, '*' for everyone; a user gets the
+        union). A queue's own 'accounts' narrows this further. Empty: free text checked
+        against account_pattern.""",
+    ).tag(config=True)
+
+    queue_info_ttl = Float(
+        30.0,
+        help="""Seconds the form's live queue figures (free nodes, pending jobs) and start
+        estimates are reused before the scheduler is asked again. Every user's form shares
+        the figures of one cluster; estimates are kept per user and choice.""",
+    ).tag(config=True)
+
+    @validate("queue_info_ttl")
+    def _validate_queue_info_ttl(self, proposal: dict) -> float:
+        if proposal["value"] < 1:
+            raise TraitError(
+                f"JobSpawner.queue_info_ttl is {proposal['value']!r}; use at least 1 second "
+                "so that page loads do not each query the scheduler"
+            )
+        return proposal["value"]
+
+    @validate("form_extras", "account_pattern", "accounts")
+    def _validate_extras(self, proposal: dict) -> Any:
+        settings = {
+            "form_extras": self.form_extras,
+            "account_pattern": self.account_pattern,
+            "accounts": self.accounts,
+            proposal["trait"].name: proposal["value"],
+        }
+        try:
+            parse_extra_settings(**settings)
+        except ExtraConfigError as exc:
+            raise TraitError(str(exc)) from None
+        return proposal["value"]
 
     remote_python = Unicode(
         "python3",
@@ -200,6 +402,38 @@ class JobSpawner(Spawner):
         help="""Seconds from the job starting to its server telling the hub where it listens.""",
     ).tag(config=True)
 
+    engine_launcher = Union(
+        [Unicode(), List(Unicode())],
+        help="""How a job starts its IPython-parallel engines across its nodes: 'srun' (Slurm,
+        and PBS on Slurm's wrappers), 'pbsdsh' (Torque), 'mpiexec' (Open MPI), or your own
+        command as a list, to which the engine's command is appended, e.g.
+        ['mpiexec', '-n', '{engines}', '-ppn', '{per_node}'] for MPICH or Intel MPI.
+        Placeholders: {engines} (total), {nodes} (nodes that run engines), {per_node}
+        (engines per node, at most the queue's engines_per_node), {python} (remote_python).
+        Default: 'srun' with scheduler 'slurm' or pbs_flavor 'slurm-torque', else 'pbsdsh'.
+        See docs/engines.md.""",
+    ).tag(config=True)
+
+    @default("engine_launcher")
+    def _default_engine_launcher(self) -> str:
+        on_slurm = self.scheduler == "slurm" or self.pbs_flavor == "slurm-torque"
+        return "srun" if on_slurm else "pbsdsh"
+
+    @validate("engine_launcher")
+    def _validate_engine_launcher(self, proposal: dict) -> Any:
+        try:
+            launcher_template(proposal["value"])
+        except LauncherError as exc:
+            raise TraitError(str(exc)) from None
+        return proposal["value"]
+
+    engines_timeout = Float(
+        120.0,
+        help="""Seconds a start waits for its parallel engines after the server runs. Then
+        the user gets the notebook anyway (engines that come later still join); the
+        progress page says how many were up.""",
+    ).tag(config=True)
+
     status_interval = Float(
         2.0,
         help="Seconds between status queries while a spawn waits for its job to start.",
@@ -209,7 +443,7 @@ class JobSpawner(Spawner):
     # its own limits (queue_timeout + startup_timeout) and cancels the job itself.
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
-        return self.queue_timeout + self.startup_timeout + 120
+        return self.queue_timeout + self.startup_timeout + int(self.engines_timeout) + 120
 
     # The hub's own PATH or virtualenv mean nothing on a compute node.
     @default("env_keep")
@@ -249,6 +483,11 @@ class JobSpawner(Spawner):
         self._progress = ProgressLog()
         self._tunnel: Tunnel | None = None
         self._queue_table: dict[str, QueueSpec] | None = None
+        # Jobs whose cancel the scheduler has not confirmed yet: kept through stop and
+        # clear_state (JupyterHub clears state even when stop() fails) and retried.
+        self.cancel_pending: list[str] = []
+        self._cancel_retry: asyncio.Task | None = None
+        self._extra_fields: ExtraFields | None = None
 
     @property
     def job_id(self) -> str:
@@ -258,6 +497,9 @@ class JobSpawner(Spawner):
         super().load_state(state)
         self.job = JobRecord.from_state(state.get("job") or {})
         self.last_outcome = JobOutcome.from_state(state.get("last_outcome"))
+        self.cancel_pending = [str(j) for j in state.get("cancel_pending", [])]
+        if self.cancel_pending:
+            self._schedule_cancel_retry()
 
     def get_state(self) -> dict:
         """Saved in the hub's database, and read live by the dashboard (admin:server_state)."""
@@ -270,6 +512,8 @@ class JobSpawner(Spawner):
             state["history"] = self._progress.history
         if self.last_outcome is not None:
             state["last_outcome"] = self.last_outcome.to_state()
+        if self.cancel_pending:
+            state["cancel_pending"] = list(self.cancel_pending)
         return state
 
     def clear_state(self) -> None:
@@ -279,9 +523,12 @@ class JobSpawner(Spawner):
 
     def _save_state(self) -> None:
         """Write state to the hub's database now: JupyterHub itself waits until start() returns."""
-        if self.orm_spawner is not None and self.db is not None:
+        if self.orm_spawner is None:
+            return
+        session = sqlalchemy.inspect(self.orm_spawner).session  # the hub's own session
+        if session is not None:
             self.orm_spawner.state = self.get_state()
-            self.db.commit()
+            session.commit()
 
     # --- names and places ----------------------------------------------------------------------
 
@@ -324,6 +571,7 @@ class JobSpawner(Spawner):
             self.transport,
             self.known_hosts,
             self.ssh_key_path,
+            self.scheduler_bin_dir,
         )
         options = {"flavor": self.pbs_flavor} if self.scheduler == "pbs" else {}
         return shared_cluster(
@@ -332,6 +580,14 @@ class JobSpawner(Spawner):
             self._make_transport,
             self.command_timeout,
             log=self.log,
+            command_dir=self.scheduler_bin_dir,
+            monitor_settings=MonitorSettings(
+                interval=self.monitor_interval,
+                starting_interval=self.monitor_starting_interval,
+                detail_interval=self.monitor_detail_interval,
+                unknown_grace=self.monitor_unknown_grace,
+                max_lookups_per_minute=self.monitor_max_lookups_per_minute,
+            ),
             **options,
         )
 
@@ -341,16 +597,34 @@ class JobSpawner(Spawner):
             return LocalTransport(prefix=prefix)
         if not self.login_host:
             raise ConfigError("JobSpawner.login_host is not set: name the cluster's login node")
-        certs = [self.ssh_cert_path.format(username=self.user.name)] if self.ssh_cert_path else []
+        if self.ssh_key_from_auth_state:
+            keys: dict[str, Any] = {
+                "key_source": auth_state_key_source(
+                    self.user, self.ssh_key_from_auth_state, self.ssh_cert_from_auth_state
+                )
+            }
+        else:
+            certs = (
+                [self.ssh_cert_path.format(username=self.user.name)] if self.ssh_cert_path else []
+            )
+            keys = {
+                "client_keys": [self.ssh_key_path.format(username=self.user.name)],
+                "client_certs": certs,
+            }
         return SSHTransport(
             host=self.login_host,
             port=self.login_port,
             username=username,
-            client_keys=[self.ssh_key_path.format(username=self.user.name)],
-            client_certs=certs,
             known_hosts=self.known_hosts,
             max_sessions=self.max_sessions,
+            connect_throttle=shared_throttle(
+                self.login_host,
+                self.login_port,
+                self.ssh_max_concurrent_connects,
+                self.ssh_connects_per_second,
+            ),
             log=self.log,
+            **keys,
         )
 
     # --- the form -------------------------------------------------------------------------
@@ -359,11 +633,18 @@ class JobSpawner(Spawner):
     def _default_options_form(self):
         return formpage.render_options_form
 
+    # JupyterHub runs this before start() for every way in (form, API, opt- URL): bad
+    # options end there as a 400 naming the option.
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return _check_user_options
+
     def options_from_form(self, formdata: dict) -> dict:
         return self._validated_user_options(formdata, remember_form=True)
 
     def options_from_query(self, query_data: dict) -> dict:
-        return self._validated_user_options(query_data)
+        # A refused opt- URL shows the form with its entries and errors, as a refused POST does.
+        return self._validated_user_options(query_data, remember_form=True)
 
     def _validated_user_options(self, data: dict, remember_form: bool = False) -> dict:
         try:
@@ -371,12 +652,31 @@ class JobSpawner(Spawner):
         except OptionsError as exc:
             if remember_form:
                 formpage.remember_failed_form(self.user.name, data, exc.errors)
-            raise web.HTTPError(400, f"Please correct the form: {exc}") from None
+            error = web.HTTPError(400, f"Please correct the form: {exc}".replace("%", "%%"))
+            # Shown above the form as it is (not as "HTTP 400: Bad Request (...)").
+            error.jupyterhub_message = f"The server was not started. Please correct the form: {exc}"
+            raise error from None
         return options.to_user_options()
 
     def _job_options(self, data: dict) -> JobOptions:
         groups = [group.name for group in getattr(self.user, "groups", [])]
-        return validate_options(data, self.queue_table, self.user.name, groups)
+        return validate_options(data, self.queue_table, self.user.name, groups, self.extra_fields)
+
+    @property
+    def extra_fields(self) -> ExtraFields:
+        if self._extra_fields is None:
+            self._extra_fields = parse_extra_settings(
+                self.form_extras, self.account_pattern, self.account_required, self.accounts
+            )
+        return self._extra_fields
+
+    def check_config(self) -> None:
+        """Read every form setting once; TraitError naming the setting if one cannot work."""
+        try:
+            self._queue_table, self._extra_fields = None, None
+            _ = self.queue_table, self.extra_fields
+        except (ConfigError, ExtraConfigError) as exc:
+            raise TraitError(str(exc)) from None
 
     # --- progress ---------------------------------------------------------------------------
 
@@ -394,11 +694,11 @@ class JobSpawner(Spawner):
         try:
             options = self._job_options(self.user_options or {})
         except OptionsError as exc:
-            raise web.HTTPError(400, f"Invalid options: {exc}") from None
+            raise web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%")) from None
         self._progress.reset()
         self.job = JobRecord()
         cluster = self._cluster()
-        transport = cluster.transport_for(self.cluster_username)
+        transport = cluster.transport_for(self.cluster_username, self._make_transport)
         try:
             return await self._start_job(cluster, transport, options)
         except BaseException as exc:
@@ -427,7 +727,7 @@ class JobSpawner(Spawner):
             f"{self.state_dir}/{ENV_FILE}", json.dumps(env).encode(), mode=0o600
         )
         request = self._job_request(options)
-        script = self._render_script(cluster, request)
+        script = self._render_script(cluster, request, options)
         script_path = f"{self.state_dir}/{JOB_SCRIPT}"
         await transport.write_file(script_path, script.encode(), mode=0o700)
         job_id = await cluster.submit(transport, script_path, request)
@@ -477,6 +777,8 @@ class JobSpawner(Spawner):
             node=host,
             port=port,
         )
+        if self.job.engines:
+            await self._wait_for_engines(transport)
         self.job.local_port = await tunnel.open_notebook_forward(host, port)
         self._save_state()
         await self._emit(
@@ -504,11 +806,17 @@ class JobSpawner(Spawner):
             queue=options.queue,
             walltime_seconds=options.walltime_seconds,
             nodes=options.nodes,
-            tasks_per_node=1,
+            # One task per engine on a node, so that srun/pbsdsh find slots for them all.
+            tasks_per_node=self._engine_layout(options).per_node or 1,
             output_path=f"{self.state_dir}/{JOB_LOG}",
+            account=options.account,
+            memory_mb=options.memory_mb,
+            gpus=options.gpus,
         )
 
-    def _render_script(self, cluster: Cluster, request: JobRequest) -> str:
+    def _render_script(self, cluster: Cluster, request: JobRequest, options: JobOptions) -> str:
+        layout = self._engine_layout(options)
+        launcher = launcher_template(self.engine_launcher) if layout.engines else ()
         job = JobScript(
             username=self.user.name,
             server_name=self.name,
@@ -516,8 +824,51 @@ class JobSpawner(Spawner):
             python=self.remote_python,
             command=[*self.cmd, *self.get_args()],
             prologue=tuple(self.job_prologue),
+            engines=layout.engines,
+            engine_launcher=tuple(launcher_command(launcher, layout, self.remote_python)),
         )
         return render_job_script(cluster.adapter, request, job)
+
+    def job_script(self, user_options: dict | None = None) -> str:
+        """The exact job script start() submits for these options (default: this spawner's
+        user_options), after the same validation. Touches no cluster: `python -m
+        spawner.render` shows it to admins."""
+        data = (self.user_options or {}) if user_options is None else user_options
+        options = self._job_options(data)
+        return self._render_script(self._cluster(), self._job_request(options), options)
+
+    def _engine_layout(self, options: JobOptions) -> EngineLayout:
+        per_node = self.queue_table[options.queue].engines_per_node
+        return plan_layout(options.engines, options.nodes, per_node)
+
+    async def _wait_for_engines(self, transport: Transport) -> None:
+        """Report the engines as they register, until all are up or engines_timeout passes."""
+        status = None
+        async for status in watch_engines(
+            transport, self.state_dir, self.job_id, self.engines_timeout, self.status_interval / 2
+        ):
+            self._note_engines(status)
+            await self._emit("engines", status.text(), state="running", **status.details())
+        if status is None or not status.settled:
+            up = status.up if status else 0
+            await self._emit(
+                "engines",
+                f"{up} of {self.job.engines} parallel engines up after "
+                f"{self.engines_timeout:.0f} s; opening the notebook, the others may still join",
+                state="running",
+                engines_up=up,
+                engines_requested=self.job.engines,
+                engines_state=status.state if status else "starting",
+            )
+
+    def _note_engines(self, status: EngineStatus) -> None:
+        self.job.engines_up, self.job.engines_state = status.up, status.state
+
+    async def _refresh_engines(self, transport: Transport) -> None:
+        """The engine count for the dashboard (get_state), read again while the job runs."""
+        status = await read_engine_status(transport, self.state_dir, self.job_id)
+        if status is not None:
+            self._note_engines(status)
 
     async def _wait_until_running(self, cluster: Cluster, transport: Transport) -> JobInfo:
         deadline = time.monotonic() + self.queue_timeout
@@ -547,9 +898,9 @@ class JobSpawner(Spawner):
                         estimated_start=self.job.estimated_start,
                     )
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {self.job_id} waited in the queue longer than the limit of "
-                    f"{self.queue_timeout // 60} minutes and was cancelled"
+                raise SpawnError(
+                    f"Job {self.job_id} waited in the queue longer than the limit of "
+                    f"{format_walltime(self.queue_timeout)} (H:MM:SS) and was cancelled."
                 )
             await asyncio.sleep(self.status_interval)
 
@@ -574,9 +925,10 @@ class JobSpawner(Spawner):
                 if info is not None and info.state.is_finished:
                     raise await self._job_ended_error(transport, info)
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {self.job_id} runs but its server did not start within "
-                    f"{self.startup_timeout} s; see {self.state_dir}/{JOB_LOG} on the cluster"
+                raise SpawnError(
+                    f"Job {self.job_id} runs, but its server did not start within "
+                    f"{self.startup_timeout} s and the job was cancelled.",
+                    await self._log_tail(transport),
                 )
             await asyncio.sleep(0.25)
 
@@ -588,15 +940,14 @@ class JobSpawner(Spawner):
             self.log.warning("Status of job %s unknown for now: %s", self.job_id, exc)
             return None
 
-    async def _job_ended_error(self, transport: Transport, info: JobInfo) -> RuntimeError:
+    async def _job_ended_error(self, transport: Transport, info: JobInfo) -> SpawnError:
         """The error a spawn ends with when its job ended first, with the job's last words."""
         outcome = await self._record_outcome(transport, info, "ended before its server started")
-        message = outcome.message
-        if outcome.log_tail:
-            message += " Last lines of its output:\n" + outcome.log_tail
-        return RuntimeError(message)
+        return SpawnError(outcome.message, outcome.log_tail)
 
     async def _record_outcome(self, transport: Transport, info: JobInfo, what: str) -> JobOutcome:
+        if info.exit_code is None and info.state.is_finished:
+            info.exit_code = await self._cluster().exit_code(transport, self.job_id)
         why = info.raw_state or info.state.value
         if info.reason:
             why += f", {info.reason}"
@@ -631,16 +982,44 @@ class JobSpawner(Spawner):
             self.last_outcome = JobOutcome(
                 job_id=self.job_id, state="cancelled", message=reason, ended_at=time.time()
             )
-        try:
-            await cluster.cancel(transport, [self.job_id])
-            self.log.info("Cancelled job %s of %s", self.job_id, self._log_name)
-        except (SchedulerError, TransportError) as exc:
-            # Kept in state: stop() tries again, and poll() reports the job while it lives.
-            self.log.error("Could not cancel job %s: %s", self.job_id, exc)
-            self._save_state()
-            return
+        await self._cancel_or_remember(cluster, transport, self.job_id)
         self.job = JobRecord()
         self._save_state()
+
+    async def _cancel_or_remember(
+        self, cluster: Cluster, transport: Transport, job_id: str
+    ) -> None:
+        """Cancel a job; if the scheduler cannot confirm it, keep retrying in the background."""
+        try:
+            await cluster.cancel(transport, [job_id])
+            self.log.info("Cancelled job %s of %s", job_id, self._log_name)
+        except (SchedulerError, TransportError) as exc:
+            self.log.error("Could not cancel job %s yet, will retry: %s", job_id, exc)
+            if job_id not in self.cancel_pending:
+                self.cancel_pending.append(job_id)
+            self._schedule_cancel_retry()
+
+    def _schedule_cancel_retry(self) -> None:
+        if self._cancel_retry is None or self._cancel_retry.done():
+            self._cancel_retry = asyncio.ensure_future(self._retry_cancels())
+
+    async def _retry_cancels(self, first_delay: float = 5, max_delay: float = 120) -> None:
+        """Cancel every remembered job until the scheduler confirms each (no job is orphaned)."""
+        delay = first_delay
+        while self.cancel_pending:
+            await asyncio.sleep(delay)
+            cluster = self._cluster()
+            transport = cluster.transport_for(self.cluster_username, self._make_transport)
+            for job_id in list(self.cancel_pending):
+                try:
+                    await cluster.cancel(transport, [job_id])
+                except (SchedulerError, TransportError) as exc:
+                    self.log.warning("Job %s still not cancelled: %s", job_id, exc)
+                    continue
+                self.log.info("Cancelled job %s of %s on retry", job_id, self._log_name)
+                self.cancel_pending.remove(job_id)
+                self._save_state()
+            delay = min(delay * 2, max_delay)
 
     async def poll(self) -> int | None:
         if not self.job_id:
@@ -648,7 +1027,7 @@ class JobSpawner(Spawner):
         if not self._progress.finished:
             return None  # start() is in charge until it returns
         cluster = self._cluster()
-        transport = cluster.transport_for(self.cluster_username)
+        transport = cluster.transport_for(self.cluster_username, self._make_transport)
         info = await self._job_info(cluster, transport)
         if info is None:
             return None  # a scheduler error is not a dead job
@@ -656,18 +1035,33 @@ class JobSpawner(Spawner):
         if info.state.is_active:
             if not self.job.local_port:
                 # Submitted by a start that this hub process did not finish (the hub
-                # restarted meanwhile): report it stopped, so that stop() cancels it.
+                # restarted meanwhile). JupyterHub does not call stop() for a server
+                # poll() reports ended, so the job is cancelled here.
                 self.log.warning(
                     "Job %s of %s was still starting when the hub restarted; cancelling it",
                     self.job_id,
                     self._log_name,
                 )
+                await self._cancel_or_remember(cluster, transport, self.job_id)
+                self.last_outcome = JobOutcome(
+                    job_id=self.job_id,
+                    state="cancelled",
+                    message=f"Job {self.job_id} was cancelled: the hub restarted while it "
+                    "was starting. Please start the server again.",
+                    ended_at=time.time(),
+                )
+                self.job = JobRecord()
                 return 1
             if info.state is JobState.RUNNING and self._tunnel is None:
                 await self._reopen_tunnel(transport)
+            if info.state is JobState.RUNNING and self.job.engines:
+                await self._refresh_engines(transport)
             return None
         await self._record_outcome(transport, info, "ended")
         self.log.info("%s: %s", self._log_name, self.last_outcome.message)
+        if self._tunnel is not None:  # JupyterHub calls no stop() for an ended server
+            await self._tunnel.close()
+            self._tunnel = None
         return info.exit_code if info.exit_code not in (None, 0) else 0
 
     async def _reopen_tunnel(self, transport: Transport) -> None:
@@ -698,15 +1092,14 @@ class JobSpawner(Spawner):
 
     async def stop(self, now: bool = False) -> None:
         cluster = self._cluster()
-        transport = cluster.transport_for(self.cluster_username)
+        transport = cluster.transport_for(self.cluster_username, self._make_transport)
         if self._tunnel is not None:
             await self._tunnel.close()
             self._tunnel = None
         if self.job_id:
-            # Raises if the scheduler cannot confirm: JupyterHub then keeps the server
-            # and its state, so the job is never forgotten while it may still run.
-            await cluster.cancel(transport, [self.job_id])
-            self.log.info("Cancelled job %s of %s", self.job_id, self._log_name)
+            # JupyterHub forgets the server even when stop() fails, so a cancel the
+            # scheduler does not confirm is remembered and retried, never dropped.
+            await self._cancel_or_remember(cluster, transport, self.job_id)
             if self.last_outcome is None or self.last_outcome.job_id != self.job_id:
                 self.last_outcome = JobOutcome(
                     job_id=self.job_id,
@@ -715,6 +1108,30 @@ class JobSpawner(Spawner):
                     ended_at=time.time(),
                 )
         self.job = JobRecord()
+
+
+def _check_user_options(spawner: JobSpawner, user_options: dict) -> None:
+    try:
+        spawner._job_options(user_options or {})
+    except OptionsError as exc:
+        raise web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%")) from None
+
+
+class SpawnError(web.HTTPError):
+    """A start that failed for a reason the user should read, with the job's last output.
+
+    JupyterHub shows `jupyterhub_message` / `jupyterhub_html_message` on the spawn page and
+    in the progress stream; the REST API answers with the message.
+    """
+
+    def __init__(self, message: str, log_tail: str = ""):
+        text = message + (f" Last lines of its output:\n{log_tail}" if log_tail else "")
+        super().__init__(500, text.replace("%", "%%"))
+        self.jupyterhub_message = text
+        html_tail = f"<pre>{html.escape(log_tail)}</pre>" if log_tail else ""
+        self.jupyterhub_html_message = f"<p>{html.escape(message)}</p>" + (
+            f"<p>Last lines of its output:</p>{html_tail}" if log_tail else ""
+        )
 
 
 def _same_job(written: str, ours: str) -> bool:

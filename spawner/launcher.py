@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -45,10 +46,45 @@ def server_environment(hub_env: dict[str, str], port: int) -> dict[str, str]:
     return env
 
 
+def start_engines(state_dir: Path, args: argparse.Namespace, hub_env: dict[str, str]) -> dict:
+    """Start the engines' watcher beside the server; returns the server's extra variables.
+
+    The server starts even when the engines cannot: the status file tells the hub why.
+    """
+    from . import engines  # only jobs with engines pay for it
+
+    try:
+        extra = engines.prepare(state_dir, args.job_id, args.engines, hub_env)
+        launcher = shlex.split(args.engine_launcher)
+        if not launcher:
+            raise ValueError("no engine launcher was given")
+        # The watcher gets the job's own environment, not the hub's token.
+        engines.start_watcher(
+            state_dir,
+            args.job_id,
+            args.engines,
+            launcher,
+            engines.controller_address(hub_env),
+            {**os.environ, **extra},
+        )
+    except (OSError, ValueError) as exc:
+        print(f"hubdash: the parallel engines cannot start: {exc}", file=sys.stderr, flush=True)
+        try:
+            engines.write_status(state_dir, args.job_id, args.engines, 0, "failed", str(exc))
+        except OSError:
+            pass
+        return {}
+    return extra
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spawner.launcher")
     parser.add_argument("--state-dir", required=True, help="the server's folder, from $HOME")
     parser.add_argument("--job-id", default="unknown")
+    parser.add_argument("--engines", type=int, default=0, help="IPython-parallel engines to start")
+    parser.add_argument(
+        "--engine-launcher", default="", help="shell-quoted command that starts the engines"
+    )
     parser.add_argument("command", nargs="+", help="the single-user server's command")
     args = parser.parse_args(argv)
 
@@ -61,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     port = free_port()
     env = server_environment(hub_env, port)
+    if args.engines > 0:
+        env.update(start_engines(state_dir, args, hub_env))
     host = socket.gethostname()
     write_private_json(
         state_dir / CONNECTION_FILE,

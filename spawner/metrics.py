@@ -28,3 +28,9 @@ TRACKED_JOBS = Gauge(
     "Jobs the hub follows, by state",
     ["cluster", "state"],
 )
+QUEUE_INFO_ANSWERS = Counter(
+    "hubdash_queue_info_answers",
+    "Answers the spawn form got about queues and start estimates: from the cache, freshly "
+    "fetched, or unavailable (the scheduler or the connection failed)",
+    ["cluster", "kind", "source"],
+)

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from wtforms import Form, IntegerField, SelectField, StringField
 from wtforms.validators import InputRequired, NumberRange
 
+from .extras import (
+    ExtraConfigError,
+    ExtraError,
+    ExtraFields,
+    check_account_name,
+    check_gpus,
+    check_memory,
+    format_memory,
+    parse_memory,
+)
 from .walltime import WalltimeError, format_walltime, parse_walltime
 
 # Names that reach a job-script directive: the scheduler's own alphabet, nothing a shell reads.
@@ -30,6 +40,12 @@ QUEUE_KEYS = {
     "engines_per_node": int,
     "users": list,
     "groups": list,
+    # Read only when the admin switches the matching extra field on (JobSpawner.form_extras).
+    "max_memory": "memory",
+    "default_memory": "memory",
+    "max_gpus": int,
+    "default_gpus": int,
+    "accounts": list,
 }
 
 
@@ -60,6 +76,11 @@ class QueueSpec:
     engines_per_node: int = 8
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+    max_memory_mb: int | None = None  # per node; None: no limit of ours
+    default_memory_mb: int | None = None
+    max_gpus: int = 0  # per node; 0: the queue has none
+    default_gpus: int = 0
+    accounts: tuple[str, ...] = ()  # empty: whatever JobSpawner.accounts allows
 
     def allows(self, username: str, groups: Iterable[str]) -> bool:
         """Whether a user may submit here: open queues have neither users nor groups set."""
@@ -75,6 +96,10 @@ class QueueSpec:
         ]
         if self.max_engines:
             parts.append(f"up to {self.max_engines} engines, {self.engines_per_node} per node")
+        if self.max_memory_mb:
+            parts.append(f"up to {format_memory(self.max_memory_mb)} of memory per node")
+        if self.max_gpus:
+            parts.append(f"up to {self.max_gpus} GPU(s) per node")
         return ", ".join(parts)
 
 
@@ -117,6 +142,17 @@ def parse_queue_table(
                 value = tuple(str(v) for v in value)
             if kind is str and not isinstance(value, str):
                 raise ConfigError(f"{where}['{key}'] must be text, not {value!r}")
+            if kind == "memory":
+                try:
+                    value = parse_memory(value)
+                except ExtraError as exc:
+                    raise ConfigError(f"{where}['{key}']: {exc}") from None
+                key = f"{key}_mb"
+            if key == "accounts":
+                try:
+                    value = tuple(check_account_name(v, f"{where}['accounts']") for v in value)
+                except ExtraConfigError as exc:
+                    raise ConfigError(str(exc)) from None
             if key.endswith("walltime"):
                 try:
                     value = parse_walltime(value)
@@ -139,6 +175,10 @@ def _check_queue_consistency(q: QueueSpec, where: str) -> None:
         raise ConfigError(f"{where}: engines_per_node must be at least 1")
     if not 0 <= q.default_engines <= q.max_engines:
         raise ConfigError(f"{where}: default_engines must be between 0 and max_engines")
+    if not 0 <= q.default_gpus <= q.max_gpus:
+        raise ConfigError(f"{where}: default_gpus must be between 0 and max_gpus")
+    if q.default_memory_mb and q.max_memory_mb and q.default_memory_mb > q.max_memory_mb:
+        raise ConfigError(f"{where}: default_memory is larger than max_memory")
 
 
 @dataclass(frozen=True)
@@ -149,14 +189,24 @@ class JobOptions:
     walltime_seconds: int
     nodes: int = 1
     engines: int = 0
-    extras: dict[str, str] = field(default_factory=dict)
+    account: str = ""  # empty: the user's default account
+    memory_mb: int | None = None  # per node; None: the scheduler's default
+    gpus: int | None = None  # per node
 
     def to_user_options(self) -> dict[str, Any]:
-        """The normalised form stored as the spawner's user_options (JSON-safe)."""
+        """The normalised form stored as the spawner's user_options (JSON-safe).
+
+        Valid input for validate_options again: the form is pre-filled from it, and
+        start() checks it once more.
+        """
         data = asdict(self)
         data["walltime"] = format_walltime(data.pop("walltime_seconds"))
-        if not data["extras"]:
-            data.pop("extras")
+        memory = data.pop("memory_mb")
+        if memory is not None:
+            data["memory"] = format_memory(memory)
+        for key in ("account", "gpus"):
+            if not data[key]:
+                data.pop(key)
         return data
 
 
@@ -183,16 +233,33 @@ class _FormData(dict):
 
 FIELDS = ("queue", "walltime", "nodes", "engines")
 
+# The extra fields as wtforms sees them; their rules live in extras.py.
+_EXTRA_FIELDS = {
+    "account": lambda: StringField("Account", default=""),
+    "memory": lambda: StringField("Memory per node", default=""),
+    "gpus": lambda: StringField("GPUs per node", default=""),
+}
+
 
 def build_form(
     queues: Mapping[str, QueueSpec],
     data: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    extras: ExtraFields | None = None,
 ) -> SpawnForm:
     """A SpawnForm over the given queues, filled from submitted data or from defaults."""
-    form = SpawnForm(formdata=_FormData(data) if data is not None else None, data=defaults)
+    form_class = SpawnForm
+    if extras is not None and extras.enabled:
+        fields = {name: _EXTRA_FIELDS[name]() for name in extras.enabled}
+        form_class = type("SpawnFormWithExtras", (SpawnForm,), fields)
+    form = form_class(formdata=_FormData(data) if data is not None else None, data=defaults)
     form.queue.choices = [(q.name, q.name) for q in queues.values()]
     return form
+
+
+def known_fields(extras: ExtraFields | None = None) -> tuple[str, ...]:
+    """The option names a spawn may carry with these extras switched on."""
+    return FIELDS + (extras.enabled if extras is not None else ())
 
 
 def validate_options(
@@ -200,18 +267,21 @@ def validate_options(
     queues: Mapping[str, QueueSpec],
     username: str,
     groups: Iterable[str] = (),
+    extras: ExtraFields | None = None,
 ) -> JobOptions:
     """The one gate for every way in: form, REST API and `opt-` URL.
 
     `data` maps field names to a value or a list of values. Raises OptionsError
     naming each bad field; unknown fields are refused so typos do not pass silently.
     """
-    unknown = sorted(set(data) - set(FIELDS) - {"_xsrf"})
+    groups = list(groups)
+    fields = known_fields(extras)
+    unknown = sorted(set(data) - set(fields) - {"_xsrf"})
     errors: dict[str, str] = {}
     if unknown:
         errors[unknown[0]] = (
             f"unknown option(s) {', '.join(repr(u)[:40] for u in unknown)}; "
-            f"known options: {', '.join(FIELDS)}"
+            f"known options: {', '.join(fields)}"
         )
     visible = allowed_queues(queues, username, groups)
     filled = dict(data)
@@ -235,7 +305,11 @@ def validate_options(
         filled.setdefault("walltime", format_walltime(basis.default_walltime))
         filled.setdefault("nodes", basis.default_nodes)
         filled.setdefault("engines", basis.default_engines)
-    form = build_form(queues, filled)
+        if basis.default_memory_mb:
+            filled.setdefault("memory", format_memory(basis.default_memory_mb))
+        if basis.default_gpus:
+            filled.setdefault("gpus", str(basis.default_gpus))
+    form = build_form(queues, filled, extras=extras)
     form.validate()
     for name in FIELDS:
         if form[name].errors and name not in errors:
@@ -271,6 +345,7 @@ def validate_options(
                     f"{engines} engines need {needed} nodes at {queue.engines_per_node} "
                     f"per node; you asked for {nodes}"
                 )
+    chosen = _check_extras(form, filled, queue, queues, username, groups, extras, errors)
     if errors:
         raise OptionsError(errors)
     assert queue is not None and walltime is not None
@@ -279,7 +354,43 @@ def validate_options(
         walltime_seconds=walltime,
         nodes=form.nodes.data,
         engines=form.engines.data or 0,
+        **chosen,
     )
+
+
+def _check_extras(
+    form: SpawnForm,
+    data: Mapping[str, Any],
+    queue: QueueSpec | None,
+    queues: Mapping[str, QueueSpec],
+    username: str,
+    groups: list[str],
+    extras: ExtraFields | None,
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    """The enabled extras' values for JobOptions; their errors go into `errors`."""
+    chosen: dict[str, Any] = {}
+    if extras is None or queue is None or "queue" in errors:
+        return chosen
+    checks = {
+        "account": lambda value: extras.check_account(
+            str(value or ""),
+            queue.name,
+            extras.allowed_accounts(queue.accounts, username, groups),
+        ),
+        "memory_mb": lambda value: check_memory(value, queue.name, queue.max_memory_mb),
+        "gpus": lambda value: check_gpus(
+            value, queue.name, queue.max_gpus, [q.name for q in queues.values() if q.max_gpus]
+        ),
+    }
+    for name, key in (("account", "account"), ("memory", "memory_mb"), ("gpus", "gpus")):
+        if name not in extras or name in errors:
+            continue
+        try:
+            chosen[key] = checks[key](_first(data.get(name)))
+        except ExtraError as exc:
+            errors[name] = str(exc)
+    return chosen
 
 
 def allowed_queues(

@@ -1,32 +1,36 @@
-"""Transports: run commands, move files and open port forwards as the user, over one SSH
-connection (SSHTransport) or on this machine (LocalTransport). Never makes shell text from input.
+"""The transport contract: run commands, move files and open port forwards as one user.
+
+Interface and shared pieces only; SSHTransport lives in ssh.py, LocalTransport in local.py.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
-import errno
 import logging
-import os
-import posixpath
 import shlex
-import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import asyncssh
+from typing import TYPE_CHECKING, Any
 
 from .relay import RelayListener
 
-T = TypeVar("T")
-_log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # re-exported below, loaded on first use (ssh.py and local.py import this)
+    from .local import LocalTransport
+    from .ssh import SSHTransport
 
-BACKOFF_START = 0.5  # seconds before the second connection attempt; doubles each time
-BACKOFF_MAX = 10.0
-SESSION_OPEN_ATTEMPTS = 6  # a refused session ran nothing: safe to ask again (0.05 s doubling)
+__all__ = [
+    "CommandResult",
+    "Forward",
+    "HostKeyError",
+    "LocalTransport",
+    "SSHTransport",
+    "Transport",
+    "TransportError",
+    "command_line",
+]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,7 +90,7 @@ class Forward:
         return f"<{type(self).__name__} {self.listen_host}:{self.listen_port} {state}>"
 
 
-class _ListenerForward(Forward):
+class ListenerForward(Forward):
     """Our own local listener; it outlives SSH reconnects, so its port never changes."""
 
     def __init__(
@@ -132,6 +136,17 @@ class Transport(abc.ABC):
     async def remove(self, path: str) -> None:
         """Remove a file; a missing file is fine."""
 
+    async def exists(self, path: str) -> bool:
+        """Whether `path` exists; cheap enough to ask every second (watching for a file).
+
+        This default reads the file; transports with a cheaper way override it.
+        """
+        try:
+            await self.read_file(path)
+        except FileNotFoundError:
+            return False
+        return True
+
     @abc.abstractmethod
     async def open_local_forward(
         self,
@@ -153,714 +168,24 @@ class Transport(abc.ABC):
     async def close(self) -> None: ...
 
 
-def _timeout_error(where: str, timeout: float, command: str) -> TransportError:
+def timeout_error(where: str, timeout: float, command: str) -> TransportError:
     return TransportError(f"A command {where} timed out after {timeout:g} s: {command}")
 
 
-# ---------------------------------------------------------------------------------------------
-# Over SSH
-
-
-class _RemoteForward(Forward):
-    """A listener on the login node; re-requested on the same port after a reconnect."""
-
-    def __init__(
-        self, listen_host: str, dest: tuple[str, int], forget: Callable[[Forward], None]
-    ) -> None:
-        super().__init__(listen_host, 0)
-        self.dest, self._forget = dest, forget
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._listener: asyncssh.SSHListener | None = None
-
-    async def _open_on(self, conn: asyncssh.SSHClientConnection) -> None:
-        self._listener = await conn.forward_remote_port(
-            self.listen_host, self.listen_port, *self.dest
-        )
-        self._conn, self.listen_port = conn, self._listener.get_port()
-
-    @property
-    def is_open(self) -> bool:
-        return not self._closed and self._conn is not None and not self._conn.is_closed()
-
-    async def close(self) -> None:
-        self._closed = True
-        self._forget(self)
-        if self._listener is not None:
-            self._listener.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._listener.wait_closed(), 5)
-
-
-class _HostKeyRecorder(asyncssh.SSHClient):
-    """Remembers the key the server offered when known_hosts did not vouch for it."""
-
-    offered: asyncssh.SSHKey | None = None
-
-    def validate_host_public_key(
-        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-    ) -> bool:
-        self.offered = key
-        return False
-
-    def validate_host_ca_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        self.offered = key
-        return False
-
-
-class SSHTransport(Transport):
-    """One long-lived SSH connection to a login node, shared by commands, SFTP and forwards.
-
-    It is opened on first use; when it drops, the next use reconnects (BACKOFF_START doubling
-    to BACKOFF_MAX between `connect_attempts` tries), and while forwards exist a watchdog
-    reconnects on its own and re-opens them on the same ports. At most `max_sessions`
-    sessions (commands, SFTP) are open at once: OpenSSH's MaxSessions defaults to 10 per
-    connection and refuses the rest. Forwarded TCP channels are not sessions and not counted.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int = 22,
-        *,
-        username: str,
-        client_keys: Sequence[str],
-        client_certs: Sequence[str] = (),
-        known_hosts: str,
-        connect_timeout: float = 10,
-        keepalive_interval: float = 15,
-        keepalive_count_max: int = 3,
-        max_sessions: int = 8,
-        connect_attempts: int = 4,
-        pty_first: bool = True,
-        log: logging.Logger | None = None,
-    ) -> None:
-        if not known_hosts:
-            raise ValueError("known_hosts must name a file: host keys are always verified")
-        if not client_keys:
-            raise ValueError("client_keys must name at least one private key file")
-        if max_sessions < 1 or connect_attempts < 1:
-            raise ValueError("max_sessions and connect_attempts must be at least 1")
-        self.host, self.port, self.username = host, port, username
-        self.client_keys, self.client_certs = list(client_keys), list(client_certs)
-        self.known_hosts = known_hosts
-        self.connect_timeout, self.connect_attempts = connect_timeout, connect_attempts
-        self.keepalive_interval, self.keepalive_count_max = keepalive_interval, keepalive_count_max
-        self.max_sessions, self.pty_first = max_sessions, pty_first
-        self.log = log or _log
-        self._sessions = asyncio.Semaphore(max_sessions)
-        self._connect_lock = asyncio.Lock()
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._ever_connected = False
-        self._closed = False
-        self._forwards: set[Forward] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def connected(self) -> bool:
-        return self._conn is not None and not self._conn.is_closed()
-
-    def __repr__(self) -> str:
-        return f"<SSHTransport {self.username}@{self.host}:{self.port}>"
-
-    # -- connection ------------------------------------------------------------------------
-
-    def _load_credentials(self) -> tuple[asyncssh.SSHKnownHosts, list[asyncssh.SSHKeyPair]]:
-        """Read known_hosts and keys afresh (runs in a thread), naming any file that fails."""
-        files = [("known_hosts file", self.known_hosts)]
-        files += [("SSH private key", p) for p in self.client_keys]
-        files += [("SSH certificate", p) for p in self.client_certs]
-        for what, path in files:
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as exc:
-                raise TransportError(
-                    f"Cannot read the {what} {path} for {self.host}: {exc.strerror}."
-                ) from None
-        try:
-            known = asyncssh.read_known_hosts(self.known_hosts)
-        except (OSError, ValueError) as exc:
-            raise TransportError(
-                f"The known_hosts file {self.known_hosts} cannot be parsed: {exc}."
-            ) from None
-        keys = []
-        for path in self.client_keys:
-            try:
-                keys.append(asyncssh.read_private_key(path))
-            except (OSError, ValueError) as exc:  # KeyImportError is a ValueError
-                raise TransportError(
-                    f"The SSH private key {path} cannot be loaded: {exc}. It must be an "
-                    "unencrypted OpenSSH or PEM private key."
-                ) from None
-        try:
-            return known, asyncssh.load_keypairs(keys, certlist=self.client_certs)
-        except (OSError, ValueError) as exc:
-            raise TransportError(
-                f"The SSH certificates {', '.join(self.client_certs)} cannot be loaded: {exc}."
-            ) from None
-
-    def _host_key_error(
-        self, known: asyncssh.SSHKnownHosts, offered: asyncssh.SSHKey | None
-    ) -> HostKeyError:
-        where = f"{self.host} port {self.port}"
-        fingerprint = offered.get_fingerprint("sha256") if offered else "(not available)"
-        algorithm = offered.get_algorithm() if offered else "unknown"
-        recorded = known.match(self.host, "", self.port if self.port != 22 else None)[0]
-        if recorded:
-            message = (
-                f"The SSH host key of {where} has changed: the server offered {algorithm} "
-                f"key {fingerprint}, which is not the key recorded in {self.known_hosts}. "
-                "This can be an attack; if the login node's key was replaced on purpose, "
-                "update its entry in that file."
-            )
-        else:
-            message = (
-                f"The SSH host key of {where} is not in {self.known_hosts}: the server "
-                f"offered {algorithm} key {fingerprint}. If that is the login node's key, "
-                "add it to that file (for example from ssh-keyscan, after checking the "
-                "fingerprint)."
-            )
-        return HostKeyError(message, host=self.host, port=self.port, fingerprint=fingerprint)
-
-    async def _connect_once(self) -> asyncssh.SSHClientConnection:
-        known, keys = await asyncio.to_thread(self._load_credentials)
-        recorder = _HostKeyRecorder()
-        try:
-            return await asyncssh.connect(
-                self.host,
-                self.port,
-                username=self.username,
-                client_keys=keys,
-                known_hosts=known,
-                client_factory=lambda: recorder,
-                connect_timeout=self.connect_timeout,
-                keepalive_interval=self.keepalive_interval,
-                keepalive_count_max=self.keepalive_count_max,
-                # Only what the admin configured: no ~/.ssh/config, agent or passwords.
-                config=None,
-                agent_path=None,
-                preferred_auth="publickey",
-            )
-        except asyncssh.HostKeyNotVerifiable:
-            raise self._host_key_error(known, recorder.offered) from None
-        except asyncssh.PermissionDenied as exc:
-            raise TransportError(
-                f"{self.host} port {self.port} refused the SSH key(s) "
-                f"{', '.join(self.client_keys)} for user {self.username}: {exc.reason}. "
-                "Check that the public key is in that user's authorized_keys."
-            ) from None
-
-    async def _connect_with_backoff(self) -> asyncssh.SSHClientConnection:
-        delay, last = BACKOFF_START, None
-        for attempt in range(1, self.connect_attempts + 1):
-            try:
-                return await self._connect_once()
-            except TransportError:
-                raise  # bad files, host key, refused key: trying again cannot help
-            except (OSError, asyncssh.Error) as exc:  # refused, unreachable, timed out, reset
-                last = exc
-                self.log.info(
-                    "SSH connection %d/%d to %s:%d failed: %s",
-                    attempt,
-                    self.connect_attempts,
-                    self.host,
-                    self.port,
-                    exc,
-                )
-            if attempt < self.connect_attempts:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
-        raise TransportError(
-            f"Cannot connect to {self.host} port {self.port} as {self.username} after "
-            f"{self.connect_attempts} attempts; the last error was: {last or 'unknown'}."
-        )
-
-    async def _connection(self) -> asyncssh.SSHClientConnection:
-        """The live connection, (re)connecting first if there is none."""
-        if self.connected:
-            assert self._conn is not None
-            return self._conn
-        async with self._connect_lock:
-            if self._closed:
-                raise TransportError(f"The SSH transport to {self.host} has been closed.")
-            if self.connected:
-                assert self._conn is not None
-                return self._conn
-            conn = await self._connect_with_backoff()
-            if self.pty_first:
-                await self._turn_nagle_off_in_sshd(conn)
-            if self._closed:  # close() ran while we were connecting
-                conn.close()
-                raise TransportError(f"The SSH transport to {self.host} has been closed.")
-            self._conn = conn
-            self.log.info("SSH connection to %s@%s:%d open", self.username, self.host, self.port)
-            self._spawn(self._watch(conn))
-            if self._ever_connected:
-                self._spawn(self._reopen_forwards(conn))
-            self._ever_connected = True
-            return conn
-
-    async def _turn_nagle_off_in_sshd(self, conn: asyncssh.SSHClientConnection) -> None:
-        """Make the connection's first session one with a pty.
-
-        OpenSSH's sshd sets TCP_NODELAY on a connection only when its first session is
-        interactive (the first ssh_packet_set_interactive call wins). Without it, each new
-        forwarded connection waits ≈40 ms: sshd holds its next small packet (the EOF after
-        the data) until our delayed ACK comes. Measured on the test cluster: p50 44 → 1 ms.
-        The cost: one login record (wtmp) per connection.
-        """
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await conn.run("true", term_type="dumb", stdin=asyncssh.DEVNULL, check=False)
-        except (OSError, asyncssh.Error) as exc:  # e.g. PermitTTY no: slower, still correct
-            self.log.info(
-                "No pty session on %s (%s): forwarded connections may each wait "
-                "≈40 ms for sshd's Nagle",
-                self.host,
-                exc,
-            )
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("Background task of %r failed", self, exc_info=task.exception())
-
-    async def _watch(self, conn: asyncssh.SSHClientConnection) -> None:
-        """Notice a dropped connection; while forwards need it, reconnect without waiting."""
-        await conn.wait_closed()
-        if self._closed or self._conn is not conn:
-            return
-        self.log.warning("SSH connection to %s:%d lost", self.host, self.port)
-        delay = BACKOFF_START
-        while not self._closed and self._forwards and not self.connected:
-            try:
-                await self._connection()
-            except TransportError as exc:
-                self.log.error(
-                    "Forwards through %s stay down until it answers again: %s", self.host, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
-
-    async def _reopen_forwards(self, conn: asyncssh.SSHClientConnection) -> None:
-        for forward in list(self._forwards):
-            if isinstance(forward, _RemoteForward):
-                self._spawn(self._reopen_remote(forward, conn))
-            else:  # our own listener never went away: it is usable again now
-                forward._announce_reopen()
-
-    async def _reopen_remote(
-        self, forward: _RemoteForward, conn: asyncssh.SSHClientConnection
-    ) -> None:
-        """Ask again for the same port until it works: the sshd of the old connection may
-        hold it a while, and a job already knows that port."""
-        delay, failures = BACKOFF_START, 0
-        while not forward._closed and not conn.is_closed():
-            try:
-                await forward._open_on(conn)
-                forward._announce_reopen()
-                self.log.info("Re-opened %r after reconnect", forward)
-                return
-            except (OSError, asyncssh.Error, asyncssh.ChannelListenError) as exc:
-                failures += 1
-                if failures == self.connect_attempts:
-                    self.log.error(
-                        "%s does not give port %d back for a forward yet (%s); trying on",
-                        self.host,
-                        forward.listen_port,
-                        exc,
-                    )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
-
-    # -- sessions --------------------------------------------------------------------------
-
-    async def _open_session(
-        self,
-        what: str,
-        opener: Callable[[asyncssh.SSHClientConnection], Awaitable[T]],
-    ) -> tuple[asyncssh.SSHClientConnection, T]:
-        """Open a session channel (the caller holds the semaphore), trying again when it was
-        refused or the connection was dead: a session that never opened ran nothing. sshd
-        frees a closed session a moment after our side has seen it close ("no more sessions")."""
-        delay = BACKOFF_START / 10
-        for attempt in range(1, SESSION_OPEN_ATTEMPTS + 1):
-            conn = await self._connection()
-            try:
-                return conn, await opener(conn)
-            except asyncssh.ChannelOpenError as exc:
-                if attempt == SESSION_OPEN_ATTEMPTS:
-                    raise TransportError(
-                        f"{self.host} refused a session for {what} {attempt} times "
-                        f"({exc.reason}). Its sshd's MaxSessions must be above max_sessions "
-                        f"({self.max_sessions})."
-                    ) from None
-                if conn.is_closed():
-                    self.log.info(
-                        "SSH connection to %s was dead; opening the session for %s on a new one",
-                        self.host,
-                        what,
-                    )
-                    continue
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
-
-    async def run(
-        self, argv: list[str], *, input: str | None = None, timeout: float = 30
-    ) -> CommandResult:  # noqa: ASYNC109 (the contract)
-        """Run argv as the user; `timeout` bounds the command, not the connecting.
-
-        Never run twice: opening its session is retried, the command itself never is.
-        """
-        command = command_line(argv)
-        async with self._sessions:
-            _, process = await self._open_session(
-                command,
-                lambda conn: conn.create_process(
-                    command,
-                    input=None if input is None else input.encode(),
-                    stdin=asyncssh.DEVNULL if input is None else asyncssh.PIPE,
-                    encoding=None,
-                ),
-            )
-            try:
-                async with asyncio.timeout(timeout):
-                    done = await process.wait(check=False)
-            except TimeoutError:
-                with contextlib.suppress(Exception):
-                    process.send_signal("KILL")  # honoured by OpenSSH ≥ 7.9
-                raise _timeout_error(f"on {self.host}", timeout, command) from None
-            finally:
-                process.close()
-        if done.returncode is None:
-            raise TransportError(
-                f"The connection to {self.host} was lost while a command ran; it may or may "
-                f"not have completed: {command}"
-            )
-        return CommandResult(done.returncode, _text(done.stdout), _text(done.stderr))
-
-    async def _sftp(
-        self, path: str, what: str, op: Callable[[asyncssh.SFTPClient], Awaitable[T]]
-    ) -> T:
-        """Run one SFTP operation, again on a new connection if it drops (all are idempotent)."""
-        for attempt in (1, 2):
-            conn = None
-            try:
-                async with self._sessions:
-                    conn, sftp = await self._open_session(
-                        f"SFTP ({what} {path})", lambda c: c.start_sftp_client()
-                    )
-                    async with sftp:
-                        return await op(sftp)
-            except asyncssh.SFTPNoSuchFile:
-                raise FileNotFoundError(
-                    errno.ENOENT, f"No such file on {self.host}", path
-                ) from None
-            except asyncssh.SFTPPermissionDenied:
-                raise PermissionError(
-                    errno.EACCES, f"Permission denied on {self.host}", path
-                ) from None
-            except (OSError, asyncssh.Error) as exc:
-                if attempt == 1 and conn is not None and conn.is_closed():
-                    self.log.info(
-                        "SSH connection to %s was lost; SFTP %s of %s again on a new one",
-                        self.host,
-                        what,
-                        path,
-                    )
-                    continue
-                reason = getattr(exc, "reason", None) or exc
-                raise TransportError(
-                    f"Could not {what} {path} on {self.host} over SFTP: {reason}."
-                ) from None
-        raise AssertionError("unreachable")
-
-    async def read_file(self, path: str) -> bytes:
-        async def op(sftp: asyncssh.SFTPClient) -> bytes:
-            async with sftp.open(path, "rb") as f:
-                return await f.read()
-
-        return await self._sftp(path, "read", op)
-
-    async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
-        parent, name = posixpath.split(path)
-
-        async def op(sftp: asyncssh.SFTPClient) -> None:
-            if parent:
-                await sftp.makedirs(parent, asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
-            tmp = posixpath.join(parent, f".{name}.{os.urandom(4).hex()}.tmp")
-            try:
-                # Exclusive create with the final mode: no moment where others could read it.
-                async with sftp.open(tmp, "xb", asyncssh.SFTPAttrs(permissions=mode)) as f:
-                    await f.write(data)
-                    await f.chmod(mode)  # the server's umask may have narrowed it
-                await sftp.posix_rename(tmp, path)  # atomic replace (OpenSSH extension)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await sftp.remove(tmp)
-                raise
-
-        await self._sftp(path, "write", op)
-
-    async def remove(self, path: str) -> None:
-        async def op(sftp: asyncssh.SFTPClient) -> None:
-            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-                await sftp.remove(path)
-
-        await self._sftp(path, "remove", op)
-
-    # -- forwards --------------------------------------------------------------------------
-
-    async def open_local_forward(
-        self,
-        dest_host: str,
-        dest_port: int,
-        *,
-        listen_port: int = 0,
-        listen_host: str = "127.0.0.1",
-    ) -> Forward:
-        await self._connection()  # fail here, not on the first relayed connection
-
-        async def open_peer() -> tuple[asyncssh.SSHReader, asyncssh.SSHWriter]:
-            conn = await self._connection()
-            return await conn.open_connection(dest_host, dest_port)
-
-        listener = await RelayListener.start(listen_host, listen_port, open_peer, log=self.log)
-        forward = _ListenerForward(listener, lambda: self.connected, self._forwards.discard)
-        self._forwards.add(forward)
-        return forward
-
-    async def open_remote_forward(
-        self, listen_host: str, listen_port: int, dest_host: str, dest_port: int
-    ) -> Forward:
-        forward = _RemoteForward(listen_host, (dest_host, dest_port), self._forwards.discard)
-        forward.listen_port = listen_port
-        conn = await self._connection()
-        try:
-            await forward._open_on(conn)
-        except asyncssh.ChannelListenError as exc:
-            raise TransportError(
-                f"{self.host} refused to listen on {listen_host} port {listen_port} for a "
-                f"forward to {dest_host}:{dest_port} ({exc}): the port may be taken, "
-                "or its sshd lacks AllowTcpForwarding or, for addresses other than localhost, "
-                "GatewayPorts clientspecified."
-            ) from None
-        except (OSError, asyncssh.Error) as exc:
-            raise TransportError(
-                f"Could not open a forward from {self.host} port {listen_port}: {exc}."
-            ) from None
-        self._forwards.add(forward)
-        return forward
-
-    async def close(self) -> None:
-        self._closed = True
-        for forward in list(self._forwards):
-            await forward.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._conn is not None:
-            self._conn.close()
-            await self._conn.wait_closed()
-
-
-def _text(output: object) -> str:
+def output_text(output: object) -> str:
     if isinstance(output, bytes):
         return output.decode("utf-8", errors="replace")
     return output if isinstance(output, str) else ""
 
 
-# ---------------------------------------------------------------------------------------------
-# On this machine
+def __getattr__(name: str) -> Any:
+    # `from spawner.transport import SSHTransport` keeps working without an import cycle.
+    if name == "SSHTransport":
+        from .ssh import SSHTransport
 
-# Scripts for file access under a prefix (sudo -u USER ...). Paths and modes arrive as "$1",
-# "$2": never part of the script text. A relative path is taken from the user's home.
-_CD_HOME = 'h=$(getent passwd "$(id -u)" | cut -d: -f6); cd -- "${h:-$HOME}" || exit 1; '
-_READ = '[ -e "$1" ] || exit 66; exec cat -- "$1"'
-_WRITE = (
-    'umask 077; d=$(dirname -- "$1") && mkdir -p -- "$d" && t=$(mktemp -- "$d/.hubdash.XXXXXX")'
-    ' || exit 1; if cat > "$t" && chmod -- "$2" "$t" && mv -f -- "$t" "$1"; then exit 0; fi;'
-    ' rm -f -- "$t"; exit 1'
-)
-_REMOVE = 'exec rm -f -- "$1"'
+        return SSHTransport
+    if name == "LocalTransport":
+        from .local import LocalTransport
 
-
-class _DirectForward(Forward):
-    """No forward at all: the destination is reachable as it is (LocalTransport)."""
-
-
-class LocalTransport(Transport):
-    """For a hub on the login node itself: commands run here, as `prefix` says.
-
-    `prefix` is put before every command, e.g. ["sudo", "-n", "-u", "alice", "--"] (the caller
-    fills in the user). Without a prefix, files are read and written directly by this process.
-    A remote forward is not needed here: open_remote_forward returns a Forward that names the
-    destination itself.
-    """
-
-    def __init__(self, prefix: Sequence[str] = (), *, log: logging.Logger | None = None) -> None:
-        self.prefix = list(prefix)
-        self.log = log or _log
-        self._forwards: set[Forward] = set()
-
-    def __repr__(self) -> str:
-        return f"<LocalTransport prefix={self.prefix!r}>"
-
-    async def _exec(
-        self, argv: Sequence[str], stdin: bytes | None, timeout: float
-    ) -> tuple[int, bytes, bytes]:  # noqa: ASYNC109
-        command = command_line(argv)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.prefix,
-                *argv,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError as exc:
-            if self.prefix:
-                raise TransportError(
-                    f"Cannot start {self.prefix[0]!r}, the command prefix: {exc.strerror}."
-                ) from None
-            return 127, b"", f"{argv[0]}: command not found\n".encode()
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate(stdin)
-        except BaseException as exc:
-            await _stop(proc)
-            if isinstance(exc, TimeoutError):
-                raise _timeout_error("here", timeout, command) from None
-            raise
-        assert proc.returncode is not None
-        return proc.returncode, out, err
-
-    async def run(
-        self, argv: list[str], *, input: str | None = None, timeout: float = 30
-    ) -> CommandResult:  # noqa: ASYNC109 (the contract)
-        status, out, err = await self._exec(
-            argv, None if input is None else input.encode(), timeout
-        )
-        return CommandResult(status, _text(out), _text(err))
-
-    async def _script(
-        self,
-        script: str,
-        path: str,
-        *args: str,
-        stdin: bytes | None = None,
-    ) -> tuple[int, bytes, str]:
-        if not posixpath.isabs(path):
-            script = _CD_HOME + script
-        status, out, err = await self._exec(["sh", "-c", script, "sh", path, *args], stdin, 60)
-        return status, out, _text(err).strip()
-
-    async def read_file(self, path: str) -> bytes:
-        if not self.prefix:
-            return await asyncio.to_thread(_read_here, path)
-        status, out, err = await self._script(_READ, path)
-        if status == 66:
-            raise FileNotFoundError(errno.ENOENT, "No such file", path)
-        if status != 0:
-            raise _file_error("read", path, self.prefix, err)
-        return out
-
-    async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
-        if not self.prefix:
-            return await asyncio.to_thread(_write_here, path, data, mode)
-        status, _, err = await self._script(_WRITE, path, format(mode, "o"), stdin=data)
-        if status != 0:
-            raise _file_error("write", path, self.prefix, err)
-
-    async def remove(self, path: str) -> None:
-        if not self.prefix:
-            return await asyncio.to_thread(_remove_here, path)
-        status, _, err = await self._script(_REMOVE, path)
-        if status != 0:
-            raise _file_error("remove", path, self.prefix, err)
-
-    async def open_local_forward(
-        self,
-        dest_host: str,
-        dest_port: int,
-        *,
-        listen_port: int = 0,
-        listen_host: str = "127.0.0.1",
-    ) -> Forward:
-        async def open_peer() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-            return await asyncio.open_connection(dest_host, dest_port)
-
-        listener = await RelayListener.start(listen_host, listen_port, open_peer, log=self.log)
-        forward = _ListenerForward(listener, lambda: True, self._forwards.discard)
-        self._forwards.add(forward)
-        return forward
-
-    async def open_remote_forward(
-        self, listen_host: str, listen_port: int, dest_host: str, dest_port: int
-    ) -> Forward:
-        return _DirectForward(dest_host, dest_port)
-
-    async def close(self) -> None:
-        for forward in list(self._forwards):
-            await forward.close()
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """TERM first (sudo passes it on to the command), KILL after two seconds."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 2)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-def _file_error(what: str, path: str, prefix: list[str], err: str) -> Exception:
-    if "Permission denied" in err:
-        return PermissionError(errno.EACCES, err, path)
-    return TransportError(f"Could not {what} {path} through {shlex.join(prefix)}: {err}")
-
-
-def _here(path: str) -> str:
-    return path if os.path.isabs(path) else os.path.join(os.path.expanduser("~"), path)
-
-
-def _read_here(path: str) -> bytes:
-    with open(_here(path), "rb") as f:
-        return f.read()
-
-
-def _write_here(path: str, data: bytes, mode: int) -> None:
-    path = _here(path)
-    parent = os.path.dirname(path)
-    missing = []
-    while not os.path.isdir(parent):  # os.makedirs would give the intermediate ones 0777-umask
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".hubdash.")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _remove_here(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_here(path))
+        return LocalTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

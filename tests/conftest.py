@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-TEST_USERS = ("alice", "bob")
+TEST_USERS = ("alice", "bob", "carol", "dave", "erin")
 LOGIN_HOST = "10.213.0.2"
 KEY_DIR = Path("/etc/hubdash-testcluster/keys")
 KNOWN_HOSTS = Path("/etc/hubdash-testcluster/known_hosts")
@@ -18,8 +18,11 @@ KNOWN_HOSTS = Path("/etc/hubdash-testcluster/known_hosts")
 JOB_PREFIX = f"hdtest{os.getpid()}"
 
 
-def cluster_jobs(users=TEST_USERS, states: str = "PENDING,RUNNING,SUSPENDED") -> list[str]:
-    """Lines of `squeue` for the test users' jobs still queued or running."""
+def cluster_jobs(
+    name_prefix: str = "", users=TEST_USERS, states: str = "PENDING,RUNNING,SUSPENDED"
+) -> list[str]:
+    """Lines of `squeue` ("id user name state") for the test users' live jobs whose
+    name starts with `name_prefix`."""
     out = subprocess.run(
         ["squeue", "-h", "-u", ",".join(users), "-t", states, "-o", "%i %u %j %T"],
         capture_output=True,
@@ -27,7 +30,8 @@ def cluster_jobs(users=TEST_USERS, states: str = "PENDING,RUNNING,SUSPENDED") ->
         timeout=30,
         check=True,
     )
-    return [line for line in out.stdout.splitlines() if line.strip()]
+    lines = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    return [" ".join(f) for f in lines if len(f) == 4 and f[2].startswith(name_prefix)]
 
 
 @pytest.fixture(scope="session")

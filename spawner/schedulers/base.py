@@ -184,6 +184,29 @@ class SchedulerAdapter:
         """
         return False
 
+    # The job monitor's per-round query. By default the status command; an adapter whose
+    # scheduler has a cheaper per-job lookup (Slurm) overrides both methods.
+
+    lookup_max_ids: int | None = None  # ids per lookup command; None: any number
+
+    def lookup_command(self, job_ids: list[str]) -> list[str]:
+        """The command that answers for these jobs (all of one user) at the least cost."""
+        return self.status_command(job_ids)
+
+    def parse_lookup(
+        self, exit_status: int, stdout: str, stderr: str, job_ids: list[str]
+    ) -> dict[str, JobInfo]:
+        """Definitive answers from `lookup_command`: ids left out got none this time.
+
+        Raises SchedulerError when the command as a whole gave no answer.
+        """
+        if exit_status != 0 and not self.status_failure_means_gone(exit_status, stderr):
+            raise SchedulerError(
+                f"status command failed (exit {exit_status}): "
+                f"{(stderr or stdout).strip()[-400:] or '(no output)'}"
+            )
+        return self.parse_status(stdout, job_ids)
+
     def cancel_command(self, job_ids: list[str]) -> list[str]:
         raise NotImplementedError
 
@@ -213,6 +236,17 @@ class SchedulerAdapter:
 
     def add_queue_detail(self, queues: dict[str, QueueSummary], stdout: str) -> None:
         """Complete the summaries from `queues_command` with `queue_detail_command`'s output."""
+
+    def test_only_command(self, request: JobRequest, script_path: str = "") -> list[str] | None:
+        """A command that says when a job of this size would start, submitting nothing.
+
+        Without `script_path`, a placeholder job stands in for the script.
+        """
+        return None
+
+    def parse_test_only(self, stderr: str) -> datetime:
+        """The start time from `test_only_command`'s answer; SchedulerError if it gave none."""
+        raise SchedulerError("this scheduler gives no start estimates")
 
     # The job's own id inside the job, for the launcher and for messages.
     job_id_variable: str = ""

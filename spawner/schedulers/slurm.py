@@ -4,6 +4,10 @@ Pure: builds commands and parses their text; running them is the caller's busine
 
 What the caller does around these methods:
 
+- monitor rounds: `lookup_command([id])` is `scontrol --local -o show job ID`: one RPC
+  (REQUEST_JOB_INFO_SINGLE, ≈0.1 ms, the same with 10 or 100,000 jobs queued), where
+  `squeue -j A,B` loads every job in the system and `squeue -j ID` adds two more RPCs.
+  `parse_lookup` gives state, reason, node(s), estimated start and exit code.
 - status: run `status_command(ids)`. Exit 0: `parse_status`. Non-zero exit: only when
   `status_failure_means_gone` says so (squeue's "Invalid job id specified", printed when a
   single asked-for id is unknown) are the jobs GONE; anything else is a SchedulerError and
@@ -171,6 +175,32 @@ class SlurmAdapter(SchedulerAdapter):
         # With several ids it exits 0 and leaves the unknown ones out.
         return exit_status == 1 and "Invalid job id specified" in stderr
 
+    # --- the monitor's lookup ------------------------------------------------------------
+
+    lookup_max_ids = 1  # scontrol shows one job by id; more ids would mean a full scan
+
+    def lookup_command(self, job_ids: list[str]) -> list[str]:
+        # --local: no federation lookup, one RPC (REQUEST_JOB_INFO_SINGLE) in all.
+        (job_id,) = check_job_ids(job_ids)
+        return ["scontrol", "--local", "-o", "show", "job", job_id]
+
+    def parse_lookup(
+        self, exit_status: int, stdout: str, stderr: str, job_ids: list[str]
+    ) -> dict[str, JobInfo]:
+        """The job as scontrol shows it (state, reason, nodes, estimated start, exit code);
+        GONE when slurmctld does not know the id; SchedulerError for any other failure."""
+        (job_id,) = job_ids
+        if exit_status == 0:
+            info = self.parse_job_detail(stdout)
+            info.job_id = job_id
+            return {job_id: info}
+        if self.status_failure_means_gone(exit_status, stderr):
+            return {job_id: JobInfo(job_id=job_id, state=JobState.GONE)}
+        raise SchedulerError(
+            f"scontrol show job {job_id} failed (exit {exit_status}): "
+            f"{(stderr or stdout).strip()[-400:] or '(no output)'}"
+        )
+
     # --- place in the queue and start estimates ------------------------------------------
 
     def position_command(self, queue: str) -> list[str]:
@@ -195,13 +225,14 @@ class SlurmAdapter(SchedulerAdapter):
                 starts[parts[0]] = parse_slurm_time(parts[-1])
         return starts
 
-    def test_only_command(self, request: JobRequest, script_path: str) -> list[str]:
+    def test_only_command(self, request: JobRequest, script_path: str = "") -> list[str]:
         """Ask when a job of this size would start if submitted now; nothing is submitted.
 
-        Slurm answers on stderr; read it with `parse_test_only`.
+        Slurm answers on stderr; read it with `parse_test_only`. Without a script,
+        `--wrap=true` stands in for one (Slurm reads the script, it never runs it).
         """
-        script_path = check_directive_value("script_path", script_path)
-        return ["sbatch", "--test-only", *self._options(request), script_path]
+        script = [check_directive_value("script_path", script_path)] if script_path else []
+        return ["sbatch", "--test-only", *self._options(request), *(script or ["--wrap=true"])]
 
     def parse_test_only(self, stderr: str) -> datetime:
         match = _TEST_ONLY.search(stderr)

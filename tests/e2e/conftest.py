@@ -38,6 +38,31 @@ def hub(request, test_cluster, tmp_path_factory, artifacts):
     hub.terminate()
 
 
+@pytest.fixture
+def make_hub(test_cluster, tmp_path_factory, artifacts, request):
+    """Start extra hubs with settings of their own; all are stopped after the test."""
+    hubs: list[Hub] = []
+
+    def start(extra_config: str, scheduler: str = "slurm", data_dir=None) -> Hub:
+        index = len(hubs)
+        name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name)
+        hub = Hub(
+            scheduler=scheduler,
+            port=PORT_BASE + 500 + 100 * index,
+            data_dir=data_dir or tmp_path_factory.mktemp(f"hub-{name}-{index}"),
+            log_path=artifacts / f"hub-{name}-{index}.log",
+            extra_config=extra_config,
+        ).start()
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in hubs:
+        if hub.process and hub.process.poll() is None:
+            hub.stop_all_servers()
+        hub.terminate()
+
+
 @pytest.fixture(scope="session")
 def browser():
     with sync_playwright() as pw:

@@ -2,16 +2,28 @@
 
 import os
 
+from spawner.hubsetup import setup_hub
+
 c = get_config()  # noqa: F821
 load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821
 
-c.JupyterHub.services = [
+# Added to what the demo configures (e.g. the dashboard service), not in its place.
+services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+c.JupyterHub.services = services + [
     {"name": "hubdash-tests", "api_token": os.environ["HUBDASH_TEST_TOKEN"]},
 ]
-c.JupyterHub.load_roles = [
+c.JupyterHub.load_roles = roles + [
     {
         "name": "hubdash-tests",
-        "scopes": ["admin:users", "admin:servers", "admin:server_state", "list:users"],
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "admin:server_state",
+            "list:users",
+            "access:servers",
+            "read:metrics",
+        ],
         "services": ["hubdash-tests"],
     }
 ]
@@ -19,3 +31,12 @@ c.JupyterHub.log_level = "DEBUG"
 # Jobs of this test session carry its tag, so the queue check after the session counts
 # only them (other hubs may share the test cluster).
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_JOB_PREFIX"]
+# Queue access under test: batch is bob's alone (the form, opt- URLs and the API refuse alice).
+c.JobSpawner.queues["batch"]["users"] = ["bob"]
+
+# A test may add settings of its own (a short queue limit, a broken command ...).
+if os.environ.get("HUBDASH_TEST_EXTRA_CONFIG"):
+    load_subconfig(os.environ["HUBDASH_TEST_EXTRA_CONFIG"])  # noqa: F821
+
+# The start-up check sees this file's settings too (the demo's call saw only its own file).
+setup_hub(c)

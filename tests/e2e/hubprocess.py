@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -25,6 +26,7 @@ class Hub:
     data_dir: Path
     log_path: Path
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    extra_config: str = ""  # Python config lines loaded after the demo's and the tests'
     process: subprocess.Popen | None = None
 
     @property
@@ -45,10 +47,15 @@ class Hub:
             HUBDASH_PORT=str(self.port),
             HUBDASH_PROXY_API_PORT=str(self.port + 1),
             HUBDASH_HUB_PORT=str(self.port + 81),
+            HUBDASH_SERVICE_PORT=str(self.port + 50),  # the dashboard service
             HUBDASH_DATA_DIR=str(self.data_dir),
             HUBDASH_TEST_TOKEN=self.token,
             HUBDASH_JOB_PREFIX=JOB_PREFIX,
         )
+        if self.extra_config:
+            extra = self.data_dir / "extra_config.py"
+            extra.write_text(self.extra_config)
+            env["HUBDASH_TEST_EXTRA_CONFIG"] = str(extra)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             [str(VENV_BIN / "jupyterhub"), "-f", str(ROOT / "tests" / "e2e" / "hub_config.py")],
@@ -69,6 +76,56 @@ class Hub:
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"the hub did not answer within 60 s; see {self.log_path}")
+
+    # --- servers through the REST API -----------------------------------------------------
+
+    @staticmethod
+    def server_path(user: str, name: str = "") -> str:
+        return f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
+
+    def spawn(self, user: str, name: str = "", **options) -> requests.Response:
+        """Ask for a server with these user_options; the hub answers 201 or 202."""
+        return self.api("POST", self.server_path(user, name), json={"user_options": options})
+
+    def stop(self, user: str, name: str = "") -> requests.Response:
+        return self.api("DELETE", self.server_path(user, name))
+
+    def server(self, user: str, name: str = "") -> dict | None:
+        """The server's model with its live spawner state, or None when it is not there."""
+        return self.api("GET", f"/users/{user}").json().get("servers", {}).get(name)
+
+    def wait_for(self, what, timeout: float = 120, step: float = 0.3):
+        """Poll `what()` until it returns something true; return that."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = what()
+            if value:
+                return value
+            time.sleep(step)
+        raise AssertionError(f"not reached within {timeout} s: {getattr(what, '__doc__', what)}")
+
+    def wait_ready(self, user: str, name: str = "", timeout: float = 120) -> dict:
+        def ready():
+            server = self.server(user, name)
+            return server if server and server.get("ready") else None
+
+        return self.wait_for(ready, timeout)
+
+    def progress_events(self, user: str, name: str = "", timeout: float = 120) -> list[dict]:
+        """The server's progress stream read to its end (ready or failed)."""
+        url = f"{self.url}/hub/api/users/{user}/servers/{name}/progress"
+        events = []
+        with requests.get(
+            url, headers={"Authorization": f"token {self.token}"}, stream=True, timeout=timeout
+        ) as response:
+            response.raise_for_status()
+            for line in response.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    events.append(event)
+                    if event.get("ready") or event.get("failed"):
+                        break
+        return events
 
     def stop_all_servers(self) -> None:
         """Stop every server through the API, so the spawner cancels its jobs."""

@@ -1,6 +1,7 @@
 """An SSH server inside the test process (asyncssh) that runs commands with /bin/sh like sshd.
 
-Accepts only the test's client key, allows TCP forwarding both ways, counts open sessions.
+Accepts only the test's client key, allows TCP forwarding both ways, counts open sessions and
+connections not yet authenticated (what sshd's MaxStartups limits).
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ import asyncssh
 class _Server(asyncssh.SSHServer):
     def __init__(self, sshd: InProcessSSHD) -> None:
         self.sshd = sshd
+        self.authenticated = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.sshd.connections.append(conn)
+        self.sshd._startup_began()
+
+    def auth_completed(self) -> None:
+        self.authenticated = True
+        self.sshd._startup_ended()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.authenticated:
+            self.sshd._startup_ended()
 
     def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
         return True
@@ -46,6 +57,9 @@ class InProcessSSHD:
         self.active_sessions = 0
         self.max_sessions_seen = 0
         self.killed = 0
+        # Connections not yet authenticated: what sshd's MaxStartups limits.
+        self.startups = 0
+        self.max_startups_seen = 0
         self.port = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
@@ -82,6 +96,13 @@ class InProcessSSHD:
         """Write known_hosts with `key` as this server's key."""
         line = f"[127.0.0.1]:{self.port} {key.export_public_key().decode().strip()}\n"
         self.known_hosts.write_text(line)
+
+    def _startup_began(self) -> None:
+        self.startups += 1
+        self.max_startups_seen = max(self.max_startups_seen, self.startups)
+
+    def _startup_ended(self) -> None:
+        self.startups -= 1
 
     def _session_opened(self) -> None:
         self.active_sessions += 1

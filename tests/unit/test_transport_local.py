@@ -13,7 +13,7 @@ import time
 import asyncssh
 import pytest
 
-from spawner import transport as transport_module
+from spawner import ssh as ssh_module
 from spawner.transport import (
     HostKeyError,
     LocalTransport,
@@ -99,8 +99,8 @@ async def ssh(sshd):
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(transport_module, "BACKOFF_START", 0.05)
-    monkeypatch.setattr(transport_module, "BACKOFF_MAX", 0.2)
+    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
 
 
 # -- LocalTransport: commands -----------------------------------------------------------------

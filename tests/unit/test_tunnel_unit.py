@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from spawner import transport as transport_module
+from spawner import ssh as ssh_module
 from spawner.transport import LocalTransport, SSHTransport
 from spawner.tunnel import Tunnel
 
@@ -158,7 +158,7 @@ async def test_missing_node_or_hub_is_a_clear_error():
 
 @pytest.fixture
 async def ssh_tunnel(tmp_path, monkeypatch):
-    monkeypatch.setattr(transport_module, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
     sshd = await InProcessSSHD(tmp_path).start()
     transport = SSHTransport(
         "127.0.0.1",

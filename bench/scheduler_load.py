@@ -1,0 +1,258 @@
+"""What following pending servers costs slurmctld: the hub's JobMonitor against a poller per
+server (`squeue -j ID` every 0.5 s, as batchspawner does), measured with sdiag on the test cluster.
+
+Run as root on the hub machine, with the test cluster up (scripts/testcluster up):
+
+    /opt/hubdash/venv/bin/python bench/scheduler_load.py [--seconds 60] [--levels 1,20,50]
+
+It holds 1,000 jobs of bob in the queue (the load a real queue puts on every full scan),
+submits held `sleep` jobs of the bench user (erin by default: nobody else uses her, so
+sdiag's per-user figures are hers alone) and, per level, tracks that many with a fresh
+JobMonitor at the hub's default settings for `--seconds`. It cancels every job it submitted
+at the end, also on Ctrl-C or SIGTERM.
+
+Figures: slurmctld time (sdiag total_time) per minute, from sdiag deltas. "user" is the
+bench user's own RPCs (exact); "by type" is the whole slurmctld, so other users' activity
+during the run shows up there (the script warns when it sees any).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spawner.cluster import Cluster  # noqa: E402
+from spawner.monitor import MonitorSettings  # noqa: E402
+from spawner.schedulers import adapter_for  # noqa: E402
+from spawner.ssh import SSHTransport  # noqa: E402
+
+LOGIN_HOST = "10.213.0.2"
+KEYS = Path("/etc/hubdash-testcluster/keys")
+KNOWN_HOSTS = "/etc/hubdash-testcluster/known_hosts"
+STATUS_FORMAT = "%i|%T|%r|%P|%N|%S|%Q"
+# Submits `count` held jobs named `name`; ids on stdout. Values arrive as arguments only.
+SUBMIT_LOOP = (
+    'n=0; while [ "$n" -lt "$1" ]; do '
+    'sbatch --parsable --hold -J "$2" -p debug -t 5 -o /dev/null --wrap "sleep 60" || exit 1; '
+    "n=$((n+1)); done"
+)
+RPC_LINE = re.compile(r"^\s+(\S+)\s+\(\s*\d+\)\s+count:(\d+)\s+ave_time:\d+\s+total_time:(\d+)")
+
+
+@dataclass
+class Sample:
+    """sdiag's RPC counters: (count, total µs) by type and by user."""
+
+    by_type: dict[str, tuple[int, int]]
+    by_user: dict[str, tuple[int, int]]
+    at: float
+
+
+def sdiag() -> Sample:
+    out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True, timeout=30).stdout
+    by_type: dict[str, tuple[int, int]] = {}
+    by_user: dict[str, tuple[int, int]] = {}
+    table = None
+    for line in out.splitlines():
+        if "statistics by message type" in line:
+            table = by_type
+        elif "statistics by user" in line:
+            table = by_user
+        elif line and not line[0].isspace():
+            table = None
+        elif table is not None and (match := RPC_LINE.match(line)):
+            table[match.group(1)] = (int(match.group(2)), int(match.group(3)))
+    return Sample(by_type, by_user, time.monotonic())
+
+
+def delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:
+    changed = {}
+    for key, (count, total) in after.items():
+        count0, total0 = before.get(key, (0, 0))
+        if count != count0:
+            changed[key] = (count - count0, total - total0)
+    return changed
+
+
+@dataclass
+class Measure:
+    user_ms_per_min: float
+    user_rpcs_per_min: float
+    by_type_ms_per_min: dict[str, float]
+    others: int  # RPCs of other users during the window (noise in by_type)
+
+
+def measure(before: Sample, after: Sample, user: str) -> Measure:
+    minutes = (after.at - before.at) / 60.0
+    users = delta(before.by_user, after.by_user)
+    count, total = users.get(user, (0, 0))
+    # sdiag's own REQUEST_STATS_INFO calls come from root: not the bench's.
+    others = sum(c for name, (c, _) in users.items() if name not in (user, "root"))
+    types = {
+        name: total_us / 1000.0 / minutes
+        for name, (_, total_us) in delta(before.by_type, after.by_type).items()
+        if name != "REQUEST_STATS_INFO"
+    }
+    return Measure(total / 1000.0 / minutes, count / minutes, types, others)
+
+
+def transport(user: str) -> SSHTransport:
+    return SSHTransport(
+        LOGIN_HOST, username=user, client_keys=[str(KEYS / user)], known_hosts=KNOWN_HOSTS
+    )
+
+
+async def submit_held(user: str, count: int, name: str) -> list[str]:
+    conn = transport(user)
+    try:
+        result = await conn.run(["sh", "-c", SUBMIT_LOOP, "sh", str(count), name], timeout=900)
+    finally:
+        await conn.close()
+    ids = [line.split(";")[0] for line in result.stdout.split()]
+    if result.exit_status != 0 or len(ids) != count:
+        raise RuntimeError(f"submitting as {user} failed: {result.stderr.strip()[-300:]}")
+    return ids
+
+
+def cancel_by_name(user: str, name: str) -> None:
+    """As root, directly: works even when SSH does not."""
+    subprocess.run(["scancel", "-u", user, "-n", name], timeout=60, check=False)
+
+
+async def run_monitor(user: str, job_ids: list[str], seconds: float, warmup: float) -> Measure:
+    """A fresh monitor at the hub's default settings, following these pending jobs."""
+    cluster = Cluster("bench", adapter_for("slurm"), transport, monitor_settings=MonitorSettings())
+    try:
+        for job_id in job_ids:
+            cluster.monitor.track(job_id, user)  # starting: a spawn waiting in the queue
+        await asyncio.sleep(warmup)
+        before = await asyncio.to_thread(sdiag)
+        await asyncio.sleep(seconds)
+        after = await asyncio.to_thread(sdiag)
+        return measure(before, after, user)
+    finally:
+        await cluster.close()
+
+
+async def run_pollers(user: str, job_ids: list[str], seconds: float, every: float) -> Measure:
+    """One poller per server: `squeue -j ID` every `every` seconds, as batchspawner does."""
+    conn = transport(user)
+    stop = asyncio.Event()
+
+    async def poll(job_id: str) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            argv = ["squeue", "-h", "--states=all", "-j", job_id, "-o", STATUS_FORMAT]
+            await conn.run(argv)
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
+
+    try:
+        await conn.run(["true"])  # connected before the window opens
+        tasks = [asyncio.ensure_future(poll(job_id)) for job_id in job_ids]
+        before = await asyncio.to_thread(sdiag)
+        await asyncio.sleep(seconds)
+        after = await asyncio.to_thread(sdiag)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return measure(before, after, user)
+    finally:
+        await conn.close()
+
+
+def types_text(types: dict[str, float]) -> str:
+    top = sorted(types.items(), key=lambda item: -item[1])[:4]
+    return ", ".join(f"{name.removeprefix('REQUEST_')} {ms:.1f}" for name, ms in top) or "-"
+
+
+async def bench(args: argparse.Namespace, held_name: str, tracked_name: str) -> None:
+    levels = [int(n) for n in args.levels.split(",")]
+    print(f"holding {args.held} jobs of bob in the queue ...", flush=True)
+    await submit_held("bob", args.held, held_name)
+    tracked = await submit_held(args.user, max(levels), tracked_name)
+    print(
+        f"slurmctld time per minute (sdiag total_time), {args.held} other jobs held, "
+        f"{args.seconds:g} s per level, bench user {args.user}\n"
+    )
+    by_type = "by RPC type (whole slurmctld)"
+    header = (
+        f"{'pending':>7} | {'monitor ms/min':>14} | {'RPCs/min':>8} | {by_type:<44}"
+        f" | {'poller ms/min':>13} | {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    per_server = None
+    for level in levels:
+        ids = tracked[:level]
+        hub = await run_monitor(args.user, ids, args.seconds, args.warmup)
+        if level in args.poller_levels or per_server is None:
+            poller = await run_pollers(args.user, ids, args.seconds, args.poll_every)
+            poller_ms, note = poller.user_ms_per_min, ""
+            per_server = poller_ms / level
+        else:
+            poller_ms, note = per_server * level, "*"
+        ratio = poller_ms / hub.user_ms_per_min if hub.user_ms_per_min else float("inf")
+        print(
+            f"{level:>7} | {hub.user_ms_per_min:>14.1f} | {hub.user_rpcs_per_min:>8.0f} | "
+            f"{types_text(hub.by_type_ms_per_min):<44} | {poller_ms:>12.1f}{note or ' '} | "
+            f"{ratio:>5.0f}x",
+            flush=True,
+        )
+        if hub.others:
+            print(
+                f"        (other users made {hub.others} RPCs meanwhile: 'by type' includes them)"
+            )
+    if any(level not in args.poller_levels for level in levels[1:]):
+        print("\n* per-server pollers not run at this level: the measured cost of one, times level")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured time per level")
+    parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured start per level")
+    parser.add_argument("--levels", default="1,20,50", help="numbers of pending servers")
+    parser.add_argument("--held", type=int, default=1000, help="other jobs held in the queue")
+    parser.add_argument("--user", default="erin", help="the user whose servers are pending")
+    parser.add_argument("--poll-every", type=float, default=0.5, help="the pollers' interval")
+    parser.add_argument(
+        "--poller-levels",
+        default="1,20",
+        help="levels at which the per-server pollers really run (others: scaled from the "
+        "measured cost of one; 50 pollers at 0.5 s need 100 SSH commands a second)",
+    )
+    args = parser.parse_args()
+    args.poller_levels = {int(n) for n in args.poller_levels.split(",") if n}
+    if os.geteuid() != 0:
+        print("run as root: sdiag and scancel of other users' jobs need it", file=sys.stderr)
+        return 2
+    held_name = f"hdbench-held-{os.getpid()}"
+    tracked_name = f"hdbench-track-{os.getpid()}"
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        asyncio.run(bench(args, held_name, tracked_name))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        print("cancelling the bench's jobs ...", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop this
+        cancel_by_name("bob", held_name)
+        cancel_by_name(args.user, tracked_name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The hub's scheduler query rate, from its Prometheus counter `hubdash_scheduler_commands_total`
+read at intervals. Knows the metric's name and labels; fetching the text is the caller's job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Any
+
+METRIC = "hubdash_scheduler_commands_total"
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def command_totals(metrics_text: str) -> dict[tuple[str, str], float]:
+    """Commands run so far per (cluster, command), all outcomes added up.
+
+    >>> command_totals('''# HELP x
+    ... hubdash_scheduler_commands_total{cluster="c",command="squeue",outcome="ok"} 5.0
+    ... hubdash_scheduler_commands_total{cluster="c",command="squeue",outcome="error"} 1.0
+    ... hubdash_scheduler_commands_created{cluster="c",command="squeue",outcome="ok"} 1.7e9
+    ... ''')
+    {('c', 'squeue'): 6.0}
+    """
+    totals: dict[tuple[str, str], float] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith(METRIC):
+            continue
+        match = _SAMPLE.match(line)
+        if not match or match["name"] != METRIC:
+            continue
+        labels = dict(_LABEL.findall(match["labels"] or ""))
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        key = (labels.get("cluster", ""), labels.get("command", ""))
+        totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+class SchedulerRate:
+    """A rolling window of counter readings, and the rate of commands over it."""
+
+    def __init__(self, window_seconds: float = 300.0) -> None:
+        self.window_seconds = window_seconds
+        self._samples: deque[tuple[float, dict[tuple[str, str], float]]] = deque()
+
+    @property
+    def last_sample_time(self) -> float | None:
+        return self._samples[-1][0] if self._samples else None
+
+    def add(self, when: float, totals: dict[tuple[str, str], float]) -> None:
+        self._samples.append((when, totals))
+        # Keep one reading older than the window, so the rate always spans it whole.
+        while len(self._samples) > 2 and self._samples[1][0] <= when - self.window_seconds:
+            self._samples.popleft()
+
+    def rates(self) -> dict[str, Any] | None:
+        """Commands per second over the window, in total and per (cluster, command);
+        None until two readings exist.
+
+        >>> rate = SchedulerRate()
+        >>> rate.add(0, {("c", "squeue"): 10.0})
+        >>> rate.rates() is None
+        True
+        >>> rate.add(60, {("c", "squeue"): 40.0, ("c", "sbatch"): 1.0})
+        >>> rate.rates()["per_second"]
+        0.5167
+        """
+        if len(self._samples) < 2:
+            return None
+        (start, first), (end, last) = self._samples[0], self._samples[-1]
+        span = end - start
+        if span <= 0:
+            return None
+        by_command = []
+        total = 0.0
+        for key in sorted(last):
+            # A counter that went down means the hub restarted: count from zero.
+            delta = last[key] - first.get(key, 0.0)
+            if delta < 0:
+                delta = last[key]
+            total += delta
+            by_command.append(
+                {
+                    "cluster": key[0],
+                    "command": key[1],
+                    "count": int(delta),
+                    "per_second": round(delta / span, 4),
+                }
+            )
+        return {
+            "per_second": round(total / span, 4),
+            "per_minute": round(total * 60 / span, 2),
+            "window_seconds": round(span, 1),
+            "by_command": by_command,
+        }

@@ -1,0 +1,216 @@
+"""A job's life through hub restarts, dropped SSH, long queues and failures; no orphaned job."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ..conftest import JOB_PREFIX, ROOT, cluster_jobs
+from .hubprocess import Hub
+
+# The test cluster's 'hold' partition takes jobs and never starts them.
+HOLD_QUEUE = """
+c.JobSpawner.queues = {
+    "debug": {"max_walltime": "1:00:00", "max_nodes": 2},
+    "batch": {"max_walltime": "4:00:00", "max_nodes": 2},
+    "hold": {"description": "never starts", "max_walltime": "1:00:00"},
+}
+"""
+
+
+def live_job_ids() -> set[str]:
+    return {line.split()[0] for line in cluster_jobs(JOB_PREFIX)}
+
+
+def wait_until_gone(job_id: str, seconds: float) -> float:
+    """Seconds until the job left the queue; fails after `seconds`."""
+    started = time.monotonic()
+    while job_id in live_job_ids():
+        assert time.monotonic() - started < seconds, f"job {job_id} still queued"
+        time.sleep(0.3)
+    return time.monotonic() - started
+
+
+def pending_job(hub: Hub, user: str, name: str = "") -> str:
+    def queued():
+        """the server's job is queued"""
+        server = hub.server(user, name)
+        state = (server or {}).get("state") or {}
+        return state.get("job_id") if state.get("job_state") == "pending" else None
+
+    return hub.wait_for(queued, timeout=60)
+
+
+def test_job_that_exits_at_once_fails_the_spawn_with_its_last_output(make_hub):
+    hub = make_hub(
+        'c.JobSpawner.cmd = ["sh", "-c", '
+        '"echo hubdash-test: this server gives up at once >&2; exit 3"]'
+    )
+    started = time.monotonic()
+    answer = hub.spawn("alice", queue="debug", walltime="5")
+    if answer.status_code == 500:
+        # Failed before the hub's slow_spawn_timeout: the API call itself carries the error.
+        message = answer.json()["message"]
+    else:
+        assert answer.status_code in (201, 202), answer.text
+        events = hub.progress_events("alice", timeout=60)
+        assert events[-1].get("failed"), events[-1]
+        message = events[-1]["message"]
+    elapsed = time.monotonic() - started
+    assert "hubdash-test: this server gives up at once" in message
+    assert "exit code 3" in message, message
+    assert elapsed < 10, f"the spawn took {elapsed:.1f} s to fail"
+    outcome = hub.server("alice") or {}
+    assert not outcome.get("ready")
+
+
+def test_cancelling_a_queued_spawn_removes_its_job(make_hub):
+    hub = make_hub(HOLD_QUEUE)
+    hub.spawn("alice", queue="hold", walltime="10")
+    job_id = pending_job(hub, "alice")
+    hub.stop("alice")
+    assert wait_until_gone(job_id, 10) < 10
+    hub.wait_for(lambda: hub.server("alice") is None, timeout=30)
+
+
+def test_queue_limit_ends_the_spawn_and_removes_its_job(make_hub):
+    hub = make_hub(HOLD_QUEUE + "c.JobSpawner.queue_timeout = 15\n")
+    hub.spawn("alice", queue="hold", walltime="10")
+    job_id = pending_job(hub, "alice")
+    events = hub.progress_events("alice", timeout=60)
+    assert events[-1].get("failed")
+    assert "waited in the queue longer than the limit" in events[-1]["message"]
+    wait_until_gone(job_id, 10)
+
+
+def test_named_servers_run_separate_jobs_on_separate_queues(hub):
+    hub.spawn("bob", "first", queue="debug", walltime="10")
+    hub.spawn("bob", "second", queue="batch", walltime="10")
+    first, second = hub.wait_ready("bob", "first"), hub.wait_ready("bob", "second")
+    assert first["state"]["job_id"] != second["state"]["job_id"]
+    assert {first["state"]["queue"], second["state"]["queue"]} == {"debug", "batch"}
+    assert first["state"]["local_port"] != second["state"]["local_port"]
+    for name, server in (("first", first), ("second", second)):
+        answer = requests.get(
+            f"{hub.url}{server['url']}api/status",
+            headers={"Authorization": f"token {hub.token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, (name, answer.status_code)
+    hub.stop("bob", "first")
+    hub.stop("bob", "second")
+    wait_until_gone(first["state"]["job_id"], 15)
+    wait_until_gone(second["state"]["job_id"], 15)
+
+
+@pytest.fixture
+def fault_dir():
+    """A folder the cluster users can read (pytest's own tmp folders are root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="hubdash-fault-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_failing_status_command_does_not_stop_a_running_server(fault_dir, make_hub):
+    # fault_dir first: set up before the hub, so it is removed only after the hub stopped.
+    fault = fault_dir
+    flag = fault / "fail"
+    # squeue/qstat that fail while the flag exists, and otherwise are the real ones.
+    for command in ("squeue", "qstat", "sbatch", "scancel", "qsub", "qdel"):
+        wrapper = fault / command
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'if [ -e {flag} ]; then echo "{command}: injected failure" >&2; exit 1; fi\n'
+            f'exec /usr/bin/{command} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    hub = make_hub(f'c.JobSpawner.scheduler_bin_dir = "{fault}"\nc.Spawner.poll_interval = 5\n')
+    hub.spawn("alice", queue="debug", walltime="10")
+    server = hub.wait_ready("alice")
+    job_id = server["state"]["job_id"]
+    flag.touch()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert (hub.server("alice") or {}).get("ready"), "the server was stopped"
+            time.sleep(2)
+        assert job_id in live_job_ids()
+    finally:
+        flag.unlink()
+    hub.stop("alice")
+    wait_until_gone(job_id, 15)
+
+
+def test_hub_killed_and_restarted_keeps_running_servers_and_accounts_for_queued_jobs(
+    make_hub, tmp_path_factory
+):
+    data_dir = tmp_path_factory.mktemp("restarted-hub")
+    hub = make_hub(HOLD_QUEUE, data_dir=data_dir)
+    hub.spawn("alice", "one", queue="debug", walltime="10")
+    hub.spawn("bob", "two", queue="debug", walltime="10")
+    hub.spawn("alice", "queued", queue="hold", walltime="10")
+    running = [hub.wait_ready("alice", "one"), hub.wait_ready("bob", "two")]
+    queued_job = pending_job(hub, "alice", "queued")
+
+    hub.terminate(signal.SIGKILL)
+    again = make_hub(HOLD_QUEUE, data_dir=data_dir)
+    again.token = hub.token
+    for (user, name), before in zip((("alice", "one"), ("bob", "two")), running, strict=True):
+        after = again.wait_ready(user, name, timeout=60)
+        assert after["state"]["job_id"] == before["state"]["job_id"]
+        answer = requests.get(
+            f"{again.url}{after['url']}api/status",
+            headers={"Authorization": f"token {again.token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, (user, name, answer.status_code)
+
+    # The queued job was cancelled (not forgotten): the queue and the hub agree.
+    wait_until_gone(queued_job, 30)
+    hub_jobs = set()
+    for user in ("alice", "bob"):
+        for server in again.api("GET", f"/users/{user}").json()["servers"].values():
+            if server.get("state", {}).get("job_id"):
+                hub_jobs.add(server["state"]["job_id"])
+    assert hub_jobs == live_job_ids()
+
+
+def test_notebook_recovers_after_the_login_sshd_restarts(hub, page, artifacts):
+    from .conftest import log_in
+    from .test_notebook_path import run_cell
+
+    hub.spawn("alice", "sshd", queue="debug", walltime="10")
+    server = hub.wait_ready("alice", "sshd")
+    log_in(page, hub, "alice")
+    code = "import os; print('JOB=' + os.environ['SLURM_JOB_ID'])"
+    run_cell(page, hub, "alice/sshd", code)
+
+    subprocess.run([str(ROOT / "scripts" / "testcluster"), "restart-sshd"], check=True)
+    started = time.monotonic()
+    cell = page.locator(".jp-Notebook .jp-Cell").first
+    cell.click()
+    page.keyboard.press("Control+Enter")
+    output = page.locator(".jp-OutputArea-output").first
+    # Same page, no reload: the cell answers again once the tunnel is back.
+    deadline = time.monotonic() + 15
+    count_before = page.locator(".jp-InputArea-prompt").first.inner_text()
+    while time.monotonic() < deadline:
+        prompt = page.locator(".jp-InputArea-prompt").first.inner_text()
+        if prompt != count_before and "*" not in prompt:
+            break
+        time.sleep(0.3)
+        if time.monotonic() - started > 5 and "*" not in prompt:
+            page.keyboard.press("Control+Enter")  # the first try may have gone to a dead socket
+    page.screenshot(path=str(artifacts / "notebook-after-sshd-restart.png"))
+    assert "JOB=" in output.inner_text()
+    assert time.monotonic() - started < 15
+    hub.stop("alice", "sshd")
+    wait_until_gone(server["state"]["job_id"], 15)

@@ -1,0 +1,142 @@
+"""JobMonitor on the test cluster: real jobs of alice, submitted over SSH, followed through
+Slurm natively and through Slurm's Torque wrappers (qsub/qstat/qdel)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from spawner.cluster import Cluster
+from spawner.monitor import JobMonitor, JobView, MonitorSettings
+from spawner.schedulers import adapter_for
+from spawner.schedulers.base import JobState
+from spawner.ssh import SSHTransport
+from tests.conftest import JOB_PREFIX
+
+pytestmark = pytest.mark.integration
+
+LOGIN_HOST = "10.213.0.2"
+KEYS = Path("/etc/hubdash-testcluster/keys")
+KNOWN_HOSTS = "/etc/hubdash-testcluster/known_hosts"
+# Quick rounds so a test sees each state; the waits below are upper bounds, not timings.
+QUICK = MonitorSettings(interval=0.5, starting_interval=0.3, detail_interval=1.0, jitter=0.1)
+PATIENCE = 60.0
+SCRIPT_DIR = ".hubdash-it-monitor"
+
+
+@pytest.fixture(params=["slurm", "pbs"])
+async def cluster(request, test_cluster):
+    options = {"flavor": "slurm-torque"} if request.param == "pbs" else {}
+
+    def factory(user: str) -> SSHTransport:
+        return SSHTransport(
+            LOGIN_HOST,
+            username=user,
+            client_keys=[str(KEYS / user)],
+            known_hosts=KNOWN_HOSTS,
+        )
+
+    cluster = Cluster(
+        f"it-{request.param}",
+        adapter_for(request.param, **options),
+        factory,
+        monitor_settings=QUICK,
+    )
+    yield cluster
+    await cluster.close()
+
+
+async def submit_held(cluster: Cluster, seconds: int) -> str:
+    """A held `sleep` job of alice's, named for this test session, submitted over SSH."""
+    alice = cluster.transport_for("alice")
+    name = f"{JOB_PREFIX}-mon-{uuid.uuid4().hex[:6]}"
+    script = f"{SCRIPT_DIR}/{name}.sh"
+    await alice.write_file(script, f"#!/bin/bash\nsleep {seconds}\n".encode(), mode=0o700)
+    if cluster.adapter.name == "slurm":
+        argv = ["sbatch", "--parsable", "--hold", "-J", name, "-t", "2", "-o", "/dev/null"]
+    else:
+        argv = ["qsub", "-h", "-N", name, "-l", "walltime=0:02:00", "-j", "oe", "-o", "/dev/null"]
+    result = await alice.run([*argv, script])
+    assert result.exit_status == 0, result.stderr
+    return cluster.adapter.parse_submit(result.stdout)
+
+
+async def release(cluster: Cluster, job_id: str) -> None:
+    argv = ["scontrol", "release", job_id] if cluster.adapter.name == "slurm" else ["qrls", job_id]
+    result = await cluster.transport_for("alice").run(argv)
+    assert result.exit_status == 0, result.stderr
+
+
+async def until(monitor: JobMonitor, job_id: str, check, what: str) -> JobView:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    view = monitor.get(job_id)
+    while view is None or not check(view):
+        assert loop.time() < deadline, f"never saw {what}; last view: {view}"
+        view = await monitor.wait_for_change(job_id, 1.0)
+    return view
+
+
+async def test_monitor_follows_a_real_job_from_pending_to_done(cluster):
+    job_id = await submit_held(cluster, seconds=2)
+    monitor = cluster.monitor
+    try:
+        monitor.track(job_id, "alice")
+        view = await until(monitor, job_id, lambda v: v.state is JobState.PENDING, "PENDING")
+        assert view.info.queue == "debug"
+        await release(cluster, job_id)
+        view = await until(monitor, job_id, lambda v: v.state is not JobState.PENDING, "start")
+        assert view.state in (JobState.RUNNING, JobState.COMPLETING, JobState.DONE)
+        view = await until(monitor, job_id, lambda v: v.finished, "the end")
+        assert view.state is JobState.DONE
+        assert view.failures == 0 and not view.unknown
+    finally:
+        await cluster.cancel(cluster.transport_for("alice"), [job_id])
+    asked = monitor.stats()["queries_per_minute"]
+    assert set(asked) <= {"scontrol", "squeue", "qstat"}
+
+
+async def test_cancelled_job_ends_in_the_monitor_and_is_not_asked_about_again(cluster):
+    job_id = await submit_held(cluster, seconds=60)
+    monitor = cluster.monitor
+    monitor.track(job_id, "alice")
+    try:
+        await until(monitor, job_id, lambda v: v.state is JobState.PENDING, "PENDING")
+    finally:
+        await cluster.cancel(cluster.transport_for("alice"), [job_id])
+    view = await until(monitor, job_id, lambda v: v.finished, "the end")
+    assert view.state in (JobState.CANCELLED, JobState.DONE, JobState.GONE)
+    checks = view.checks
+    await asyncio.sleep(3 * QUICK.interval)
+    assert monitor.get(job_id).checks == checks
+
+
+async def test_queue_position_of_a_pending_job(cluster):
+    if cluster.adapter.position_command("debug") is None:
+        pytest.skip("this adapter has no queue positions")
+    job_id = await submit_held(cluster, seconds=2)
+    monitor = cluster.monitor
+    monitor.track(job_id, "alice")
+    try:
+        view = await until(
+            monitor, job_id, lambda v: v.info is not None and v.info.position, "a position"
+        )
+        assert view.info.position >= 1
+    finally:
+        await cluster.cancel(cluster.transport_for("alice"), [job_id])
+
+
+async def test_connection_file_is_seen_over_the_open_connection(cluster):
+    alice = cluster.transport_for("alice")
+    path = f"{SCRIPT_DIR}/{JOB_PREFIX}-conn-{uuid.uuid4().hex[:6]}.json"
+    waiting = asyncio.ensure_future(cluster.wait_for_file(alice, path, PATIENCE, interval=0.2))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await alice.write_file(path, b'{"port": 1}')
+    try:
+        assert await asyncio.wait_for(waiting, PATIENCE) == b'{"port": 1}'
+    finally:
+        await alice.remove(path)

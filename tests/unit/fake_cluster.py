@@ -1,0 +1,154 @@
+"""A scheduler on paper, behind a Transport: answers scontrol, squeue and qstat the way the
+recorded samples show, records every command, and can be told to fail. Unit tests only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from spawner.transport import CommandResult, Forward, Transport, TransportError
+
+
+@dataclass
+class PaperJob:
+    state: str = "PENDING"  # Slurm's word
+    reason: str = "Priority"
+    partition: str = "debug"
+    nodes: str = ""
+    exit_code: str = "0:0"
+
+
+class PaperScheduler:
+    """Jobs by id; `failing` makes every scheduler command fail as slurmctld does when busy,
+    `transport_down` makes the transport itself fail (timeout, lost connection)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, PaperJob] = {}
+        self.commands: list[list[str]] = []
+        self.failing = False
+        self.transport_down = False
+        self.files: dict[str, bytes] = {}
+        self.next_id = 1000
+
+    def _submit(self, script_path: str) -> CommandResult:
+        """sbatch: the job runs at once and writes its connection file, as the launcher does."""
+        job_id = str(self.next_id)
+        self.next_id += 1
+        self.jobs[job_id] = PaperJob("RUNNING", "None", nodes="cn1")
+        folder = script_path.rsplit("/", 1)[0]
+        connection = {"host": "cn1", "port": 41234, "job_id": job_id}
+        self.files[f"{folder}/connection.json"] = json.dumps(connection).encode()
+        return CommandResult(0, f"{job_id}\n", "")
+
+    def _squeue(self, job_ids: list[str]) -> CommandResult:
+        lines = [
+            f"{i}|{j.state}|{j.reason}|{j.partition}|{j.nodes}|N/A|1"
+            for i, j in self.jobs.items()
+            if i in job_ids
+        ]
+        if not lines and len(job_ids) == 1:
+            return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+        return CommandResult(0, "".join(line + "\n" for line in lines), "")
+
+    def lookups_of(self, job_id: str) -> int:
+        return sum(
+            1 for argv in self.commands if argv[0] in ("scontrol", "qstat") and job_id in argv
+        )
+
+    def answer(self, argv: list[str]) -> CommandResult:
+        self.commands.append(list(argv))
+        if self.failing:
+            return CommandResult(1, "", "slurm_load_jobs error: Socket timed out on send/recv\n")
+        if argv[:2] == ["sbatch", "--parsable"]:
+            return self._submit(argv[-1])
+        if argv[0] == "scancel":
+            for job_id in argv[1:]:
+                if job_id in self.jobs:
+                    self.jobs[job_id].state = "CANCELLED"
+            return CommandResult(0, "", "")
+        if argv[0] == "squeue" and "-j" in argv:
+            return self._squeue(argv[argv.index("-j") + 1].split(","))
+        if argv[:5] == ["scontrol", "--local", "-o", "show", "job"]:
+            return self._scontrol(argv[5])
+        if argv[0] == "squeue" and "--states=PENDING" in argv:
+            queue = argv[argv.index("-p") + 1]
+            pending = [
+                i for i, j in self.jobs.items() if j.state == "PENDING" and j.partition == queue
+            ]
+            return CommandResult(0, "".join(f"{i}\n" for i in pending), "")
+        if argv[:2] == ["qstat", "-f"]:
+            return self._qstat(argv[2:])
+        return CommandResult(127, "", f"{argv[0]}: command not found\n")
+
+    def _scontrol(self, job_id: str) -> CommandResult:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+        line = (
+            f"JobId={job_id} JobName=jupyterhub-alice-default UserId=alice(1001) "
+            f"JobState={job.state} Reason={job.reason} ExitCode={job.exit_code} "
+            f"StartTime=Unknown Partition={job.partition} NodeList={job.nodes or '(null)'} "
+            "StdOut=/home/alice/job.log Power=\n"
+        )
+        return CommandResult(0, line, "")
+
+    def _qstat(self, ids: list[str]) -> CommandResult:
+        letters = {"PENDING": "Q", "RUNNING": "R", "COMPLETED": "C"}
+        out, err = [], []
+        for job_id in ids:
+            job = self.jobs.get(job_id)
+            if job is None:
+                err.append(f"qstat: Unknown Job Id {job_id}\n")
+                continue
+            out.append(
+                f"Job Id: {job_id}\n    job_state = {letters.get(job.state, 'Q')}\n"
+                f"    queue = {job.partition}\n"
+            )
+            if job.state == "COMPLETED":
+                out.append(f"    exit_status = {job.exit_code.split(':')[0]}\n")
+            out.append("\n")
+        return CommandResult(153 if err else 0, "".join(out), "".join(err))
+
+
+class PaperTransport(Transport):
+    """A transport whose commands reach the PaperScheduler and whose files live in it."""
+
+    def __init__(self, scheduler: PaperScheduler, username: str = "alice") -> None:
+        self.scheduler, self.username = scheduler, username
+        self.argvs: list[list[str]] = []
+        self.writes: list[tuple[str, bytes, int]] = []
+
+    async def run(
+        self, argv: list[str], *, input: str | None = None, timeout: float = 30
+    ) -> CommandResult:
+        self.argvs.append(list(argv))
+        if self.scheduler.transport_down:
+            raise TransportError("A command on login timed out after 30 s")
+        return self.scheduler.answer(argv)
+
+    async def read_file(self, path: str) -> bytes:
+        if self.scheduler.transport_down:
+            raise TransportError("connection lost")
+        try:
+            return self.scheduler.files[path]
+        except KeyError:
+            raise FileNotFoundError(path) from None
+
+    async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        self.writes.append((path, data, mode))
+        self.scheduler.files[path] = data
+
+    async def remove(self, path: str) -> None:
+        self.scheduler.files.pop(path, None)
+
+    async def open_local_forward(
+        self, dest_host, dest_port, *, listen_port=0, listen_host="127.0.0.1"
+    ):
+        return Forward(listen_host, listen_port or 40000)
+
+    async def open_remote_forward(self, listen_host, listen_port, dest_host, dest_port):
+        return Forward(listen_host, listen_port or 40001)
+
+    async def close(self) -> None:
+        pass

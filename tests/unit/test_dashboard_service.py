@@ -1,0 +1,372 @@
+"""The dashboard service against a fake hub API: isolation, XSRF, stop, live status, admin view."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from jupyterhub.services.auth import HubOAuth
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from tornado.web import create_signed_value
+
+from hubdash.app import HubDash
+from hubdash.hubapi import HubAPI
+
+from .fakehub import SERVICE_TOKEN, FakeHubState, make_fake_hub, server_model
+
+PREFIX = "/services/hubdash/"
+
+
+@dataclass
+class Dashboard:
+    url: str
+    hub: FakeHubState
+    cookie_secret: bytes
+    client: AsyncHTTPClient
+
+    async def fetch(
+        self, path: str, token: str | None = None, method: str = "GET", **kwargs: Any
+    ) -> HTTPResponse:
+        headers = dict(kwargs.pop("headers", {}))
+        if token:
+            headers["Authorization"] = f"token {token}"
+        if method == "POST" and "body" not in kwargs:
+            kwargs["body"] = ""
+        request = HTTPRequest(
+            self.url + path,
+            method=method,
+            headers=headers,
+            follow_redirects=False,
+            request_timeout=10,
+            **kwargs,
+        )
+        return await self.client.fetch(request, raise_error=False)
+
+    def login_cookie(self, token: str) -> str:
+        """The cookie the dashboard sets after the hub's OAuth, for a browser-like request."""
+        value = create_signed_value(self.cookie_secret, "service-hubdash", token).decode()
+        return f"service-hubdash={value}"
+
+    async def read_events(
+        self,
+        path: str,
+        token: str,
+        until: Callable[[list[tuple[str, Any]]], bool],
+        timeout: float = 10,
+    ) -> list[tuple[str, Any]]:
+        """Read a server-sent event stream until `until(events)` holds, then hang up."""
+        events: list[tuple[str, Any]] = []
+        buffer = b""
+        name = "message"
+        done = asyncio.Event()
+
+        def on_chunk(chunk: bytes) -> None:
+            nonlocal buffer, name
+            if done.is_set():
+                raise ConnectionAbortedError("test is done reading")
+            buffer += chunk
+            while b"\n" in buffer:
+                line, _, buffer = buffer.partition(b"\n")
+                text = line.decode()
+                if text.startswith("event:"):
+                    name = text[6:].strip()
+                elif text.startswith("data:"):
+                    events.append((name, json.loads(text[5:])))
+                    name = "message"
+                    if until(events):
+                        done.set()
+
+        request = HTTPRequest(
+            self.url + path,
+            headers={"Authorization": f"token {token}"},
+            streaming_callback=on_chunk,
+            request_timeout=timeout + 5,
+        )
+        fetch = asyncio.ensure_future(self.client.fetch(request, raise_error=False))
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.wait(
+                    [fetch, asyncio.ensure_future(done.wait())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            done.set()
+        if fetch.done() and not events:
+            response = fetch.result()
+            raise AssertionError(f"no events; the stream answered {response.code}")
+        return events
+
+
+@pytest.fixture
+async def dash():
+    hub = FakeHubState()
+    hub_sock, hub_port = bind_unused_port()
+    hub_server = HTTPServer(make_fake_hub(hub))
+    hub_server.add_sockets([hub_sock])
+    api_url = f"http://127.0.0.1:{hub_port}/hub/api"
+
+    config = HubDash(service_prefix=PREFIX, state_interval=0.5, walltime_warning_minutes=10)
+    auth = HubOAuth(
+        api_url=api_url,
+        api_token=SERVICE_TOKEN,
+        oauth_client_id="service-hubdash",
+        base_url=PREFIX,
+        hub_prefix="/hub/",
+        access_scopes={"access:services!service=hubdash"},
+        cache_max_age=0,
+    )
+    app = config.make_app(hub_auth=auth, hub_api=HubAPI(api_url, SERVICE_TOKEN))
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    client = AsyncHTTPClient(force_instance=True)
+    yield Dashboard(f"http://127.0.0.1:{port}", hub, app.settings["cookie_secret"], client)
+    client.close()
+    server.stop()
+    hub_server.stop()
+    await asyncio.sleep(0)  # let closed connections finish
+
+
+def queued_alice(hub: FakeHubState, name: str = "") -> None:
+    hub.servers["alice"] = {
+        name: server_model(
+            name,
+            pending="spawn",
+            state={
+                "job_id": "4242",
+                "job_state": "pending",
+                "queue": "debug",
+                "nodes": 1,
+                "engines": 0,
+                "walltime": "0:30:00",
+                "reason": "Resources",
+                "position": 2,
+                "submitted_at": 1_700_000_000.0,
+            },
+            user_options={"queue": "debug", "walltime": "0:30:00", "nodes": 1},
+        )
+    }
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+
+async def test_another_users_status_page_answers_403(dash):
+    queued_alice(dash.hub)
+    response = await dash.fetch(f"{PREFIX}status/alice", token="bob-token")
+    assert response.code == 403
+    assert b"own servers only" in response.body
+
+
+async def test_another_users_status_api_and_event_stream_answer_403(dash):
+    queued_alice(dash.hub, "gpu")
+    for path in ("api/users/alice/servers/gpu", "api/users/alice/servers/gpu/events"):
+        response = await dash.fetch(PREFIX + path, token="bob-token")
+        assert response.code == 403, path
+        assert json.loads(response.body)["status"] == 403
+
+
+async def test_stopping_another_users_server_is_refused_and_reaches_no_hub(dash):
+    queued_alice(dash.hub)
+    response = await dash.fetch(f"{PREFIX}api/users/alice/server/stop", "bob-token", "POST")
+    assert response.code == 403
+    assert dash.hub.stopped == []
+
+
+async def test_admin_overview_is_for_hub_admins_only(dash):
+    queued_alice(dash.hub)
+    response = await dash.fetch(f"{PREFIX}admin", token="alice-token")
+    assert response.code == 403
+
+
+async def test_a_visitor_without_login_is_sent_to_the_hubs_oauth(dash):
+    response = await dash.fetch(PREFIX)
+    assert response.code == 302
+    assert "/hub/api/oauth2/authorize" in response.headers["Location"]
+
+
+# --- stop with XSRF -------------------------------------------------------------------------
+
+
+async def test_stop_post_without_xsrf_is_refused(dash):
+    queued_alice(dash.hub)
+    response = await dash.fetch(
+        f"{PREFIX}api/users/alice/server/stop",
+        method="POST",
+        headers={"Cookie": dash.login_cookie("alice-token"), "Sec-Fetch-Mode": "navigate"},
+    )
+    assert response.code == 403
+    assert dash.hub.stopped == []
+
+
+async def test_stop_from_the_servers_page_acts_with_the_users_own_token(dash):
+    queued_alice(dash.hub)
+    cookie = dash.login_cookie("alice-token")
+    page = await dash.fetch(PREFIX, headers={"Cookie": cookie, "Sec-Fetch-Mode": "navigate"})
+    assert page.code == 200
+    xsrf = re.search(rb'name="_xsrf" value="([^"]+)"', page.body).group(1).decode()
+    xsrf_cookie = re.search(r"_xsrf=([^;]+)", page.headers["Set-Cookie"]).group(1)
+    action = re.search(rb'<form method="post" action="([^"]+)"', page.body).group(1).decode()
+    assert action == f"{PREFIX}api/users/alice/server/stop"
+
+    response = await dash.fetch(
+        action,
+        method="POST",
+        body=f"_xsrf={xsrf}",
+        headers={
+            "Cookie": f"{cookie}; _xsrf={xsrf_cookie}",
+            "Sec-Fetch-Mode": "navigate",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert response.code == 303, response.body
+    assert response.headers["Location"].startswith(PREFIX)
+    assert dash.hub.stopped == [("alice", "", "alice-token")]
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+async def test_servers_page_shows_a_card_per_server_with_its_job(dash):
+    queued_alice(dash.hub)
+    dash.hub.servers["alice"]["gpu"] = server_model(
+        "gpu",
+        ready=True,
+        state={
+            "job_id": "77",
+            "job_state": "running",
+            "queue": "batch",
+            "node": "cn2",
+            "walltime": "1:00:00",
+            "started_at": 1_700_000_000.0,
+        },
+    )
+    page = await dash.fetch(PREFIX, token="alice-token")
+    html = page.body.decode()
+    assert page.code == 200
+    assert html.count('class="card h-100 hd-card"') == 2
+    assert 'data-status="queued"' in html and "Resources" in html and "4242" in html
+    assert 'data-status="running"' in html and "cn2" in html and 'href="/user/alice/gpu/"' in html
+    assert "Cancel job" in html and ">Stop<" in html
+
+
+async def test_text_from_the_cluster_is_escaped_on_every_page(dash):
+    queued_alice(dash.hub)
+    dash.hub.servers["alice"][""]["state"]["reason"] = "<script>alert(1)</script>"
+    for path in (PREFIX, f"{PREFIX}status/alice"):
+        html = (await dash.fetch(path, token="alice-token")).body.decode()
+        assert "<script>alert(1)" not in html, path
+
+
+async def test_admin_overview_lists_every_users_jobs_and_the_scheduler_rate(dash):
+    queued_alice(dash.hub)
+    dash.hub.servers["bob"] = {
+        "": server_model("", ready=True, user="bob", state={"job_id": "9", "queue": "batch"})
+    }
+    line = 'hubdash_scheduler_commands_total{{cluster="c",command="squeue",outcome="ok"}} {}\n'
+    dash.hub.metrics_text = line.format(10.0)
+    first = await dash.fetch(f"{PREFIX}admin", token="root-token")
+    assert first.code == 200
+    assert b"Measuring" in first.body
+    await asyncio.sleep(2.2)  # two readings must lie apart to make a rate
+    dash.hub.metrics_text = line.format(40.0)
+    html = (await dash.fetch(f"{PREFIX}admin", token="root-token")).body.decode()
+    assert 'data-user="alice"' in html and "4242" in html and "Resources" in html
+    assert 'data-user="bob"' in html and "batch" in html
+    assert "commands per minute" in html and "squeue" in html
+
+
+# --- live status ----------------------------------------------------------------------------
+
+
+def _pending_events() -> list[dict[str, Any]]:
+    return [
+        {"progress": 0, "message": "Server requested"},
+        {
+            "progress": 10,
+            "message": "Job 4242 submitted to queue debug",
+            "hubdash": {"phase": "submitted", "time": 1.0, "job_id": "4242"},
+        },
+        {
+            "progress": 20,
+            "message": "Job 4242 is queued in debug (Resources)",
+            "hubdash": {"phase": "pending", "time": 2.0, "reason": "Resources", "position": 2},
+        },
+        {
+            "progress": 50,
+            "message": "Job 4242 is running on cn1",
+            "hubdash": {"phase": "running", "time": 3.0, "node": "cn1"},
+        },
+    ]
+
+
+async def test_status_stream_relays_the_hubs_progress_then_ready(dash):
+    queued_alice(dash.hub)
+    dash.hub.progress[("alice", "")] = [
+        *_pending_events(),
+        {"progress": 100, "ready": True, "url": "/user/alice/", "message": "Server ready"},
+    ]
+    events = await dash.read_events(
+        f"{PREFIX}api/users/alice/server/events",
+        "alice-token",
+        until=lambda evs: any(name == "ready" for name, _ in evs),
+    )
+    names = [name for name, _ in events]
+    assert names[0] == "server"
+    first = events[0][1]
+    assert (first["status"], first["reason"], first["position"]) == ("queued", "Resources", 2)
+    phases = [data.get("hubdash", {}).get("phase") for name, data in events if name == "progress"]
+    assert phases == [None, "submitted", "pending", "running", None]
+    assert events[-1] == ("ready", {"url": "/user/alice/"})
+
+
+async def test_status_stream_tells_why_a_start_failed(dash):
+    dash.hub.servers["alice"] = {"": server_model("")}
+    message = "Spawn failed: Job 1 ended before its server started. Last lines of its output:\nboom"
+    dash.hub.progress[("alice", "")] = [{"progress": 100, "failed": True, "message": message}]
+    events = await dash.read_events(
+        f"{PREFIX}api/users/alice/server/events",
+        "alice-token",
+        until=lambda evs: any(name == "failed" for name, _ in evs),
+    )
+    assert events[0][1]["status"] == "stopped"
+    assert events[-1] == ("failed", {"message": message})
+
+
+async def test_status_stream_sends_new_state_without_being_asked(dash):
+    queued_alice(dash.hub)
+    dash.hub.progress[("alice", "")] = [
+        *_pending_events(),
+        {"progress": 100, "ready": True, "url": "/user/alice/"},
+    ]
+    dash.hub.progress_gate[("alice", "")] = gate = asyncio.Event()
+
+    def job_started(events: list[tuple[str, Any]]) -> bool:
+        views = [data for name, data in events if name == "server"]
+        return bool(views) and views[-1]["status"] == "starting"
+
+    reading = asyncio.ensure_future(
+        dash.read_events(f"{PREFIX}api/users/alice/server/events", "alice-token", job_started)
+    )
+    await asyncio.sleep(0.3)
+    state = dash.hub.servers["alice"][""]["state"]
+    state.update(job_state="running", node="cn1", reason="", position=None)
+    events = await reading
+    gate.set()
+    assert [data["status"] for name, data in events if name == "server"] == ["queued", "starting"]
+
+
+async def test_status_page_embeds_the_stream_url_with_its_xsrf_token(dash):
+    queued_alice(dash.hub, "gpu")
+    html = (await dash.fetch(f"{PREFIX}status/alice/gpu", token="alice-token")).body.decode()
+    match = re.search(r'data-events-url="([^"]+)"', html)
+    assert match and match.group(1).startswith(f"{PREFIX}api/users/alice/servers/gpu/events?_xsrf=")
+    assert 'data-warning-minutes="10"' in html
+    assert 'id="status-word"' in html and 'data-status="queued"' in html

@@ -1,0 +1,287 @@
+"""JobMonitor's state machine against a scheduler on paper (tests/unit/fake_cluster.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from spawner.cluster import Cluster
+from spawner.monitor import JobEnded, MonitorSettings
+from spawner.schedulers import adapter_for
+from spawner.schedulers.base import JobState
+
+from .fake_cluster import PaperJob, PaperScheduler, PaperTransport
+
+# Short cadences so the state machine turns many times within a test; only upper bounds
+# on waiting (so a hang fails), never assertions on time.
+FAST = MonitorSettings(
+    interval=0.05, starting_interval=0.02, detail_interval=0.05, unknown_grace=0.2, jitter=0.1
+)
+PATIENCE = 10.0
+
+
+def make_cluster(
+    scheduler: PaperScheduler, settings: MonitorSettings = FAST, kind: str = "slurm"
+) -> Cluster:
+    options = {"flavor": "slurm-torque"} if kind == "pbs" else {}
+    return Cluster(
+        "paper",
+        adapter_for(kind, **options),
+        lambda user: PaperTransport(scheduler, user),
+        monitor_settings=settings,
+    )
+
+
+@pytest.fixture
+async def paper():
+    scheduler = PaperScheduler()
+    cluster = make_cluster(scheduler)
+    yield scheduler, cluster, cluster.monitor
+    await cluster.close()
+
+
+async def until(monitor, job_id, check, what: str):
+    """The view once `check(view)` holds; fails (does not hang) if it never does."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    view = monitor.get(job_id)
+    while view is None or not check(view):
+        assert loop.time() < deadline, f"never saw {what}; last view: {view}"
+        view = await monitor.wait_for_change(job_id, 0.2)
+    return view
+
+
+async def test_tracked_job_follows_the_scheduler_from_pending_to_done(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("PENDING", "Resources")
+    monitor.track("41", "alice")
+    view = await until(monitor, "41", lambda v: v.state is JobState.PENDING, "PENDING")
+    assert (view.info.reason, view.info.queue, view.last_seen is not None) == (
+        "Resources",
+        "debug",
+        True,
+    )
+    scheduler.jobs["41"] = PaperJob("RUNNING", "None", nodes="cn1")
+    view = await until(monitor, "41", lambda v: v.state is JobState.RUNNING, "RUNNING")
+    assert view.info.nodes == ["cn1"]
+    scheduler.jobs["41"] = PaperJob("COMPLETED", "None", nodes="cn1", exit_code="0:0")
+    view = await until(monitor, "41", lambda v: v.finished, "the end")
+    assert (view.state, view.info.exit_code) == (JobState.DONE, 0)
+
+
+async def test_slurm_lookups_are_single_job_scontrol_queries(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs.update({"41": PaperJob(), "42": PaperJob()})
+    monitor.track("41", "alice")
+    monitor.track("42", "alice")
+    await until(monitor, "41", lambda v: v.info is not None, "an answer")
+    await until(monitor, "42", lambda v: v.info is not None, "an answer")
+    lookups = [argv for argv in scheduler.commands if argv[0] == "scontrol"]
+    assert ["scontrol", "--local", "-o", "show", "job", "41"] in lookups
+    assert all(len(argv) == 6 for argv in lookups)  # one id each: never a full scan
+    assert not any(argv[0] == "squeue" and "-j" in argv for argv in scheduler.commands)
+
+
+async def test_finished_job_is_remembered_and_never_queried_again(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("FAILED", "NonZeroExitCode", exit_code="3:0")
+    scheduler.jobs["42"] = PaperJob("RUNNING", "None", nodes="cn2")
+    monitor.track("41", "alice")
+    monitor.track("42", "bob")
+    view = await until(monitor, "41", lambda v: v.finished, "the end")
+    assert (view.state, view.info.exit_code) == (JobState.FAILED, 3)
+    asked = scheduler.lookups_of("41")
+    # Let the other job be looked up many more times meanwhile.
+    before = monitor.get("42").checks
+    await until(monitor, "42", lambda v: v.checks >= before + 5, "five more lookups of 42")
+    assert scheduler.lookups_of("41") == asked
+    assert monitor.get("41").finished
+
+
+async def test_scheduler_failing_longer_than_a_round_leaves_a_running_job_running(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("RUNNING", "None", nodes="cn1")
+    monitor.track("41", "alice", starting=False)
+    await until(monitor, "41", lambda v: v.state is JobState.RUNNING, "RUNNING")
+    scheduler.failing = True
+    view = await until(monitor, "41", lambda v: v.unknown, "unknown after the grace period")
+    assert view.failures > 1  # failed for several rounds, not one
+    assert (view.state, view.finished) == (JobState.RUNNING, False)
+    assert "Socket timed out" in view.error and view.unknown_since is not None
+    scheduler.failing = False
+    view = await until(monitor, "41", lambda v: not v.unknown, "an answer again")
+    assert (view.state, view.failures, view.unknown_since) == (JobState.RUNNING, 0, None)
+
+
+async def test_lost_connection_is_no_verdict_on_the_job(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("PENDING")
+    monitor.track("41", "alice")
+    await until(monitor, "41", lambda v: v.state is JobState.PENDING, "PENDING")
+    scheduler.transport_down = True
+    view = await until(monitor, "41", lambda v: v.failures >= 3, "three failed lookups")
+    assert (view.state, view.finished) == (JobState.PENDING, False)
+    assert "timed out" in view.error
+
+
+async def test_new_job_without_any_answer_is_neither_running_nor_gone(paper):
+    scheduler, _, monitor = paper
+    scheduler.failing = True
+    monitor.track("41", "alice")
+    view = await until(monitor, "41", lambda v: v.unknown, "unknown")
+    assert (view.info, view.state, view.finished) == (None, None, False)
+    assert monitor.stats()["by_state"]["unknown"] == 1
+
+
+async def test_only_the_scheduler_saying_it_does_not_know_the_job_ends_it(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
+    monitor.track("41", "alice")
+    await until(monitor, "41", lambda v: v.state is JobState.RUNNING, "RUNNING")
+    del scheduler.jobs["41"]  # purged after MinJobAge: "Invalid job id specified"
+    view = await until(monitor, "41", lambda v: v.finished, "the end")
+    assert view.state is JobState.GONE
+
+
+async def test_lookups_keep_within_the_budget_however_many_jobs_wait():
+    scheduler = PaperScheduler()
+    settings = MonitorSettings(
+        interval=0.01, starting_interval=0.01, max_lookups_per_minute=60, jitter=0.0
+    )
+    cluster = make_cluster(scheduler, settings)
+    try:
+        for n in range(30):
+            scheduler.jobs[str(100 + n)] = PaperJob()
+            cluster.monitor.track(str(100 + n), f"user{n % 5}")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(0.5)
+        elapsed = loop.time() - started
+        looked_up = len([argv for argv in scheduler.commands if argv[0] == "scontrol"])
+        # A burst of ten seconds' worth (10), then one a second; never one per job per round.
+        assert 1 <= looked_up <= 10 + int(elapsed) + 1
+        assert cluster.monitor.stats()["lookups_per_minute"] == looked_up
+    finally:
+        await cluster.close()
+
+
+async def test_queue_positions_come_from_one_scan_per_queue(paper):
+    scheduler, _, monitor = paper
+    for job_id in ("41", "42", "43"):
+        scheduler.jobs[job_id] = PaperJob("PENDING", "Priority")
+        monitor.track(job_id, "alice")
+    view = await until(monitor, "43", lambda v: v.info and v.info.position == 3, "position 3")
+    assert monitor.get("41").info.position == 1
+    scans = [argv for argv in scheduler.commands if argv[0] == "squeue"]
+    assert scans and all("--states=PENDING" in argv and "debug" in argv for argv in scans)
+    assert view.info.reason == "Priority"
+
+
+async def test_pbs_jobs_of_one_user_share_one_qstat():
+    scheduler = PaperScheduler()
+    cluster = make_cluster(scheduler, kind="pbs")
+    try:
+        scheduler.jobs.update({"51": PaperJob("RUNNING"), "52": PaperJob("PENDING")})
+        cluster.monitor.track("51", "alice")
+        cluster.monitor.track("52", "alice")
+        await until(cluster.monitor, "51", lambda v: v.state is JobState.RUNNING, "RUNNING")
+        await until(cluster.monitor, "52", lambda v: v.state is JobState.PENDING, "PENDING")
+        assert ["qstat", "-f", "51", "52"] in scheduler.commands
+        del scheduler.jobs["52"]  # qstat: Unknown Job Id 52 is definitive
+        view = await until(cluster.monitor, "52", lambda v: v.finished, "the end")
+        assert view.state is JobState.GONE
+        assert cluster.monitor.get("51").state is JobState.RUNNING
+    finally:
+        await cluster.close()
+
+
+async def test_refresh_asks_at_once_even_for_a_settled_job():
+    scheduler = PaperScheduler()
+    cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))
+    try:
+        scheduler.jobs["41"] = PaperJob("PENDING")
+        cluster.monitor.track("41", "alice", starting=False)
+        await until(cluster.monitor, "41", lambda v: v.info is not None, "the first answer")
+        scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
+        view = await cluster.monitor.refresh("41", timeout=PATIENCE)
+        assert view.state is JobState.RUNNING
+    finally:
+        await cluster.close()
+
+
+async def test_untracked_job_is_forgotten_and_its_waiters_told(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("PENDING")
+    monitor.track("41", "alice")
+    await until(monitor, "41", lambda v: v.info is not None, "an answer")
+    waiter = asyncio.ensure_future(monitor.wait_for_change("41", PATIENCE))
+    await asyncio.sleep(0)
+    monitor.untrack("41")
+    assert await asyncio.wait_for(waiter, PATIENCE) is None
+    assert monitor.get("41") is None
+
+
+async def test_stats_count_queries_by_command(paper):
+    scheduler, _, monitor = paper
+    scheduler.jobs["41"] = PaperJob("PENDING")
+    monitor.track("41", "alice")
+    await until(monitor, "41", lambda v: v.info and v.info.position == 1, "a position")
+    stats = monitor.stats()
+    assert stats["tracked"] == 1 and stats["by_state"]["pending"] == 1
+    assert stats["queries_per_minute"]["scontrol"] >= 1
+    assert stats["queries_per_minute"]["squeue"] >= 1
+
+
+async def test_wait_for_file_returns_the_content_once_the_job_writes_it(paper):
+    scheduler, cluster, monitor = paper
+    transport = cluster.transport_for("alice")
+    scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
+    monitor.track("41", "alice")
+    waiting = asyncio.ensure_future(
+        cluster.wait_for_file(
+            transport,
+            "conn.json",
+            PATIENCE,
+            job_id="41",
+            interval=0.02,
+            accept=lambda data: json.loads(data)["job_id"] == "41",
+        )
+    )
+    scheduler.files["conn.json"] = b'{"job_id": "40"}'  # a previous job's: not accepted
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    scheduler.files["conn.json"] = b'{"job_id": "41"}'
+    assert await asyncio.wait_for(waiting, PATIENCE) == b'{"job_id": "41"}'
+
+
+async def test_wait_for_file_stops_when_the_job_ends_first(paper):
+    scheduler, cluster, monitor = paper
+    scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
+    monitor.track("41", "alice")
+    await until(monitor, "41", lambda v: v.state is JobState.RUNNING, "RUNNING")
+    waiting = asyncio.ensure_future(
+        cluster.wait_for_file(
+            cluster.transport_for("alice"), "conn.json", PATIENCE, job_id="41", interval=5
+        )
+    )
+    scheduler.jobs["41"] = PaperJob("FAILED", "NonZeroExitCode", exit_code="1:0")
+    with pytest.raises(JobEnded) as ended:
+        await asyncio.wait_for(waiting, PATIENCE)
+    assert ended.value.view.info.exit_code == 1
+
+
+async def test_wait_for_file_gives_up_after_its_timeout(paper):
+    _, cluster, _ = paper
+    with pytest.raises(TimeoutError, match="conn.json did not appear"):
+        await cluster.wait_for_file(
+            cluster.transport_for("alice"), "conn.json", 0.05, interval=0.01
+        )
+
+
+def test_settings_that_cannot_work_are_refused_with_their_name():
+    with pytest.raises(ValueError, match="unknown_grace"):
+        MonitorSettings(unknown_grace=0)
+    with pytest.raises(ValueError, match="max_lookups_per_minute"):
+        MonitorSettings(max_lookups_per_minute=0)

@@ -1,0 +1,90 @@
+"""The monitor's lookup contract of both adapters, on recorded output (tests/unit/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spawner.schedulers.base import JobState, SchedulerError
+from spawner.schedulers.pbs import PBSAdapter
+from spawner.schedulers.slurm import SlurmAdapter
+
+DATA = Path(__file__).parent / "data"
+SLURM = SlurmAdapter()
+TORQUE = PBSAdapter("torque")
+
+
+def sample(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_slurm_lookup_is_one_scontrol_rpc_for_one_job():
+    assert SLURM.lookup_max_ids == 1
+    assert SLURM.lookup_command(["77"]) == ["scontrol", "--local", "-o", "show", "job", "77"]
+    with pytest.raises(ValueError):
+        SLURM.lookup_command(["77", "78"])  # more ids would mean a scan of every job
+    with pytest.raises(ValueError):
+        SLURM.lookup_command(["-77"])
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "nodes", "exit_code"),
+    [
+        ("scontrol-show-job-running-oneline.txt", JobState.RUNNING, ["cn1"], None),
+        ("scontrol-show-job-pending-held.txt", JobState.PENDING, [], None),
+        ("scontrol-show-job-failed.txt", JobState.FAILED, None, 3),
+        ("scontrol-show-job-completed.txt", JobState.DONE, None, 0),
+    ],
+)
+def test_slurm_lookup_reads_state_nodes_and_exit_code(name, state, nodes, exit_code):
+    info = SLURM.parse_lookup(0, sample(name), "", ["77"])["77"]
+    assert info.job_id == "77"  # the id asked about, whatever scontrol printed
+    assert info.state is state
+    if nodes is not None:
+        assert info.nodes == nodes
+    assert info.exit_code == exit_code
+
+
+def test_slurm_lookup_of_a_purged_job_says_gone():
+    stderr = sample("scontrol-show-job-purged.stderr.txt")
+    assert SLURM.parse_lookup(1, "", stderr, ["77"])["77"].state is JobState.GONE
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "slurm_load_jobs error: Socket timed out on send/recv operation\n",
+        "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n",
+        "",
+    ],
+)
+def test_slurm_lookup_failure_is_no_verdict(stderr):
+    with pytest.raises(SchedulerError):
+        SLURM.parse_lookup(1, "", stderr, ["77"])
+
+
+def test_pbs_lookup_asks_for_all_of_a_users_jobs_in_one_qstat():
+    assert TORQUE.lookup_max_ids is None
+    assert TORQUE.lookup_command(["1234.torque01", "1299.torque01"]) == [
+        "qstat",
+        "-f",
+        "1234.torque01",
+        "1299.torque01",
+    ]
+
+
+def test_pbs_lookup_of_one_known_and_one_unknown_job_answers_for_both():
+    stdout = sample("doc-torque-6-qstat-f-one-of-two.txt")
+    stderr = sample("doc-torque-6-qstat-f-one-of-two.stderr.txt")
+    ids = ["1234.torque01.example.org", "1299.torque01.example.org"]
+    infos = TORQUE.parse_lookup(153, stdout, stderr, ids)
+    assert infos[ids[1]].state is JobState.GONE
+    assert infos[ids[0]].state is not JobState.GONE
+
+
+def test_pbs_lookup_failure_is_no_verdict():
+    with pytest.raises(SchedulerError, match="Cannot connect"):
+        TORQUE.parse_lookup(
+            1, "", "qstat: cannot connect to server (errno=111)\nCannot connect", ["1"]
+        )

@@ -1,0 +1,74 @@
+"""Secrets (the server's hub API token) never reach a command line or a file others may read.
+
+Runs a whole JobSpawner.start() against a scheduler on paper and inspects every argument list
+the hub built and every file it wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+from jupyterhub.objects import Hub
+from traitlets.config import Config
+
+from spawner import cluster as cluster_module
+from spawner.jobspawner import JobSpawner
+
+from .fake_cluster import PaperScheduler, PaperTransport
+
+TOKEN = "hubdash-test-token-4f1c2e9a7b"  # what the hub would hand the server
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The paper cluster and its transports, which keep every argv and every file written."""
+    monkeypatch.setattr(cluster_module, "_CLUSTERS", {})
+    scheduler = PaperScheduler()
+    transports: list[PaperTransport] = []
+
+    def make_transport(self, username):
+        transports.append(PaperTransport(scheduler, username))
+        return transports[-1]
+
+    monkeypatch.setattr(JobSpawner, "_make_transport", make_transport)
+    return SimpleNamespace(scheduler=scheduler, transports=transports)
+
+
+def make_spawner() -> JobSpawner:
+    config = Config()
+    config.JobSpawner.login_host = "login.example.org"
+    config.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
+    config.JobSpawner.job_prologue = ["module load python"]
+    config.Spawner.cmd = ["jupyterhub-singleuser"]
+    config.Spawner.args = ["--ServerApp.log_level=INFO"]
+    user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice", groups=[])
+    spawner = JobSpawner(config=config, user=user, hub=Hub(base_url="/hub/"))
+    spawner.api_token = TOKEN
+    spawner.user_options = {"queue": "debug", "walltime": "0:10:00", "nodes": 1}
+    return spawner
+
+
+async def test_token_travels_in_a_0600_file_never_in_an_argv(recorded):
+    spawner = make_spawner()
+    host, port = await asyncio.wait_for(spawner.start(), 30)
+    assert (host, port) == ("127.0.0.1", 40000)
+
+    argvs = [argv for t in recorded.transports for argv in t.argvs]
+    assert any(argv[0] == "sbatch" for argv in argvs)  # the start did run commands
+    assert not [argv for argv in argvs if any(TOKEN in item for item in argv)]
+
+    writes = [w for t in recorded.transports for w in t.writes]
+    with_token = [(path, mode) for path, data, mode in writes if TOKEN.encode() in data]
+    assert with_token == [(".hubdash/servers/default/env.json", 0o600)]
+    env = json.loads(dict((p, d) for p, d, _ in writes)[".hubdash/servers/default/env.json"])
+    assert env["JUPYTERHUB_API_TOKEN"] == TOKEN
+
+
+def test_job_script_never_holds_the_token():
+    spawner = make_spawner()
+    script = spawner.job_script()
+    assert TOKEN not in script
+    assert "jupyterhub-singleuser --ServerApp.log_level=INFO" in script

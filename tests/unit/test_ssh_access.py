@@ -1,0 +1,215 @@
+"""SSH access without the test cluster: connection throttling, keys held in memory (auth_state),
+the file watch, against an SSH server inside the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+
+import asyncssh
+import pytest
+
+from spawner import ssh as ssh_module
+from spawner import throttle as throttle_module
+from spawner.credentials import CredentialsError, KeyMaterial, auth_state_key_source
+from spawner.metrics import SSH_CONNECTIONS
+from spawner.ssh import SSHTransport
+from spawner.throttle import ConnectThrottle, shared_throttle
+from spawner.transport import TransportError
+
+from .inprocess_sshd import InProcessSSHD
+
+
+@pytest.fixture
+async def sshd(tmp_path, monkeypatch):
+    server = await InProcessSSHD(tmp_path).start()
+    monkeypatch.chdir(server.home)  # the in-process SFTP server starts in the cwd
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
+
+
+def transport(sshd: InProcessSSHD, **kwargs) -> SSHTransport:
+    options = dict(known_hosts=str(sshd.known_hosts), connect_timeout=5, username="alice")
+    if "key_source" not in kwargs:
+        options["client_keys"] = [str(sshd.key_path)]
+    options.update(kwargs)
+    return SSHTransport("127.0.0.1", sshd.port, **options)
+
+
+class FakeUser:
+    """What auth_state_key_source needs of a JupyterHub user."""
+
+    def __init__(self, auth_state: dict | None, name: str = "alice") -> None:
+        self.name, self.auth_state, self.asked = name, auth_state, 0
+
+    async def get_auth_state(self):
+        self.asked += 1
+        return self.auth_state
+
+
+def connections(host: str, outcome: str) -> float:
+    return SSH_CONNECTIONS.labels(host, outcome)._value.get()
+
+
+# -- throttling ---------------------------------------------------------------------------------
+
+
+async def test_burst_of_users_never_has_more_startups_than_the_throttle_allows(sshd):
+    throttle = ConnectThrottle(max_concurrent=2, per_second=1000)
+    users = [transport(sshd, connect_throttle=throttle) for _ in range(12)]
+    ok_before = connections("127.0.0.1", "ok")
+    try:
+        results = await asyncio.gather(*(t.run(["echo", "hi"]) for t in users))
+    finally:
+        await asyncio.gather(*(t.close() for t in users))
+    assert [r.stdout for r in results] == ["hi\n"] * 12
+    assert sshd.max_startups_seen <= 2
+    assert len(sshd.connections) >= 12
+    assert connections("127.0.0.1", "ok") - ok_before == 12
+
+
+async def test_throttle_spaces_connection_starts_by_its_rate(monkeypatch):
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(throttle_module.asyncio, "sleep", sleep)
+    throttle = ConnectThrottle(max_concurrent=10, per_second=10)
+
+    async def attempt() -> None:
+        async with throttle.slot():
+            pass
+
+    await asyncio.gather(*(attempt() for _ in range(3)))
+    # The first starts at once; the next ones wait for their turn, 0.1 s apart.
+    assert len(asked) == 2
+    assert sorted(round(s, 1) for s in asked) == [0.1, 0.2]
+
+
+def test_one_throttle_per_login_node_is_shared_by_everyone():
+    first = shared_throttle("login.example.org", 22, 3, 5.0)
+    assert shared_throttle("login.example.org", 22, 7, 1.0) is first
+    assert (first.max_concurrent, first.per_second) == (3, 5.0)
+    assert shared_throttle("login.example.org", 2222) is not first
+
+
+def test_throttle_refuses_limits_that_cannot_work():
+    with pytest.raises(ValueError, match="max_concurrent"):
+        ConnectThrottle(max_concurrent=0)
+    with pytest.raises(ValueError, match="per_second"):
+        ConnectThrottle(per_second=0)
+
+
+async def test_host_key_refusal_is_counted_by_its_outcome(sshd):
+    sshd.trust(asyncssh.generate_private_key("ssh-ed25519"))  # a key the server does not have
+    before = connections("127.0.0.1", "host_key")
+    t = transport(sshd)
+    try:
+        with pytest.raises(TransportError, match="host key"):
+            await t.run(["true"])
+    finally:
+        await t.close()
+    assert connections("127.0.0.1", "host_key") == before + 1
+
+
+# -- keys from the authenticator's auth_state ---------------------------------------------------
+
+
+async def test_key_from_auth_state_logs_in_without_touching_disk(sshd, monkeypatch):
+    user = FakeUser({"ssh_key": sshd.client_key.export_private_key().decode()})
+    source = auth_state_key_source(user, "ssh_key")
+    written: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def watching_open(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wax+"):
+            written.append(str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def watching_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            written.append(str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watching_open)
+    monkeypatch.setattr(os, "open", watching_os_open)
+    t = transport(sshd, key_source=source)
+    try:
+        assert (await t.run(["echo", "in"])).stdout == "in\n"
+    finally:
+        await t.close()
+    assert written == []
+    assert user.asked == 1  # read when connecting, not kept anywhere else
+
+
+async def test_auth_state_without_the_key_names_the_entry_and_the_setting(sshd):
+    t = transport(sshd, key_source=auth_state_key_source(FakeUser({}), "ssh_key"))
+    try:
+        with pytest.raises(CredentialsError, match=r"'ssh_key'.*ssh_key_from_auth_state"):
+            await t.run(["true"])
+    finally:
+        await t.close()
+
+
+async def test_unusable_key_from_auth_state_is_named_but_never_shown(sshd):
+    secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0IGtleSBtYXRlcmlhbA==\n"
+    t = transport(sshd, key_source=auth_state_key_source(FakeUser({"k": secret}), "k"))
+    try:
+        with pytest.raises(CredentialsError) as refused:
+            await t.run(["true"])
+    finally:
+        await t.close()
+    assert "auth_state of alice" in str(refused.value)
+    assert "c2VjcmV0" not in str(refused.value)
+
+
+async def test_certificate_from_auth_state_is_paired_with_its_key():
+    ca = asyncssh.generate_private_key("ssh-ed25519")
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    cert = ca.generate_user_certificate(key, "alice", principals=["alice"])
+    user = FakeUser({"key": key.export_private_key().decode(), "cert": cert.export_certificate()})
+    material = await auth_state_key_source(user, "key", "cert")()
+    pairs = ssh_module._import_keys(material, "login")
+    assert any(pair.get_algorithm().endswith("-cert-v01@openssh.com") for pair in pairs)
+
+
+def test_key_material_repr_hides_the_key():
+    assert "SECRET" not in repr(KeyMaterial("SECRET", "SECRETCERT"))
+
+
+def test_a_transport_takes_key_files_or_a_key_source_not_both():
+    async def source() -> KeyMaterial:
+        return KeyMaterial("x")
+
+    with pytest.raises(ValueError, match="client_keys"):
+        SSHTransport("h", username="a", known_hosts="/k")
+    with pytest.raises(ValueError, match="not both"):
+        SSHTransport("h", username="a", known_hosts="/k", client_keys=["/a"], key_source=source)
+
+
+# -- watching for a file ------------------------------------------------------------------------
+
+
+async def test_exists_keeps_one_sftp_session_for_its_looks(sshd):
+    t = transport(sshd)
+    try:
+        assert not await t.exists("conn.json")
+        (sshd.home / "conn.json").write_text("{}")
+        assert await t.exists("conn.json")
+        for _ in range(5):
+            await t.exists("conn.json")
+        assert sshd.active_sessions == 1  # the same session throughout
+        sshd.drop_connections()
+        assert await t.exists("conn.json")  # on a new connection
+    finally:
+        await t.close()
