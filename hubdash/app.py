@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -154,8 +155,11 @@ class HubDash(Application):
         self.log.info("hubdash dashboard listening on %s%s", self.service_url, self.service_prefix)
         started = time.monotonic()
         sampler = asyncio.ensure_future(self._sample_metrics(app))
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             sampler.cancel()
             self.log.info("hubdash dashboard stops after %.0f s", time.monotonic() - started)

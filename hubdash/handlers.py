@@ -170,8 +170,14 @@ class EventStreamHandler(ApiHandler):
             self._closed.set()
 
     async def send(self, name: str, data: Any) -> None:
+        if self._closed is not None and self._closed.is_set():
+            return
         self.write(format_event(name, data))
-        await self.flush()
+        try:
+            await self.flush()
+        except StreamClosedError:
+            # The page went away: stream() ends and cancels the feed.
+            self.on_connection_close()
 
     async def stream(self, feed: Any) -> None:
         self._closed = asyncio.Event()

@@ -109,6 +109,19 @@ class Cluster:
             )
         return self.adapter.parse_status(result.stdout, job_ids)
 
+    async def jobs_named(self, transport: Transport, job_name: str, user: str) -> list[str]:
+        """Live job ids of this name and user ([] where the scheduler cannot be asked)."""
+        argv = self.adapter.jobs_named_command(job_name, user)
+        if argv is None:
+            return []
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise SchedulerError(
+                f"{argv[0]} failed (exit {result.exit_status}): "
+                f"{_last_words(result.stderr or result.stdout)}"
+            )
+        return self.adapter.parse_job_ids(result.stdout)
+
     async def exit_code(self, transport: Transport, job_id: str) -> int | None:
         """A finished job's exit code, where the scheduler keeps it apart from its state."""
         detail = getattr(self.adapter, "job_detail_command", None)

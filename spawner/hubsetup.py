@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import weakref
 from typing import Any
 
 from traitlets.config import Config
@@ -37,7 +38,7 @@ def setup_hub(c: Any) -> None:
 
 
 # The config objects setup_hub saw, per hub: a file loaded with load_subconfig has its own.
-_CONFIGS: dict[int, list[Any]] = {}
+_CONFIGS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 
 def _check_when_configured(app: Any, c: Any) -> None:
@@ -46,7 +47,7 @@ def _check_when_configured(app: Any, c: Any) -> None:
     At that moment `app.config` does not hold the new file yet (traitlets merges it
     afterwards), so the check reads the file's own config, with the command line on top.
     """
-    configs = _CONFIGS.setdefault(id(app), [])
+    configs = _CONFIGS.setdefault(app, [])
     configs.append(c)
     if len(configs) > 1:
         return  # observed already

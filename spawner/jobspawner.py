@@ -722,6 +722,7 @@ class JobSpawner(Spawner):
             )
             env.update(self._hub_urls_for_jobs(env, self.job.hub_forward_port))
 
+        await self._cancel_unrecorded_jobs(cluster, transport)
         await transport.remove(f"{self.state_dir}/{CONNECTION_FILE}")
         await transport.write_file(
             f"{self.state_dir}/{ENV_FILE}", json.dumps(env).encode(), mode=0o600
@@ -789,6 +790,18 @@ class JobSpawner(Spawner):
             tunnel=tunnel.state,
         )
         return ("127.0.0.1", self.job.local_port)
+
+    async def _cancel_unrecorded_jobs(self, cluster: Cluster, transport: Transport) -> None:
+        """Cancel live jobs of this server's name: submitted by a hub that died before it
+        could record them. One server has one job, so any such job is an orphan."""
+        try:
+            stale = await cluster.jobs_named(transport, self.job_name, self.cluster_username)
+        except (SchedulerError, TransportError) as exc:
+            self.log.warning("Could not look for earlier jobs of %s: %s", self._log_name, exc)
+            return
+        for job_id in stale:
+            self.log.warning("Cancelling job %s of %s: no server had it", job_id, self._log_name)
+            await self._cancel_or_remember(cluster, transport, job_id)
 
     def _hub_urls_for_jobs(self, env: dict[str, str], port: int) -> dict[str, str]:
         """The hub's API URLs rewritten to the remote forward on the login node."""

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .metrics import TRACKED_JOBS
-from .schedulers.base import JobInfo, JobState, SchedulerError
+from .schedulers.base import JobInfo, JobState, SchedulerError, check_job_ids
 from .transport import TransportError
 
 if TYPE_CHECKING:
@@ -173,6 +173,7 @@ class JobMonitor:
     def track(self, job_id: str, username: str, *, starting: bool = True) -> None:
         """Follow a job of this cluster user. Again with starting=False once its server is
         up (or for a job found after a hub restart): it is then looked up less often."""
+        check_job_ids([job_id])  # ValueError now, not in a lookup later
         entry = self._entries.get(job_id)
         if entry is None:
             self._entries[job_id] = _Entry(JobView(job_id, username, starting=starting))
@@ -313,19 +314,27 @@ class JobMonitor:
         return due
 
     def _dispatch_lookups(self, now: float) -> None:
-        by_user: dict[str, list[_Entry]] = {}
+        """Start lookups of due jobs, oldest first; each scheduler command takes a token."""
+        size = self.cluster.adapter.lookup_max_ids or float("inf")
+        commands: dict[str, list[list[_Entry]]] = {}  # user -> the ids of each command
         for entry in self._due(now):
-            if not entry.urgent:
-                if self._tokens < 1:
-                    continue
-                self._tokens -= 1
-            by_user.setdefault(entry.view.username, []).append(entry)
-        for username, entries in by_user.items():
-            for entry in entries:
+            chunks = commands.setdefault(entry.view.username, [])
+            if not chunks or len(chunks[-1]) >= size:
+                if not entry.urgent:
+                    if self._tokens < 1:
+                        continue
+                    self._tokens -= 1
+                chunks.append([])
+            chunks[-1].append(entry)
+        for username, chunks in commands.items():
+            if not chunks:
+                continue
+            for entry in (e for chunk in chunks for e in chunk):
                 entry.urgent = False
-                entry.next_due = float("inf")  # until the lookup ends
+                entry.next_due = float("inf")  # until its lookup ends
             self._busy.add(username)
-            self._spawn(self._lookup_user(username, [e.view.job_id for e in entries]))
+            ids = [[e.view.job_id for e in chunk] for chunk in chunks]
+            self._spawn(self._lookup_user(username, ids))
 
     def _next_wake(self, now: float) -> float:
         waits = [self.settings.interval]
@@ -345,11 +354,9 @@ class JobMonitor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _lookup_user(self, username: str, job_ids: list[str]) -> None:
-        """Look up one user's due jobs through that user's transport."""
+    async def _lookup_user(self, username: str, chunks: list[list[str]]) -> None:
+        """Look up one user's due jobs through that user's transport, a command per chunk."""
         try:
-            size = self.cluster.adapter.lookup_max_ids or len(job_ids)
-            chunks = [job_ids[i : i + size] for i in range(0, len(job_ids), size)]
             await asyncio.gather(*(self._lookup(username, chunk) for chunk in chunks))
         finally:
             self._busy.discard(username)
@@ -364,6 +371,9 @@ class JobMonitor:
             error = ""
         except (SchedulerError, TransportError, OSError) as exc:
             answers, error = {}, str(exc) or type(exc).__name__
+        except Exception as exc:  # a bug or bad config: still no verdict on the jobs
+            self.log.exception("Job monitor of %s: lookup of %s failed", self.cluster.name, job_ids)
+            answers, error = {}, f"{type(exc).__name__}: {exc}"
         self._record(command, len(job_ids), not error)
         for job_id in job_ids:
             entry = self._entries.get(job_id)
@@ -446,7 +456,7 @@ class JobMonitor:
         try:
             transport = self.cluster.transport_for(username)
             positions = await self.cluster.positions(transport, queue)
-        except (SchedulerError, TransportError, OSError) as exc:
+        except Exception as exc:  # positions are a nicety: never a reason to stop
             self.log.info("Queue positions in %s unknown for now: %s", queue, exc)
             self._record(argv[0] if argv else "positions", 0, False)
             return

@@ -210,6 +210,17 @@ class SchedulerAdapter:
     def cancel_command(self, job_ids: list[str]) -> list[str]:
         raise NotImplementedError
 
+    def jobs_named_command(self, job_name: str, user: str) -> list[str] | None:
+        """The user's live jobs of this name, one id a line; None where it cannot be asked.
+
+        Job names are deterministic per server, so this finds a job the hub submitted
+        but never recorded (the hub died between submitting and saving).
+        """
+        return None
+
+    def parse_job_ids(self, stdout: str) -> list[str]:
+        return [line.strip() for line in stdout.splitlines() if line.strip()]
+
     def queues_command(self) -> list[str]:
         raise NotImplementedError
 

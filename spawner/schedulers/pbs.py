@@ -259,6 +259,26 @@ class PBSAdapter(SchedulerAdapter):
     def cancel_command(self, job_ids: list[str]) -> list[str]:
         return ["qdel", *check_job_ids(job_ids)]
 
+    def jobs_named_command(self, job_name: str, user: str) -> list[str]:
+        name = check_directive_value("job_name", job_name)
+        user = check_directive_value("user", user)
+        if self.flavor == "slurm-torque":
+            # The wrappers have no qselect; underneath is Slurm, which can be asked.
+            return [
+                "squeue",
+                "-h",
+                "-u",
+                user,
+                "-n",
+                name,
+                "-t",
+                "PENDING,RUNNING,SUSPENDED,CONFIGURING",
+                "-o",
+                "%i",
+            ]
+        # qselect lists ids of jobs not yet finished (Q, H, W, R, E ...).
+        return ["qselect", "-N", name, "-u", user, "-s", "QHWRTE"]
+
     # --- queues and nodes -------------------------------------------------------------------
 
     def queues_command(self) -> list[str]:

@@ -246,6 +246,21 @@ class SlurmAdapter(SchedulerAdapter):
     def cancel_command(self, job_ids: list[str]) -> list[str]:
         return ["scancel", *check_job_ids(job_ids)]
 
+    def jobs_named_command(self, job_name: str, user: str) -> list[str]:
+        name = check_directive_value("job_name", job_name)
+        return [
+            "squeue",
+            "-h",
+            "-u",
+            check_directive_value("user", user),
+            "-n",
+            name,
+            "-t",
+            "PENDING,RUNNING,SUSPENDED,CONFIGURING",
+            "-o",
+            "%i",
+        ]
+
     # --- one job in detail ----------------------------------------------------------------
 
     def job_detail_command(self, job_id: str) -> list[str]:

@@ -214,3 +214,39 @@ def test_notebook_recovers_after_the_login_sshd_restarts(hub, page, artifacts):
     assert time.monotonic() - started < 15
     hub.stop("alice", "sshd")
     wait_until_gone(server["state"]["job_id"], 15)
+
+
+def test_start_cancels_a_job_of_the_same_server_that_no_hub_recorded(make_hub):
+    # As if a hub had died between sbatch answering and saving the job id.
+    hub = make_hub(HOLD_QUEUE)
+    orphan = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "alice",
+            "--",
+            "sbatch",
+            "--parsable",
+            "-p",
+            "hold",
+            "-t",
+            "5",
+            "-J",
+            f"{JOB_PREFIX}-alice-orphaned",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 60",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/tmp",
+    ).stdout.strip()
+    assert orphan in live_job_ids()
+    hub.spawn("alice", "orphaned", queue="debug", walltime="5")
+    server = hub.wait_ready("alice", "orphaned")
+    wait_until_gone(orphan, 10)
+    assert server["state"]["job_id"] != orphan
+    hub.stop("alice", "orphaned")
+    wait_until_gone(server["state"]["job_id"], 15)

@@ -206,6 +206,31 @@ async def test_stop_post_without_xsrf_is_refused(dash):
     assert dash.hub.stopped == []
 
 
+async def test_a_bad_token_header_does_not_fall_back_to_the_login_cookie(dash):
+    # Requests with a token skip the XSRF check: they must then stand on that token alone.
+    queued_alice(dash.hub)
+    response = await dash.fetch(
+        f"{PREFIX}api/users/alice/server/stop",
+        token="not-a-token",
+        method="POST",
+        headers={"Cookie": dash.login_cookie("alice-token")},
+    )
+    assert response.code == 403
+    assert dash.hub.stopped == []
+
+
+async def test_stop_with_the_users_own_api_token_needs_no_xsrf(dash):
+    queued_alice(dash.hub, "gpu")
+    response = await dash.fetch(
+        f"{PREFIX}api/users/alice/servers/gpu/stop",
+        token="alice-token",
+        method="POST",
+        headers={"Accept": "application/json"},
+    )
+    assert response.code == 202
+    assert dash.hub.stopped == [("alice", "gpu", "alice-token")]
+
+
 async def test_stop_from_the_servers_page_acts_with_the_users_own_token(dash):
     queued_alice(dash.hub)
     cookie = dash.login_cookie("alice-token")

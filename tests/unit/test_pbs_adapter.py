@@ -497,3 +497,10 @@ def test_pbs_has_no_queue_position_query():
 )
 def test_exec_host_gives_each_node_once_in_order(exec_host, nodes):
     assert exec_host_nodes(exec_host) == nodes
+
+
+def test_orphan_check_uses_qselect_or_squeue_under_the_wrappers():
+    assert PBSAdapter("torque").jobs_named_command("jh-alice-default", "alice")[0] == "qselect"
+    assert PBSAdapter("slurm-torque").jobs_named_command("jh-alice-default", "alice")[0] == (
+        "squeue"
+    )

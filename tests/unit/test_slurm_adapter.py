@@ -554,3 +554,16 @@ def test_host_lists_expand_like_slurm(hostlist, nodes):
 def test_unreadable_host_list_is_kept_as_printed():
     stdout = "9|RUNNING|None|debug|cn[1-|2026-11-25T21:16:53|100\n"
     assert SLURM.parse_status(stdout, ["9"])["9"].nodes == ["cn[1-"]
+
+
+def test_jobs_of_one_name_are_listed_for_orphan_checks():
+    argv = SlurmAdapter().jobs_named_command("jupyterhub-alice-default", "alice")
+    assert argv[:2] == ["squeue", "-h"]
+    assert argv[argv.index("-n") + 1] == "jupyterhub-alice-default"
+    assert argv[argv.index("-u") + 1] == "alice"
+    assert SlurmAdapter().parse_job_ids("12\n13\n") == ["12", "13"]
+
+
+def test_hostile_job_name_never_reaches_the_orphan_check():
+    with pytest.raises(ValueError):
+        SlurmAdapter().jobs_named_command("x;rm -rf ~", "alice")

@@ -1,0 +1,64 @@
+"""setup_hub: the form's queue API routes, and spawner settings checked as the hub reads them."""
+
+import pytest
+from jupyterhub.app import JupyterHub
+from traitlets import TraitError
+from traitlets.config import Config
+
+from spawner import hubsetup
+from spawner.jobspawner import JobSpawner
+from spawner.queueapi import EstimateHandler, QueuesHandler
+
+
+class AdminHandler:
+    pass
+
+
+def test_routes_are_added_once_next_to_the_admins_own():
+    c = Config()
+    c.JupyterHub.extra_handlers = [("/api/site", AdminHandler)]
+    hubsetup.setup_hub(c)
+    hubsetup.setup_hub(c)
+    assert c.JupyterHub.extra_handlers == [
+        ("/api/site", AdminHandler),
+        ("/api/hubdash/queues", QueuesHandler),
+        ("/api/hubdash/estimate", EstimateHandler),
+    ]
+
+
+def test_routes_survive_a_config_that_appends_to_the_default():
+    c = Config()
+    c.JupyterHub.extra_handlers.append(("/api/site", AdminHandler))
+    hubsetup.setup_hub(c)
+    assert [route for route, _ in c.JupyterHub.extra_handlers] == [
+        "/api/site",
+        "/api/hubdash/queues",
+        "/api/hubdash/estimate",
+    ]
+
+
+def hub_reading(c: Config) -> JupyterHub:
+    """A hub that reads `c` the way JupyterHub applies a config file it has just run."""
+    app = JupyterHub()
+    hubsetup._check_when_configured(app, c)
+    app.update_config(c)
+    return app
+
+
+def test_a_bad_setting_fails_as_the_hub_reads_its_config():
+    c = Config()
+    c.JupyterHub.spawner_class = JobSpawner
+    c.JobSpawner.queues = {"debug": {"max_walltime": "soon"}}
+    with pytest.raises(TraitError, match=r"JobSpawner.queues\['debug'\]\['max_walltime'\]"):
+        hub_reading(c)
+
+
+def test_good_settings_pass_and_other_spawners_are_not_checked():
+    c = Config()
+    c.JupyterHub.spawner_class = JobSpawner
+    c.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
+    c.JobSpawner.form_extras = ["account"]
+    assert hub_reading(c).spawner_class is JobSpawner
+    other = Config()
+    other.JobSpawner.queues = {"debug": {"max_walltime": "soon"}}  # unused: not the spawner
+    hub_reading(other)
