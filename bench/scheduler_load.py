@@ -129,8 +129,11 @@ def cancel_by_name(user: str, name: str) -> None:
     subprocess.run(["scancel", "-u", user, "-n", name], timeout=60, check=False)
 
 
-async def run_monitor(user: str, job_ids: list[str], seconds: float, warmup: float) -> Measure:
-    """A fresh monitor at the hub's default settings, following these pending jobs."""
+async def run_monitor(
+    user: str, job_ids: list[str], seconds: float, warmup: float
+) -> tuple[Measure, dict[str, int]]:
+    """A fresh monitor at the hub's default settings, following these pending jobs; what
+    slurmctld spent, and the monitor's own count of its commands in the last minute."""
     cluster = Cluster("bench", adapter_for("slurm"), transport, monitor_settings=MonitorSettings())
     try:
         for job_id in job_ids:
@@ -139,7 +142,7 @@ async def run_monitor(user: str, job_ids: list[str], seconds: float, warmup: flo
         before = await asyncio.to_thread(sdiag)
         await asyncio.sleep(seconds)
         after = await asyncio.to_thread(sdiag)
-        return measure(before, after, user)
+        return measure(before, after, user), cluster.monitor.stats()["queries_per_minute"]
     finally:
         await cluster.close()
 
@@ -193,7 +196,7 @@ async def bench(args: argparse.Namespace, held_name: str, tracked_name: str) -> 
     per_server = None
     for level in levels:
         ids = tracked[:level]
-        hub = await run_monitor(args.user, ids, args.seconds, args.warmup)
+        hub, commands = await run_monitor(args.user, ids, args.seconds, args.warmup)
         if level in args.poller_levels or per_server is None:
             poller = await run_pollers(args.user, ids, args.seconds, args.poll_every)
             poller_ms, note = poller.user_ms_per_min, ""
@@ -207,6 +210,7 @@ async def bench(args: argparse.Namespace, held_name: str, tracked_name: str) -> 
             f"{ratio:>5.0f}x",
             flush=True,
         )
+        print(f"        monitor's commands in its last minute: {commands}")
         if hub.others:
             print(
                 f"        (other users made {hub.others} RPCs meanwhile: 'by type' includes them)"

@@ -5,6 +5,7 @@ tornado application. The hub starts it as a managed service and hands it JUPYTER
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import signal
@@ -40,6 +41,10 @@ class HubDash(Application):
         "url": "HubDash.service_url",
         "log-level": "Application.log_level",
     }
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO  # one line per request, as the hub logs its own
 
     walltime_warning_minutes = Integer(
         15,

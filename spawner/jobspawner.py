@@ -213,15 +213,15 @@ class JobSpawner(Spawner):
 
     monitor_interval = Float(
         30.0,
-        help="""Seconds between the job monitor's status lookups of a job whose server is
-        up (or that waits in the queue, once its spawn is over), e.g. 30.""",
+        help="""Seconds between the job monitor's status lookups of a job that waits in the
+        queue or whose server is up, e.g. 30. A queued job's start is seen from its
+        connection file appearing, not from these lookups.""",
     ).tag(config=True)
 
     monitor_starting_interval = Float(
         5.0,
-        help="""Seconds between status lookups of a job whose server is starting (queued
-        or booting). Its start itself is seen from the job's connection file, not from
-        the scheduler, e.g. 5.""",
+        help="""Seconds between status lookups of a job that runs while its server starts
+        (so that a job dying then is seen at once), e.g. 5.""",
     ).tag(config=True)
 
     monitor_detail_interval = Float(
@@ -239,7 +239,7 @@ class JobSpawner(Spawner):
     ).tag(config=True)
 
     monitor_max_lookups_per_minute = Integer(
-        120,
+        60,
         help="""Status lookups a minute for all jobs of the cluster together (one lookup =
         one job on Slurm, one user's jobs on PBS). With more jobs than that allows, each
         job is looked up less often and the scheduler's load stays flat. On Slurm a
@@ -547,11 +547,19 @@ class JobSpawner(Spawner):
 
     @property
     def server_key(self) -> str:
-        """A file- and job-name-safe key for this server: the name itself when it is safe."""
-        name = self.name or "default"
+        """A file- and job-name-safe key for this server: the name itself when it is safe.
+
+        Never '.', '..' or a leading '-' (a path or an option), and a named server called
+        'default' does not share the default server's folder and job name.
+        """
+        if not self.name:
+            return "default"
+        name = self.name
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:40]
-        if safe != name:
-            safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        if safe[0] in ".-":
+            safe = "_" + safe[1:]
+        if safe != name or safe == "default":
+            safe += "-" + hashlib.sha256(name.encode(errors="surrogatepass")).hexdigest()[:8]
         return safe
 
     @property
@@ -789,7 +797,32 @@ class JobSpawner(Spawner):
             state="running",
             tunnel=tunnel.state,
         )
+        await self._wait_for_answer(cluster, transport, tunnel)
         return ("127.0.0.1", self.job.local_port)
+
+    async def _wait_for_answer(
+        self, cluster: Cluster, transport: Transport, tunnel: Tunnel
+    ) -> None:
+        """Until the server answers HTTP through the tunnel, watching that its job lives.
+
+        JupyterHub would wait too, but only we can tell a server that died (and say why,
+        with its output) from one that is slow to start.
+        """
+        deadline = time.monotonic() + self.startup_timeout
+        checked = time.monotonic()
+        while await tunnel.probe(timeout=2) is None:
+            if time.monotonic() - checked > self.status_interval:
+                checked = time.monotonic()
+                info = await self._job_info(cluster, transport)
+                if info is not None and info.state.is_finished:
+                    raise await self._job_ended_error(transport, info)
+            if time.monotonic() > deadline:
+                raise SpawnError(
+                    f"Job {self.job_id} runs, but its server did not answer within "
+                    f"{self.startup_timeout} s and the job was cancelled.",
+                    await self._log_tail(transport),
+                )
+            await asyncio.sleep(0.2)
 
     async def _cancel_unrecorded_jobs(self, cluster: Cluster, transport: Transport) -> None:
         """Cancel live jobs of this server's name: submitted by a hub that died before it
@@ -1067,6 +1100,8 @@ class JobSpawner(Spawner):
                 return 1
             if info.state is JobState.RUNNING and self._tunnel is None:
                 await self._reopen_tunnel(transport)
+            if self._tunnel is not None:
+                await self._tunnel.probe()  # the round trip the dashboard shows
             if info.state is JobState.RUNNING and self.job.engines:
                 await self._refresh_engines(transport)
             return None

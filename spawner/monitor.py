@@ -64,11 +64,11 @@ GAUGE_STATES = ("new", "unknown", *(state.value for state in JobState))
 class MonitorSettings:
     """How often the monitor asks; JobSpawner's monitor_* settings fill these in."""
 
-    interval: float = 30.0  # seconds between lookups of a job past its start phase
-    starting_interval: float = 5.0  # ... of a job in its start phase
+    interval: float = 30.0  # seconds between lookups of a queued job or one whose server is up
+    starting_interval: float = 5.0  # ... of a job that runs while its server starts
     detail_interval: float = 60.0  # between queue-position scans of a queue; 0: never
     unknown_grace: float = 300.0  # seconds of failed queries before a job shows `unknown`
-    max_lookups_per_minute: int = 120  # all jobs together; the rounds stretch beyond it
+    max_lookups_per_minute: int = 60  # all jobs together; the rounds stretch beyond it
     jitter: float = 0.2  # each wait is stretched or shrunk by up to this fraction
     remember_finished: float = 3600.0  # seconds an ended, never-untracked job stays visible
 
@@ -422,7 +422,12 @@ class JobMonitor:
             self.log.info("Job %s of %s: lookup failed: %s", view.job_id, view.username, error)
 
     def _schedule(self, entry: _Entry) -> None:
-        base = self.settings.starting_interval if entry.view.starting else self.settings.interval
+        view = entry.view
+        # Fast only where an answer soon matters: a job that runs while its server starts
+        # (it may die), or one with no answer yet. A queued job changes slowly, and its
+        # start shows first in its connection file.
+        fast = view.starting and view.state is not JobState.PENDING
+        base = self.settings.starting_interval if fast else self.settings.interval
         entry.next_due = asyncio.get_running_loop().time() + self._jittered(base)
 
     def _jittered(self, seconds: float) -> float:

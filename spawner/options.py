@@ -276,8 +276,9 @@ def validate_options(
     """
     groups = list(groups)
     fields = known_fields(extras)
-    unknown = sorted(set(data) - set(fields) - {"_xsrf"})
+    unknown = sorted((str(name) for name in set(data) - set(fields) - {"_xsrf"}), key=str)
     errors: dict[str, str] = {}
+    data = _plain_values(data, fields, errors)
     if unknown:
         errors[unknown[0]] = (
             f"unknown option(s) {', '.join(repr(u)[:40] for u in unknown)}; "
@@ -399,6 +400,30 @@ def allowed_queues(
     """The queues this user may submit to, in the admin's order."""
     groups = list(groups)
     return {name: q for name, q in queues.items() if q.allows(username, groups)}
+
+
+# What a field may hold: form and URL data are strings, JSON from the REST API also numbers.
+_SCALARS = (str, int, float, type(None))
+
+
+def _plain_values(
+    data: Mapping[str, Any], fields: tuple[str, ...], errors: dict[str, str]
+) -> dict[str, Any]:
+    """The known fields whose value is a scalar or a list of scalars; the rest become errors.
+
+    JSON may nest anything (`{"queue": {"a": 1}}`): refused by name, never a crash.
+    """
+    plain: dict[str, Any] = {}
+    for name in fields:
+        if name not in data:
+            continue
+        value = data[name]
+        items = value if isinstance(value, list | tuple) else [value]
+        if all(isinstance(item, _SCALARS) for item in items):
+            plain[name] = value
+        else:
+            errors[name] = f"{name} must be text or a number, not {type(value).__name__}"
+    return plain
 
 
 def _first(value: Any) -> Any:

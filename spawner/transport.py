@@ -56,6 +56,10 @@ def command_line(argv: Sequence[str]) -> str:
     """The one place an argument list becomes text for a remote POSIX shell."""
     if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
         raise TypeError(f"argv must be a non-empty list of strings, not {argv!r}")
+    for item in argv:
+        if "\x00" in item:
+            # sshd hands the command to the shell as a C string: it would end there.
+            raise ValueError(f"an argument holds a NUL character and cannot be sent: {item!r:.60}")
     return shlex.join(argv)
 
 

@@ -65,3 +65,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if f"{os.sep}e2e{os.sep}" in path:
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_terminal_summary(terminalreporter):
+    # The security tests' count of what they threw at the product (tests/hostile.py).
+    from tests.hostile import TALLY
+
+    if TALLY.tried:
+        terminalreporter.write_sep("-", "hostile input")
+        terminalreporter.write_line(
+            f"hostile inputs tried: {TALLY.tried}, refused or neutralised: {TALLY.stopped}"
+        )
+        for value in TALLY.let_through[:20]:
+            terminalreporter.write_line(f"  NOT stopped: {value}")

@@ -82,9 +82,10 @@ class JobRequest:
     gpus: int | None = None  # per node
 
 
-# Characters that could end a directive line, split a value or reach a shell.
-_UNSAFE_IN_DIRECTIVE = re.compile(r"[\s'\"$`;\\]")
-_JOB_ID = re.compile(r"^[0-9][0-9A-Za-z_.\-+\[\]@]*$")
+# What a directive value or a scheduler argument may hold. Slurm's qsub wrapper joins its
+# arguments into a shell line, so anything a shell reads (| & ( < * ~ # ...) is out too.
+_DIRECTIVE_VALUE = re.compile(r"[A-Za-z0-9_.+\-/=:,@]+")
+_JOB_ID = re.compile(r"[0-9][0-9A-Za-z_.\-+\[\]@]*")  # whole value: fullmatch
 
 
 def check_directive_value(field_name: str, value: str) -> str:
@@ -97,17 +98,17 @@ def check_directive_value(field_name: str, value: str) -> str:
     >>> check_directive_value("job_name", "a b")
     Traceback (most recent call last):
     ...
-    ValueError: job_name 'a b' cannot go in a directive: it has a space, quote, $, `, ; or backslash
+    ValueError: job_name 'a b' cannot go in a directive: only letters, digits and _ . + - / = : , @
     >>> check_directive_value("account", "-x")
     Traceback (most recent call last):
     ...
     ValueError: account '-x' cannot go in a directive: it starts with '-'
     """
     text = str(value)
-    if _UNSAFE_IN_DIRECTIVE.search(text):
+    if not _DIRECTIVE_VALUE.fullmatch(text):
         raise ValueError(
-            f"{field_name} {text!r} cannot go in a directive: "
-            "it has a space, quote, $, `, ; or backslash"
+            f"{field_name} {text[:80]!r} cannot go in a directive: "
+            "only letters, digits and _ . + - / = : , @"
         )
     if text.startswith("-"):
         raise ValueError(f"{field_name} {text!r} cannot go in a directive: it starts with '-'")
@@ -143,7 +144,7 @@ def check_job_ids(job_ids: Iterable[str]) -> list[str]:
     if not ids:
         raise ValueError("no job ids given")
     for job_id in ids:
-        if not _JOB_ID.match(job_id):
+        if not _JOB_ID.fullmatch(job_id):
             raise ValueError(f"{job_id!r} is not a job id a scheduler prints")
     return ids
 

@@ -125,6 +125,8 @@ class PBSAdapter(SchedulerAdapter):
             options.append(f"-A {check_directive_value('account', request.account)}")
         if request.workdir and self.flavor == "torque":
             options.append(f"-d {check_directive_value('workdir', request.workdir)}")
+        # Not rerunnable: after a node failure a rerun would be a server no tunnel leads to.
+        options.append("-r n")
         return options
 
     def _resource_options(self, request: JobRequest) -> list[str]:
@@ -161,8 +163,9 @@ class PBSAdapter(SchedulerAdapter):
         script_path = check_directive_value("script_path", script_path)
         if self.flavor != "slurm-torque" or request is None:
             return ["qsub", script_path]
-        # The wrapper's own defaults (-o/-e <script>.o<id>) beat the script's #PBS lines.
-        argv = ["qsub", "-j", "oe"]
+        # The wrapper's own defaults (-o/-e <script>.o<id>) beat the script's #PBS lines,
+        # and sbatch ignores '#PBS -r n': both go on the command line.
+        argv = ["qsub", "-j", "oe", "-r", "n"]
         if request.output_path:
             argv += ["-o", self._output_path(request)]
         if request.workdir:

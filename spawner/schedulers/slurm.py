@@ -121,6 +121,9 @@ class SlurmAdapter(SchedulerAdapter):
             options.append(f"--mem={check_count('memory_mb', request.memory_mb)}M")
         if request.gpus:
             options.append(f"--gres=gpu:{check_count('gpus', request.gpus)}")
+        # After a node failure Slurm would start the job again elsewhere, a new server that
+        # no tunnel leads to, while the hub still counts the old one as running.
+        options.append("--no-requeue")
         return options
 
     def submit_command(self, script_path: str, request: JobRequest | None = None) -> list[str]:

@@ -1,0 +1,88 @@
+"""The hub the benchmarks measure batchspawner with (1.3, from PyPI, in the bench-only venv
+/opt/hubdash/bench-venv): its SlurmSpawner submitting over SSH to the test cluster's login node,
+configured as a fair admin would. Started by bench/hubs.py inside the login node's network
+namespace: batchspawner has no tunnels, the hub must reach the compute nodes and they the hub.
+
+What the admin has to fix for SSH (each is a line below):
+- `exec_prefix` runs every command through OpenSSH as the user (one login per command);
+- the default `squeue -h -j {job_id} -o '%T %B'` loses its quotes in the remote shell (`%B`
+  becomes an argument of its own and squeue fails): quoted twice here;
+- batchspawner hands the server's environment (API token, URLs) to the submit command's own
+  environment, which ssh does not carry: `BenchSlurmSpawner` exports it in the job script.
+"""
+
+import os
+import shlex
+
+from batchspawner import SlurmSpawner
+
+c = get_config()  # noqa: F821
+
+port = int(os.environ["HUBDASH_PORT"])
+data_dir = os.environ["HUBDASH_DATA_DIR"]
+login = os.environ.get("HUBDASH_BENCH_LOGIN_HOST", "10.213.0.2")
+bench_venv = os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv")
+keys = "/etc/hubdash-testcluster/keys"
+known_hosts = "/etc/hubdash-testcluster/known_hosts"
+
+
+class BenchSlurmSpawner(SlurmSpawner):
+    """SlurmSpawner whose job script exports the server's JUPYTERHUB_* variables itself."""
+
+    async def _get_batch_script(self, **subvars):
+        script = await super()._get_batch_script(**subvars)
+        exports = "".join(
+            f"export {name}={shlex.quote(value)}\n"
+            for name, value in sorted(self.get_env().items())
+            if name.startswith(("JUPYTERHUB_", "JPY_"))
+        )
+        return script.replace("\nset -euo pipefail\n", f"\n{exports}set -euo pipefail\n", 1)
+
+
+c.JupyterHub.bind_url = f"http://{login}:{port}"
+c.JupyterHub.hub_bind_url = f"http://{login}:{port + 81}"
+c.JupyterHub.hub_connect_url = f"http://{login}:{port + 81}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
+c.ConfigurableHTTPProxy.pid_file = f"{data_dir}/jupyterhub-proxy.pid"
+c.JupyterHub.db_url = f"sqlite:///{data_dir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{data_dir}/jupyterhub_cookie_secret"
+c.JupyterHub.authenticator_class = "pam"
+c.Authenticator.allowed_users = {"alice", "bob", "carol", "dave", "erin"}
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+c.PeriodicMetricsCollector.event_loop_interval_log_threshold = 0.1
+c.JupyterHub.services = [
+    {"name": "hubdash-bench", "api_token": os.environ["HUBDASH_BENCH_TOKEN"]},
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "hubdash-bench",
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "admin:server_state",
+            "list:users",
+            "access:servers",
+            "read:metrics",
+        ],
+        "services": ["hubdash-bench"],
+    }
+]
+
+c.JupyterHub.spawner_class = BenchSlurmSpawner
+c.SlurmSpawner.exec_prefix = (
+    f"ssh -F /dev/null -i {keys}/{{username}} -o UserKnownHostsFile={known_hosts} "
+    f"-o StrictHostKeyChecking=yes -o BatchMode=yes {{username}}@{login}"
+)
+c.SlurmSpawner.batch_query_cmd = "squeue -h -j {job_id} -o \"'%T %B'\""
+c.SlurmSpawner.req_partition = os.environ.get("HUBDASH_BENCH_PARTITION", "debug")
+c.SlurmSpawner.req_runtime = "0:30:00"
+c.SlurmSpawner.req_options = f"--job-name={os.environ['HUBDASH_BENCH_JOB_PREFIX']}-bs"
+c.SlurmSpawner.batchspawner_singleuser_cmd = f"{bench_venv}/bin/batchspawner-singleuser"
+if os.environ.get("HUBDASH_BENCH_TINY"):
+    c.Spawner.cmd = [os.path.join(os.environ["HUBDASH_ROOT"], "bench", "tinyserver.py")]
+else:
+    c.Spawner.cmd = [f"{bench_venv}/bin/jupyterhub-singleuser"]
+c.Spawner.start_timeout = 3600  # servers wait in the `hold` queue for the whole window
+c.Spawner.http_timeout = 120
