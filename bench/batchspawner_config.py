@@ -84,5 +84,6 @@ if os.environ.get("HUBDASH_BENCH_TINY"):
     c.Spawner.cmd = [os.path.join(os.environ["HUBDASH_ROOT"], "bench", "tinyserver.py")]
 else:
     c.Spawner.cmd = [f"{bench_venv}/bin/jupyterhub-singleuser"]
+c.Spawner.default_url = "/lab"  # as the hubdash demo
 c.Spawner.start_timeout = 3600  # servers wait in the `hold` queue for the whole window
 c.Spawner.http_timeout = 120

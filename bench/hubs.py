@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +23,32 @@ from common import LOGIN_HOST, ROOT, VENV, HubProcess
 
 BENCH_VENV = Path(os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv"))
 BATCHSPAWNER = "batchspawner==1.3.0"
+SAME_AS_PRODUCT = ("jupyterhub", "jupyter_server", "jupyterlab", "ipyparallel")
 LOGIN_NETNS = "/var/run/netns/login"
 KINDS = ("hubdash", "batchspawner")
 
 
-def ensure_bench_venv() -> Path:
-    """The bench-only venv with batchspawner from PyPI, the product's JupyterHub version and
-    jupyter-server; world-readable, since jobs run its batchspawner-singleuser. Never the
-    product's venv."""
-    python = BENCH_VENV / "bin" / "python"
-    if (BENCH_VENV / "bin" / "batchspawner-singleuser").exists():
-        return BENCH_VENV
-    import jupyterhub  # the product venv's: batchspawner is measured on the same version
+def bench_requirements() -> list[str]:
+    """batchspawner, and the product venv's own versions of what the single-user server
+    loads: both hubs then start the same server (same extensions, same imports)."""
+    pinned = [f"{name}=={version(name)}" for name in SAME_AS_PRODUCT]
+    return [BATCHSPAWNER, *pinned]
 
-    print(f"creating {BENCH_VENV} with {BATCHSPAWNER} ...", flush=True)
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            BATCHSPAWNER,
-            f"jupyterhub=={jupyterhub.__version__}",
-            "jupyter_server",
-        ],
-        check=True,
-    )
+
+def ensure_bench_venv() -> Path:
+    """The bench-only venv (never the product's) with batchspawner from PyPI; world-readable,
+    since jobs run its batchspawner-singleuser and jupyterhub-singleuser."""
+    wanted = "\n".join(bench_requirements())
+    marker = BENCH_VENV / "hdbench-requirements.txt"
+    if marker.exists() and marker.read_text() == wanted:
+        return BENCH_VENV
+    print(f"preparing {BENCH_VENV}: {wanted.replace(chr(10), ' ')} ...", flush=True)
+    if not (BENCH_VENV / "bin" / "python").exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(BENCH_VENV)], check=True)
+    pip = [str(BENCH_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, *wanted.split()], check=True)
     subprocess.run(["chmod", "-R", "a+rX", str(BENCH_VENV)], check=True)
+    marker.write_text(wanted)
     return BENCH_VENV
 
 
@@ -74,7 +72,7 @@ class BenchHub:
         return f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
 
     def spawn(self, user: str, name: str = "", **options: str) -> requests.Response:
-        body = {"user_options": options} if self.kind == "hubdash" else {}
+        body = {"user_options": options}
         answer = self.api("POST", self.server_path(user, name), json=body)
         if answer.status_code not in (201, 202):
             raise RuntimeError(

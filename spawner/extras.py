@@ -152,7 +152,8 @@ def check_gpus(value: Any, queue_name: str, max_gpus: int, gpu_queues: list[str]
     if value is None or str(value).strip() in ("", "0"):
         return None
     text = str(value).strip()
-    if not text.isdigit():
+    # Not str.isdigit(): it takes '²' and 5,000 digits, which int() then refuses.
+    if not re.fullmatch(r"[0-9]{1,6}", text):
         raise ExtraError("gpus must be a whole number")
     gpus = int(text)
     if max_gpus == 0:

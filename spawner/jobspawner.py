@@ -391,6 +391,18 @@ class JobSpawner(Spawner):
         per server (job script, 0600 settings file, connection file, job log).""",
     ).tag(config=True)
 
+    @validate("state_root")
+    def _validate_state_root(self, proposal: dict) -> str:
+        value = proposal["value"]
+        parts = value.rstrip("/").split("/")
+        # It reaches directives and scheduler arguments, which take no shell characters.
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*/?", value) or ".." in parts:
+            raise TraitError(
+                "JobSpawner.state_root must be a path relative to the user's home, of "
+                f"letters, digits and _ . + - separated by '/', without '..'; got {value!r}"
+            )
+        return value
+
     queue_timeout = Integer(
         4 * 3600,
         help="""Seconds a job may wait in the queue before the spawn gives up and cancels
@@ -585,7 +597,7 @@ class JobSpawner(Spawner):
         return shared_cluster(
             key,
             self.scheduler,
-            self._make_transport,
+            _no_credentials_yet,  # never this spawner's factory: its key is its user's
             self.command_timeout,
             log=self.log,
             command_dir=self.scheduler_bin_dir,
@@ -1158,11 +1170,26 @@ class JobSpawner(Spawner):
         self.job = JobRecord()
 
 
+def _no_credentials_yet(username: str) -> Transport:
+    """The cluster's fallback for a user no spawner has connected: it has no key to use.
+
+    Each spawner hands its own factory to `Cluster.transport_for`; a fallback built from
+    the first spawner would log in with that spawner's user's key for everyone.
+    """
+    raise TransportError(
+        f"No SSH connection as cluster user {username} is open yet; only that user's own "
+        "server can open one (with that user's key)."
+    )
+
+
 def _check_user_options(spawner: JobSpawner, user_options: dict) -> None:
     try:
         spawner._job_options(user_options or {})
     except OptionsError as exc:
-        raise web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%")) from None
+        error = web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%"))
+        # What the REST API answers (tornado would show the log message's '%%' as it is).
+        error.jupyterhub_message = f"Invalid options: {exc}"
+        raise error from None
 
 
 class SpawnError(web.HTTPError):

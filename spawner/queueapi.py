@@ -20,7 +20,13 @@ from tornado import web
 
 from .jobspawner import JobSpawner
 from .options import OptionsError, allowed_queues
-from .queueinfo import API_PREFIX, QueueFigures, StartEstimate, information_for
+from .queueinfo import (
+    API_PREFIX,
+    QueueFigures,
+    QueueInformation,
+    StartEstimate,
+    information_for,
+)
 
 
 class _FormInfoHandler(APIHandler):
@@ -37,11 +43,11 @@ class _FormInfoHandler(APIHandler):
             raise web.HTTPError(404, "This hub's spawner is not hubdash's JobSpawner.")
         return spawner
 
-    def _cache_and_transport(self, spawner: Any) -> tuple[Any, Any]:
+    def _cluster_parts(self, spawner: Any) -> tuple[Any, QueueInformation, Any]:
+        """The user's cluster, its cache, and the transport the user's own spawns use."""
         cluster = spawner._cluster()
-        # The same transport (and SSH identity) the user's own spawns use.
         transport = cluster.transport_for(spawner.cluster_username, spawner._make_transport)
-        return information_for(cluster, spawner.queue_info_ttl), transport
+        return cluster, information_for(cluster, spawner.queue_info_ttl), transport
 
     def _send(self, data: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -58,8 +64,8 @@ class QueuesHandler(_FormInfoHandler):
     @needs_scope("servers")
     async def _get(self, user_name: str) -> None:
         spawner = self._job_spawner()
-        cache, transport = self._cache_and_transport(spawner)
-        figures = await cache.figures(lambda: spawner._cluster().queue_summaries(transport))
+        cluster, cache, transport = self._cluster_parts(spawner)
+        figures = await cache.figures(lambda: cluster.queue_summaries(transport))
         groups = [group.name for group in spawner.user.groups]
         offered = allowed_queues(spawner.queue_table, spawner.user.name, groups)
         self._send(figures_json(figures, list(offered), cache.ttl))
@@ -85,12 +91,10 @@ class EstimateHandler(_FormInfoHandler):
             self._send({"errors": exc.errors, "message": str(exc)}, status=400)
             return
         request = spawner._job_request(options)
-        cache, transport = self._cache_and_transport(spawner)
+        cluster, cache, transport = self._cluster_parts(spawner)
         # One estimate per user and size: the job's name and files do not change the answer.
         key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
-        estimate = await cache.estimate(
-            key, lambda: spawner._cluster().estimate_start(transport, request)
-        )
+        estimate = await cache.estimate(key, lambda: cluster.estimate_start(transport, request))
         self._send(estimate_json(estimate, cache.ttl))
 
 

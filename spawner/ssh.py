@@ -291,8 +291,15 @@ class SSHTransport(Transport):
                 delay = min(delay * 2, BACKOFF_MAX)
         raise TransportError(
             f"Cannot connect to {self.host} port {self.port} as {self.username} after "
-            f"{self.connect_attempts} attempts; the last error was: {last or 'unknown'}."
+            f"{self.connect_attempts} attempts; the last error was: {self._describe(last)}."
         )
+
+    def _describe(self, error: BaseException | None) -> str:
+        if isinstance(error, TimeoutError):  # its text is empty
+            return f"no SSH answer within {self.connect_timeout:g} s"
+        if error is None:
+            return "unknown"
+        return str(error) or type(error).__name__
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         """The live connection, (re)connecting first if there is none."""

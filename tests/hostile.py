@@ -38,6 +38,12 @@ def payloads(marker_path: str) -> list[str]:
         f"debug\x00; {touch}",
         f"${{IFS}}{touch}",
         f"debug > {marker_path}",
+        # Without a space, a quote, $ or ; : what a blocklist of those would let through.
+        f"debug|tee>{marker_path}",
+        f"{{touch,{marker_path}}}",
+        f"debug&&tee<>{marker_path}",
+        f"(tee>{marker_path})",
+        f"debug#>{marker_path}",
     ]
 
 

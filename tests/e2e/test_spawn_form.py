@@ -33,7 +33,7 @@ def alice_jobs() -> list[str]:
 
 
 def test_walltime_over_the_limit_is_flagged_next_to_the_field_and_the_entries_stay(
-    page: Page, hub: Hub
+    page: Page, hub: Hub, artifacts
 ):
     log_in(page, hub, "alice")
     open_form(page, hub)
@@ -58,6 +58,7 @@ def test_walltime_over_the_limit_is_flagged_next_to_the_field_and_the_entries_st
     expect(page.locator("#engines")).to_have_value("3")
     expect(page.locator("#queue")).to_have_value("debug")
     expect(page.locator(".spawn-error-msg")).to_contain_text("Please correct the form")
+    page.screenshot(path=str(artifacts / f"form-refused-{hub.scheduler}.png"), full_page=True)
     assert not (hub.server("alice") or {}).get("pending")
     assert alice_jobs() == []
 
@@ -122,9 +123,10 @@ def test_a_valid_form_spawns_and_the_next_form_starts_from_those_choices(page: P
     expect(page.locator("#walltime")).to_have_value("0:10:00")
 
 
-def test_the_form_shows_live_queue_figures_and_a_start_estimate(page: Page, hub: Hub):
+def test_the_form_shows_live_queue_figures_and_a_start_estimate(page: Page, hub: Hub, artifacts):
     log_in(page, hub, "alice")
     open_form(page, hub)
+    page.screenshot(path=str(artifacts / f"form-live-{hub.scheduler}.png"), full_page=True)
     expect(page.locator("#hubdash-queue-status")).to_have_attribute("data-state", "loaded")
     nodes, waiting = queue_row(page, "debug")
     assert re.fullmatch(r"\d+ / [1-9]\d*", nodes), nodes
@@ -135,7 +137,7 @@ def test_the_form_shows_live_queue_figures_and_a_start_estimate(page: Page, hub:
         expect(estimate).to_contain_text("Estimated start:")
     else:
         # Slurm's qstat -Q -f wrapper prints no job counts; no PBS flavor gives estimates.
-        assert re.fullmatch(r"\d+|\?", waiting), waiting
+        assert re.fullmatch(r"\d+|n/a", waiting), waiting
         expect(estimate).to_have_attribute("data-state", "none")
     # A choice the queue cannot take gets a hint, not a scheduler query.
     page.fill("#nodes", "5")
@@ -175,7 +177,9 @@ def test_a_second_load_within_the_cache_time_costs_no_scheduler_query(
         raise AssertionError(f"slurmctld got RPCs of these kinds during every load: {quiet}")
 
 
-def test_the_form_works_and_says_so_when_the_scheduler_cannot_be_reached(page: Page, make_hub):
+def test_the_form_works_and_says_so_when_the_scheduler_cannot_be_reached(
+    page: Page, make_hub, artifacts
+):
     # Nothing listens on this port of the login node: every SSH connection is refused.
     down = make_hub("c.JobSpawner.login_port = 2222")
     log_in(page, down, "alice")
@@ -187,6 +191,7 @@ def test_the_form_works_and_says_so_when_the_scheduler_cannot_be_reached(page: P
     expect(status).to_contain_text("You can still start a server")
     expect(page.locator("#hubdash-estimate")).to_have_attribute("data-state", "unavailable")
     assert queue_row(page, "debug") == ("—", "—")
+    page.screenshot(path=str(artifacts / "form-scheduler-unreachable.png"), full_page=True)
     # The form itself is whole: fields, limits and the Start button.
     page.fill("#walltime", "20")
     expect(page.locator("#walltime-feedback")).to_be_hidden()

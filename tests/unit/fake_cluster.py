@@ -4,6 +4,7 @@ recorded samples show, records every command, and can be told to fail. Unit test
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class PaperScheduler:
         self.transport_down = False
         self.files: dict[str, bytes] = {}
         self.next_id = 1000
+        self.notebook_forward_opened = asyncio.Event()  # by any transport on it
 
     def _submit(self, script_path: str) -> CommandResult:
         """sbatch: the job runs at once and writes its connection file, as the launcher does."""
@@ -145,6 +147,7 @@ class PaperTransport(Transport):
     async def open_local_forward(
         self, dest_host, dest_port, *, listen_port=0, listen_host="127.0.0.1"
     ):
+        self.scheduler.notebook_forward_opened.set()
         return Forward(listen_host, listen_port or 40000)
 
     async def open_remote_forward(self, listen_host, listen_port, dest_host, dest_port):

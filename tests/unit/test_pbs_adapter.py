@@ -65,6 +65,7 @@ def test_torque_directives_use_nodes_ppn_and_total_memory():
         "#PBS -o .hubdash/job.log",
         "#PBS -j oe",
         "#PBS -A physics",
+        "#PBS -r n",
     ]
 
 
@@ -78,6 +79,7 @@ def test_pbspro_directives_use_select_with_one_chunk_per_node():
         "#PBS -o .hubdash/job.log",
         "#PBS -j oe",
         "#PBS -A physics",
+        "#PBS -r n",
     ]
 
 
@@ -92,6 +94,7 @@ def test_wrapper_directives_speak_what_sbatch_translates():
         "#PBS -o .hubdash/job.log",
         "#PBS -j oe",
         "#PBS -A physics",
+        "#PBS -r n",
     ]
 
 
@@ -113,6 +116,7 @@ def test_minimal_request_asks_for_one_node_and_nothing_optional():
         "#PBS -N jupyterhub-bob",
         "#PBS -l walltime=0:01:30",
         "#PBS -l nodes=1:ppn=1",
+        "#PBS -r n",
     ]
 
 
@@ -165,7 +169,7 @@ def test_wrapper_submit_repeats_output_and_directory_on_the_command_line():
         job_name="j", queue="q", walltime_seconds=60, output_path="o.log", workdir="/scratch/a"
     )
     assert WRAPPER.submit_command("job.sh", request) == [
-        "qsub", "-j", "oe", "-o", "o.log", "-wd", "/scratch/a", "job.sh",
+        "qsub", "-j", "oe", "-r", "n", "-o", "o.log", "-wd", "/scratch/a", "job.sh",
     ]  # fmt: skip
 
 

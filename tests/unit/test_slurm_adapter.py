@@ -73,6 +73,7 @@ def test_directives_carry_every_requested_resource():
         "#SBATCH --account=physics",
         "#SBATCH --mem=8000M",
         "#SBATCH --gres=gpu:2",
+        "#SBATCH --no-requeue",
     ]
 
 
@@ -84,6 +85,7 @@ def test_directives_leave_out_what_was_not_asked_for():
         "#SBATCH --time=0:10:00",
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --no-requeue",
     ]
 
 

@@ -1,0 +1,224 @@
+"""Spawn overhead on an idle cluster, hubdash against batchspawner: from the scheduler allocating
+the job to the server being ready through the hub, less the single-user server's own start-up.
+
+Run as root on the hub machine, with the test cluster up and its nodes idle:
+
+    /opt/hubdash/venv/bin/python bench/spawn_overhead.py [--spawns 10] [--kinds hubdash,batchspawner]
+        [--port 13100]
+
+Per hub kind it spawns `--spawns` servers of carol one after the other (real
+jupyterhub-singleuser, queue debug) and reads four instants for each:
+
+    alloc    slurmctld's log: "sched: Allocate JobId=N" (ms)
+    first    the server's first log line (jupyter's own timestamp, ms)
+    running  its "Jupyter Server ... is running at" line
+    ready    the hub's progress stream says `ready` (read by this script as it arrives)
+
+overhead = (ready - alloc) - (running - first) = launch (alloc -> first: the job starting and
+the server's Python imports; for hubdash the script also shows when its launcher exec'd the
+server) + notice (running -> ready: the spawner and the hub finding out).
+Each server is stopped before the next starts; every job is cancelled at the end, also on
+Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from common import (
+    SLURMCTLD_LOG,
+    cancel_jobs,
+    free_cpus,
+    ignore_interrupts,
+    interrupt_on_sigterm,
+    percentile,
+    print_table,
+    queue_is_quiet,
+)
+from hubs import KINDS, BenchHub, start_hub
+
+USER = "carol"
+JUPYTER_LINE = re.compile(r"^\[[DIWEC] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
+
+
+@dataclass
+class Spawn:
+    alloc: float
+    first: float
+    running: float
+    ready: float
+    exec: float | None = None  # hubdash only: the launcher exec'd the server (connection file)
+
+    @property
+    def own_startup(self) -> float:
+        return self.running - self.first
+
+    @property
+    def launch(self) -> float:
+        return self.first - self.alloc
+
+    @property
+    def notice(self) -> float:
+        return self.ready - self.running
+
+    @property
+    def overhead(self) -> float:
+        return (self.ready - self.alloc) - self.own_startup
+
+
+def allocated_at(job_id: str, timeout: float = 30) -> float:
+    """When slurmctld allocated the job (its log line's timestamp, local time)."""
+    pattern = re.compile(rf"^\[(\S+)\] sched.*Allocate JobId={job_id} ")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(SLURMCTLD_LOG, errors="replace") as log:
+            for line in log:
+                if match := pattern.match(line):
+                    return datetime.fromisoformat(match.group(1)).timestamp()
+        time.sleep(0.5)
+    raise RuntimeError(f"no allocation of job {job_id} in {SLURMCTLD_LOG}")
+
+
+def server_times(log_path: Path, timeout: float = 30) -> tuple[float, float]:
+    """(first log line, "is running at") of a jupyter server's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        first = running = None
+        if log_path.exists():
+            for line in log_path.read_text(errors="replace").splitlines():
+                if match := JUPYTER_LINE.match(line):
+                    stamp = datetime.fromisoformat(match.group(1)).timestamp()
+                    first = first or stamp
+                    if "is running at" in line:
+                        running = stamp
+                        break
+        if first and running:
+            return first, running
+        time.sleep(0.5)
+    raise RuntimeError(f"no 'is running at' line in {log_path}")
+
+
+def server_log(hub: BenchHub, name: str, job_id: str) -> Path:
+    home = Path("/home") / USER
+    if hub.kind == "hubdash":
+        return home / ".hubdash" / "servers" / name / "job.log"
+    return home / f"jupyterhub_slurmspawner_{job_id}.log"
+
+
+def exec_time(hub: BenchHub, name: str) -> float | None:
+    """When hubdash's launcher exec'd the server: the time it wrote in the connection file."""
+    if hub.kind != "hubdash":
+        return None
+    path = Path("/home") / USER / ".hubdash" / "servers" / name / "connection.json"
+    return float(json.loads(path.read_text())["written"])
+
+
+def one_spawn(hub: BenchHub, name: str) -> Spawn:
+    options = {"queue": "debug", "walltime": "10"} if hub.kind == "hubdash" else {}
+    hub.spawn(USER, name, **options)
+    try:
+        ready = hub.ready_time(USER, name, timeout=180)
+        job_id = hub.job_id(USER, name)
+        alloc = allocated_at(job_id)
+        first, running = server_times(server_log(hub, name, job_id))
+        return Spawn(alloc, first, running, ready, exec_time(hub, name))
+    finally:
+        hub.stop(USER, name)
+        hub.wait_for(lambda: hub.server(USER, name) is None, 120)
+
+
+def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> list[Spawn]:
+    hub = start_hub(kind, port, prefix)
+    spawns = []
+    try:
+        hub.ensure_users([USER])
+        one_spawn(hub, "warmup")  # first spawn: connections, caches; not counted
+        for n in range(args.spawns):
+            spawn = one_spawn(hub, f"s{n}")
+            spawns.append(spawn)
+            print(
+                f"  {kind:>12} #{n + 1}: alloc->ready {spawn.ready - spawn.alloc:5.2f} s, "
+                f"server start-up {spawn.own_startup:5.2f} s, overhead {spawn.overhead:5.2f} s",
+                flush=True,
+            )
+    finally:
+        try:
+            hub.stop_all(timeout=120)
+        finally:
+            hub.process.terminate()
+    return spawns
+
+
+def summary(kind: str, spawns: list[Spawn]) -> list[str]:
+    def p(values: list[float], q: float) -> str:
+        return f"{percentile(values, q):.2f}"
+
+    cols = [
+        [s.ready - s.alloc for s in spawns],
+        [s.own_startup for s in spawns],
+        [s.overhead for s in spawns],
+        [s.launch for s in spawns],
+        [s.notice for s in spawns],
+    ]
+    execs = [s.exec - s.alloc for s in spawns if s.exec is not None]
+    cells = [f"{p(c, 50)} / {p(c, 95)}" for c in cols]
+    return [kind, str(len(spawns)), *cells, f"{p(execs, 50)} / {p(execs, 95)}" if execs else "-"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spawns", type=int, default=10, help="measured spawns per hub")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="hubs to measure")
+    parser.add_argument("--port", type=int, default=13100, help="hubdash's port; batchspawner +200")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root: slurmctld's log and the users' server logs need it")
+        return 2
+    prefix = f"hdbench{os.getpid()}"
+    quiet, text = queue_is_quiet()
+    print(f"queue before the run: {text}; {free_cpus()} idle CPUs in debug")
+    if not quiet:
+        print("(the cluster is not idle: allocation may wait, and the figures are noisier)")
+    results: dict[str, list[Spawn]] = {}
+    with interrupt_on_sigterm():
+        try:
+            for kind in args.kinds.split(","):
+                port = args.port if kind == "hubdash" else args.port + 200
+                results[kind] = bench_kind(kind, port, prefix, args)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        finally:
+            ignore_interrupts()
+            print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
+    print("\nspawn overhead, seconds, p50 / p95 (overhead = alloc->ready - server start-up)\n")
+    print_table(
+        [
+            "hub",
+            "spawns",
+            "alloc->ready",
+            "server start-up",
+            "overhead",
+            "= launch (alloc->1st line)",
+            "+ notice (running->ready)",
+            "alloc->server exec",
+        ],
+        [summary(kind, spawns) for kind, spawns in results.items()],
+    )
+    if len(results) == 2:
+        hd, bs = (results[k] for k in KINDS)
+        ratio = percentile([s.overhead for s in bs], 50) / percentile([s.overhead for s in hd], 50)
+        print(f"batchspawner/hubdash overhead p50: {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

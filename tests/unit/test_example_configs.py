@@ -1,0 +1,20 @@
+"""The site examples in examples/ are valid configurations of the spawner."""
+
+from pathlib import Path
+
+import pytest
+from traitlets.config.loader import PyFileConfigLoader
+
+from spawner.jobspawner import JobSpawner
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("name", ["slurm_site_config.py", "pbs_site_config.py"])
+def test_site_example_passes_the_start_check_and_serves_queue_information(name):
+    config = PyFileConfigLoader(name, str(EXAMPLES)).load_config()
+    spawner = JobSpawner(config=config)
+    spawner.check_config()
+    assert spawner.queue_table and spawner.extra_fields.enabled
+    routes = [route for route, _ in config.JupyterHub.extra_handlers]
+    assert routes == ["/api/hubdash/queues", "/api/hubdash/estimate"]

@@ -1,0 +1,366 @@
+"""Hostile input against the one validation, the job script and the command builder.
+
+Nothing a user types may reach a shell as code, add a line to the job script or become an
+option: each value is refused by name or ends up as one quoted word in its own place.
+Property tests (hypothesis) run the rendered script and the built command lines in real
+shells; every value tried is counted in the end-of-run summary (tests/hostile.py).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tornado import web
+from traitlets.config import Config
+
+from spawner.extras import DEFAULT_ACCOUNT_PATTERN, parse_extra_settings
+from spawner.jobscript import JobScript, render_job_script
+from spawner.jobspawner import JobSpawner
+from spawner.options import JobOptions, OptionsError, parse_queue_table, validate_options
+from spawner.schedulers.base import JobRequest, check_directive_value
+from spawner.schedulers.pbs import PBSAdapter
+from spawner.schedulers.slurm import SlurmAdapter
+from spawner.transport import command_line
+
+from ..hostile import ODD_VALUES, TALLY, payloads
+
+QUEUES = parse_queue_table(
+    {
+        "debug": {"max_walltime": "1:00:00", "max_nodes": 2, "max_engines": 16},
+        "gpu": {"max_walltime": "4:00:00", "max_gpus": 4, "max_memory": "64G"},
+    }
+)
+EXTRAS = parse_extra_settings(["account", "memory", "gpus"])
+FIELDS = ("queue", "walltime", "nodes", "engines", "account", "memory", "gpus")
+# Only text: a marker path in a unit test shows up in what was built, if anywhere.
+MARKER = "/tmp/hubdash-pwned-unit"
+VALUES = payloads(MARKER) + ODD_VALUES
+ADAPTERS = {
+    "slurm": SlurmAdapter(),
+    "torque": PBSAdapter("torque"),
+    "pbspro": PBSAdapter("pbspro"),
+    "slurm-torque": PBSAdapter("slurm-torque"),
+}
+# What a shell reads as more than a letter of a word. Slurm's qsub wrapper joins its
+# arguments into a shell line: none of these may reach it.
+SHELL_SPECIAL = set("|&;<>()$`\\\"' \t\n\r*?[]#~{}!^")
+
+# Text as users can send it (no lone surrogates: they cannot be UTF-8 on the wire).
+any_text = st.text(max_size=40)
+hostile_text = st.one_of(st.sampled_from(VALUES), any_text)
+argument_text = hostile_text.filter(lambda s: "\x00" not in s)  # argv cannot hold NUL
+
+
+def request_for(options: JobOptions) -> JobRequest:
+    return JobRequest(
+        job_name="jupyterhub-alice-default",
+        queue=options.queue,
+        walltime_seconds=options.walltime_seconds,
+        nodes=options.nodes,
+        output_path=".hubdash/servers/default/job.log",
+        account=options.account,
+        memory_mb=options.memory_mb,
+        gpus=options.gpus,
+    )
+
+
+def assert_safe(options: JobOptions) -> None:
+    """Accepted options are plain: a queue of the table, numbers, an account-shaped name."""
+    assert options.queue in QUEUES
+    for number in (options.walltime_seconds, options.nodes, options.engines):
+        assert type(number) is int and number >= 0
+    assert options.account == "" or re.fullmatch(DEFAULT_ACCOUNT_PATTERN, options.account)
+    assert options.memory_mb is None or type(options.memory_mb) is int
+    assert options.gpus is None or type(options.gpus) is int
+    for adapter in ADAPTERS.values():
+        text = "\n".join(adapter.directives(request_for(options)))
+        assert "pwned" not in text and "touch" not in text
+
+
+# --- the one validation: form, REST API and opt- URLs -------------------------------------
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("value", VALUES, ids=[f"value{i}" for i in range(len(VALUES))])
+def test_hostile_value_in_any_field_is_refused_by_name_or_neutralised(field, value):
+    data = {"queue": "gpu", field: value}
+    with TALLY.trying(value):
+        try:
+            options = validate_options(data, QUEUES, "alice", extras=EXTRAS)
+        except OptionsError as exc:
+            assert field in exc.errors, exc.errors
+            assert f"{field}: " in str(exc)
+            # The value is shown quoted and cut short, never as raw lines.
+            message = exc.errors[field]
+            assert "\n" not in message and len(message) < 300, message
+            return
+        assert_safe(options)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(st.sampled_from((*FIELDS, "_xsrf", "partition")), any_text),
+        json_values,
+        max_size=6,
+    )
+)
+def test_any_json_user_options_are_refused_by_name_or_are_plain(options):
+    with TALLY.trying(options):
+        try:
+            result = validate_options(options, QUEUES, "bob", extras=EXTRAS)
+        except OptionsError as exc:
+            assert exc.errors and all(isinstance(name, str) for name in exc.errors)
+            return
+        assert_safe(result)
+
+
+def test_nested_json_in_a_field_is_refused_by_name_not_a_crash():
+    with pytest.raises(OptionsError) as caught:
+        validate_options({"queue": {"debug": 1}, "nodes": [[2]]}, QUEUES, "alice")
+    assert caught.value.errors == {
+        "queue": "queue must be text or a number, not dict",
+        "nodes": "nodes must be text or a number, not list",
+    }
+
+
+# --- the spawner: every way in ends in a 400 before anything reaches the cluster -----------
+
+
+def make_spawner(name: str = "") -> JobSpawner:
+    config = Config()
+    config.JobSpawner.login_host = "login.example.org"
+    config.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
+    user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", escaped_name="alice")
+    row = SimpleNamespace(name=name, display_name=name, server=None, state=None)
+    return JobSpawner(config=config, user=user, orm_spawner=row)
+
+
+@pytest.mark.parametrize("value", payloads(MARKER)[:8], ids=[f"payload{i}" for i in range(8)])
+def test_hostile_form_post_is_a_400_naming_the_field(value):
+    spawner = make_spawner()
+    with TALLY.trying(value), pytest.raises(web.HTTPError) as caught:
+        spawner.options_from_form({"queue": ["debug"], "walltime": [value], "nodes": ["1"]})
+    assert caught.value.status_code == 400
+    assert "Please correct the form: walltime: " in caught.value.jupyterhub_message
+
+
+@pytest.mark.parametrize(
+    "user_options",
+    [{"queue": {"debug": 1}}, {"queue": ["debug; id"]}, {"nodes": "1; id"}, {"x;id": "1"}],
+)
+def test_hostile_api_options_are_a_400_before_start(user_options, monkeypatch):
+    spawner = make_spawner()
+    monkeypatch.setattr(JobSpawner, "_cluster", lambda self: pytest.fail("reached the cluster"))
+    with TALLY.trying(user_options):
+        with pytest.raises(web.HTTPError) as caught:
+            spawner.apply_user_options(spawner, user_options)
+        assert caught.value.status_code == 400
+        # start() checks again, for a spawner whose options did not come that way.
+        spawner.user_options = user_options
+        with pytest.raises(web.HTTPError) as caught:
+            _ = spawner.start().send(None)
+        assert caught.value.status_code == 400
+
+
+# --- the job script -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> SimpleNamespace:
+    """A home folder and a stand-in `python` that records the argv it was started with."""
+    root = tmp_path_factory.mktemp("script-sandbox")
+    home = root / "home"
+    home.mkdir()
+    python = root / "python"
+    python.write_text('#!/bin/bash\nprintf \'%s\\0\' "$@" > "$ARGV_OUT"\n')
+    python.chmod(0o755)
+    return SimpleNamespace(root=root, home=home, python=python, out=root / "argv")
+
+
+def run_script(sandbox: SimpleNamespace, script: str) -> list[str]:
+    path = sandbox.root / "job.sh"
+    path.write_text(script)
+    sandbox.out.unlink(missing_ok=True)
+    env = {"HOME": str(sandbox.home), "PATH": "/usr/bin:/bin", "ARGV_OUT": str(sandbox.out)}
+    env["SLURM_JOB_ID"] = "77"
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    return sandbox.out.read_bytes().decode().split("\0")[:-1]
+
+
+def exec_line(script: str) -> int:
+    return next(i for i, line in enumerate(script.split("\n")) if line.startswith("exec "))
+
+
+def job_script(sandbox: SimpleNamespace, username: str, server_name: str, args: list[str]) -> str:
+    job = JobScript(
+        username=username,
+        server_name=server_name,
+        state_dir=".hubdash/servers/x",
+        python=str(sandbox.python),
+        command=["jupyterhub-singleuser", *args],
+    )
+    request = JobRequest(job_name="jupyterhub-alice-x", queue="debug", walltime_seconds=600)
+    return render_job_script(ADAPTERS["slurm"], request, job)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(username=hostile_text, server_name=hostile_text, args=st.lists(argument_text, max_size=4))
+def test_rendered_script_runs_hostile_values_only_as_arguments(
+    sandbox, username, server_name, args
+):
+    marker = sandbox.root / "pwned"
+    values = [username, server_name, *args]
+    values = [v.replace(MARKER, str(marker)) for v in values]
+    username, server_name, args = values[0], values[1], values[2:]
+    with TALLY.trying(values):
+        script = job_script(sandbox, username, server_name, args)
+        plain = job_script(sandbox, "alice", "x", [])
+        # Same lines up to the server's start; only the comment line may read differently.
+        head = script.split("\n")[: exec_line(script)]
+        plain_head = plain.split("\n")[: exec_line(plain)]
+        assert len(head) == len(plain_head)
+        differ = [i for i, (a, b) in enumerate(zip(head, plain_head, strict=True)) if a != b]
+        assert all(head[i].startswith("# Jupyter server for ") for i in differ)
+        # bash runs exactly the one command, with every value as one argument of its own.
+        assert run_script(sandbox, script) == [
+            "-m", "spawner.launcher", "--state-dir", ".hubdash/servers/x", "--job-id", "77",
+            "--", "jupyterhub-singleuser", *args,
+        ]  # fmt: skip
+        assert not marker.exists()
+
+
+# --- scheduler directives and arguments ------------------------------------------------------
+
+TEXT_FIELDS = ("job_name", "queue", "account", "output_path", "workdir")
+BENIGN = JobRequest(
+    job_name="j", queue="q", walltime_seconds=60, account="a", output_path="o", workdir="w"
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    adapter=st.sampled_from(sorted(ADAPTERS)),
+    field=st.sampled_from(TEXT_FIELDS),
+    value=hostile_text.filter(bool),
+)
+def test_directive_values_are_one_plain_word_on_their_own_line(adapter, field, value):
+    scheduler = ADAPTERS[adapter]
+    fields = {name: getattr(BENIGN, name) for name in (*TEXT_FIELDS, "walltime_seconds")}
+    request = JobRequest(**{**fields, field: value})
+    with TALLY.trying(value):
+        try:
+            lines = scheduler.directives(request)
+            argv = scheduler.submit_command("s/job.sh", request)
+        except ValueError as exc:
+            assert field in str(exc)
+            return
+        assert len(lines) == len(scheduler.directives(BENIGN))
+        for line in lines:
+            assert line.splitlines() == [line] and line.startswith(scheduler.directive_prefix + " ")
+        assert not value.startswith("-")
+        assert value in "\n".join(lines) or value in argv
+        for item in argv[1:]:
+            assert item.isascii() and item.isprintable() and not set(item) & SHELL_SPECIAL
+
+
+PAYLOADS = payloads(MARKER)
+
+
+@pytest.mark.parametrize("value", PAYLOADS, ids=[f"payload{i}" for i in range(len(PAYLOADS))])
+def test_queue_in_a_scheduler_query_is_refused_not_quoted_into_an_option(value):
+    with TALLY.trying(value):
+        with pytest.raises(ValueError, match="queue"):
+            ADAPTERS["slurm"].position_command(value)
+        with pytest.raises(ValueError, match="queue"):
+            ADAPTERS["slurm"].test_only_command(
+                JobRequest(job_name="j", queue=value, walltime_seconds=60)
+            )
+
+
+def test_a_server_job_is_never_requeued_after_a_node_failure():
+    assert "#SBATCH --no-requeue" in ADAPTERS["slurm"].directives(BENIGN)
+    for flavor in ("torque", "pbspro", "slurm-torque"):
+        assert "#PBS -r n" in ADAPTERS[flavor].directives(BENIGN)
+    # sbatch ignores '#PBS -r n': Slurm's qsub wrapper needs it on its command line.
+    argv = ADAPTERS["slurm-torque"].submit_command("job.sh", BENIGN)
+    assert argv[argv.index("-r") + 1] == "n"
+
+
+# --- the command builder ----------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(argument_text, max_size=5))
+def test_command_line_reaches_a_posix_shell_as_the_same_words(argv):
+    line = command_line(["printf", "%s\\0", "first", *argv])
+    with TALLY.trying(argv):
+        for shell in ("sh", "bash"):
+            done = subprocess.run(
+                [shell, "-c", line],
+                capture_output=True,
+                env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+                timeout=10,
+            )
+            assert done.returncode == 0, done.stderr
+            words = done.stdout.split(b"\0")[:-1]
+            assert words == [b"first", *(a.encode() for a in argv)]
+
+
+def test_nul_in_an_argument_is_refused_before_it_is_sent():
+    # sshd would cut the command at the NUL: never send half a command.
+    with TALLY.trying("a\x00b"), pytest.raises(ValueError, match="NUL"):
+        command_line(["echo", "a\x00; touch /tmp/x"])
+
+
+# --- server names ---------------------------------------------------------------------------
+
+KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,48}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_text)
+def test_any_server_name_gives_a_safe_folder_and_job_name(name):
+    spawner = make_spawner(name)
+    with TALLY.trying(name):
+        assert KEY.fullmatch(spawner.server_key), spawner.server_key
+        assert ".." not in spawner.state_dir.split("/")
+        assert check_directive_value("job_name", spawner.job_name) == spawner.job_name
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_text, hostile_text)
+def test_different_server_names_never_share_a_folder(first, second):
+    if first != second:
+        assert make_spawner(first).server_key != make_spawner(second).server_key
+
+
+def test_look_alike_server_names_get_folders_of_their_own():
+    names = ["", "default", ".", "..", "-rf", "a b", "a_b", "a/b", "a\nb"]
+    keys = [make_spawner(name).server_key for name in names]
+    assert len(set(keys)) == len(names), keys
+    assert keys[0] == "default" and keys[6] == "a_b"
+
+
+def test_a_shell_would_read_the_directive_alphabet_as_plain_words():
+    # The alphabet check_directive_value allows, joined as the qsub wrapper does.
+    value = "a-Z_0.9+b/c=d:e,f@g"
+    assert check_directive_value("queue", value) == value
+    assert shlex.split(f"sbatch -p {value} -o {value}") == ["sbatch", "-p", value, "-o", value]
+    assert not set(value) & SHELL_SPECIAL
