@@ -21,7 +21,8 @@ def request_bytes(url: str, token: str) -> tuple[str, int, bytes]:
     lines = [f"GET {path} HTTP/1.0", f"Host: {parts.netloc}", "User-Agent: hdbench"]
     if token:
         lines.append(f"Authorization: token {token}")
-    return parts.hostname or "127.0.0.1", parts.port or 80, ("\r\n".join(lines) + "\r\n\r\n").encode()
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return parts.hostname or "127.0.0.1", parts.port or 80, head
 
 
 def fetch(host: str, port: int, request: bytes, bufsize: int = 1 << 20) -> tuple[float, int, bytes]:

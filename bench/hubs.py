@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from common import LOGIN_HOST, ROOT, VENV, HubProcess
 
 BENCH_VENV = Path(os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv"))

@@ -11,7 +11,8 @@ full scan), then per hub kind starts a hub (hubdash on --port, batchspawner on -
 the login node's network namespace), spawns servers of carol through the REST API into `hold`
 (pending for ever), level by level, and measures each level for `--seconds` after `--warmup`.
 Then it stops those and spawns `--running` servers in `debug` (bench/tinyserver.py: only the
-spawner's cost matters) and measures again. Every job it made is cancelled at the end, also on
+spawner's cost matters) and measures again, for at least 60 s (JupyterHub polls running servers
+every 30 s). Every job it made is cancelled at the end, also on
 Ctrl-C or SIGTERM.
 
 Figures per minute: carol's RPCs and slurmctld time on them (exact: sdiag counts by user),
@@ -80,12 +81,12 @@ def wait_running(hub: BenchHub, count: int, timeout: float = 600) -> None:
     hub.wait_for(ready, timeout, step=1)
 
 
-def measure(hub: BenchHub, level: str, args: argparse.Namespace) -> Row:
+def measure(hub: BenchHub, level: str, args: argparse.Namespace, seconds: float) -> Row:
     time.sleep(args.warmup)
     logins = LoginCounter()
     logins.mark()
     before = sdiag()
-    time.sleep(args.seconds)
+    time.sleep(seconds)
     after = sdiag()
     minutes = (after.at - before.at) / 60
     load = load_between(before, after, [USER])
@@ -117,12 +118,13 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
             spawn_many(hub, names, "hold")
             spawned += names
             wait_pending(hub, level)
-            rows.append(measure(hub, f"{level} pending", args))
+            rows.append(measure(hub, f"{level} pending", args, args.seconds))
         hub.stop_all()
         if args.running:
             spawn_many(hub, [f"r{n}" for n in range(args.running)], "debug")
             wait_running(hub, args.running)
-            rows.append(measure(hub, f"{args.running} running", args))
+            # JupyterHub polls running servers every 30 s: two rounds at least.
+            rows.append(measure(hub, f"{args.running} running", args, max(args.seconds, 60)))
             hub.stop_all()
     finally:
         try:
@@ -132,13 +134,19 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
     return rows
 
 
+def _ratio(theirs: float, ours: float) -> str:
+    if not ours:
+        return "-" if not theirs else "inf"
+    return f"{theirs / ours:.1f}x"
+
+
 def report(rows: list[Row], args: argparse.Namespace) -> None:
     print(
         f"\nslurmctld load of {USER}'s servers, per minute ({args.held} other jobs held, "
         f"{args.seconds:g} s windows after {args.warmup:g} s warm-up)\n"
     )
     print_table(
-        ["hub", "servers", "RPCs/min", "slurmctld ms/min", "SSH logins/min", "top RPC types ms/min"],
+        ["hub", "servers", "RPCs/min", "slurmctld ms/min", "SSH logins/min", "top RPC types"],
         [
             (r.kind, r.level, f"{r.rpcs:.0f}", f"{r.ms:.1f}", f"{r.logins:.0f}", r.types)
             for r in rows
@@ -151,9 +159,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
     for level, kinds in by_level.items():
         if len(kinds) == 2:
             hd, bs = kinds["hubdash"], kinds["batchspawner"]
-            ratio = bs.ms / hd.ms if hd.ms else float("inf")
-            rpc_ratio = bs.rpcs / hd.rpcs if hd.rpcs else float("inf")
-            ratios.append((level, f"{ratio:.1f}x", f"{rpc_ratio:.1f}x"))
+            ratios.append((level, _ratio(bs.ms, hd.ms), _ratio(bs.rpcs, hd.rpcs)))
     if ratios:
         print_table(["servers", "batchspawner/hubdash ms", "batchspawner/hubdash RPCs"], ratios)
     noisy = [r for r in rows if r.others]

@@ -3,13 +3,13 @@ the job to the server being ready through the hub, less the single-user server's
 
 Run as root on the hub machine, with the test cluster up and its nodes idle:
 
-    /opt/hubdash/venv/bin/python bench/spawn_overhead.py [--spawns 10] [--kinds hubdash,batchspawner]
-        [--port 13100]
+    /opt/hubdash/venv/bin/python bench/spawn_overhead.py [--spawns 10]
+        [--kinds hubdash,batchspawner] [--port 13100]
 
 Per hub kind it spawns `--spawns` servers of carol one after the other (real
 jupyterhub-singleuser, queue debug) and reads four instants for each:
 
-    alloc    slurmctld's log: "sched: Allocate JobId=N" (ms)
+    alloc    slurmctld's log: "sched: Allocate JobId=N" or backfill's "Started JobId=N" (ms)
     first    the server's first log line (jupyter's own timestamp, ms)
     running  its "Jupyter Server ... is running at" line
     ready    the hub's progress stream says `ready` (read by this script as it arrives)
@@ -76,7 +76,9 @@ class Spawn:
 
 def allocated_at(job_id: str, timeout: float = 30) -> float:
     """When slurmctld allocated the job (its log line's timestamp, local time)."""
-    pattern = re.compile(rf"^\[(\S+)\] sched.*Allocate JobId={job_id} ")
+    # The main scheduler logs "sched: Allocate JobId=N ...", the backfill scheduler
+    # "sched/backfill: _start_job: Started JobId=N ...".
+    pattern = re.compile(rf"^\[(\S+)\] sched.*(?:Allocate|Started) JobId={job_id} ")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(SLURMCTLD_LOG, errors="replace") as log:

@@ -8,12 +8,14 @@ directly from inside the compute node's network namespace.
 Run as root on the hub machine, with the test cluster up:
 
     /opt/hubdash/venv/bin/python bench/tunnel_cost.py [--requests 300] [--downloads 3]
-        [--size-mb 100] [--port 13100]
+        [--size-mb 100] [--port 13100] [--target notebook|plain]
 
 It starts a hubdash hub, spawns one server of carol (queue debug), writes two files into her
 home (served by jupyter-server's /files/ with the bench's token), measures, and removes the
 files, the server and every process it started, also on Ctrl-C or SIGTERM. The same client
-(bench/httpclient.py, one process per measurement) is used on every path.
+(bench/httpclient.py, one process per measurement) is used on every path, and the paths take
+turns (round-robin), so that load from elsewhere falls on all of them alike. `--target plain`
+serves the files with Python's http.server on cn1 instead (no hub: the tunnels alone).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,40 +134,67 @@ def run_client(prefix: list[str], url: str, token: str, *args: str) -> dict:
     return json.loads(out.stdout)
 
 
-def measure_path(
-    name: str, base: str, token: str, args: argparse.Namespace, prefix: list[str] | None = None
-) -> PathResult:
-    prefix = prefix or []
-    speeds = []
+@dataclass
+class Route:
+    """One way to the server: a name, the URL base, and a command prefix for the client."""
+
+    name: str
+    base: str
+    prefix: list[str]
+
+
+def measure(routes: list[Route], token: str, args: argparse.Namespace) -> list[PathResult]:
+    """Every route in turn, round after round (downloads, then chunks of small requests), so
+    that load from elsewhere on the machine falls on all of them alike."""
+    speeds: dict[str, list[float]] = {r.name: [] for r in routes}
+    latencies: dict[str, list[float]] = {r.name: [] for r in routes}
     for _ in range(args.downloads):
-        got = run_client(prefix, f"{base}/files/{args.big}", token, "--download")
-        if got["bytes"] < args.size_mb * 1_000_000:
-            raise RuntimeError(f"{name}: short download ({got['bytes']} bytes, {got['status']})")
-        speeds.append(got["bytes"] / got["seconds"] / 1e6)
-    small = run_client(prefix, f"{base}/files/{args.small}", token, "--requests", str(args.requests))
-    if "200" not in small["status"]:
-        raise RuntimeError(f"{name}: small requests answered {small['status']!r}")
-    result = PathResult(name, percentile(speeds, 50), [s * 1000 for s in small["latencies"]])
-    lat = result.latencies_ms
-    print(
-        f"  {name:<34} {result.mb_per_s:8.0f} MB/s  p50 {percentile(lat, 50):6.2f} ms  "
-        f"p99 {percentile(lat, 99):6.2f} ms",
-        flush=True,
-    )
-    return result
+        for r in routes:
+            got = run_client(r.prefix, f"{r.base}/files/{args.big}", token, "--download")
+            if got["bytes"] < args.size_mb * 1_000_000:
+                raise RuntimeError(f"{r.name}: short download ({got['bytes']} B, {got['status']})")
+            speeds[r.name].append(got["bytes"] / got["seconds"] / 1e6)
+    chunk = 50
+    for done in range(0, args.requests, chunk):
+        for r in routes:
+            n = str(min(chunk, args.requests - done))
+            got = run_client(r.prefix, f"{r.base}/files/{args.small}", token, "--requests", n)
+            if "200" not in got["status"]:
+                raise RuntimeError(f"{r.name}: small requests answered {got['status']!r}")
+            latencies[r.name] += [s * 1000 for s in got["latencies"]]
+    results = [
+        PathResult(r.name, percentile(speeds[r.name], 50), latencies[r.name]) for r in routes
+    ]
+    for result in results:
+        lat = result.latencies_ms
+        print(
+            f"  {result.name:<34} {result.mb_per_s:8.0f} MB/s  p50 {percentile(lat, 50):6.2f} ms"
+            f"  p99 {percentile(lat, 99):6.2f} ms",
+            flush=True,
+        )
+    return results
 
 
 def write_files(args: argparse.Namespace) -> list[Path]:
+    """The download and the small file in carol's home; for the plain server also under
+    <plain_dir>/files/, the path jupyter-server's /files/ gives them."""
     home = Path("/home") / USER
     big, small = home / args.big, home / args.small
     with open(big, "wb") as fh:
         for _ in range(args.size_mb):
             fh.write(os.urandom(1_000_000))
     small.write_text("hdbench small file\n")
+    made = [big, small]
+    if args.target == "plain":
+        folder = home / args.plain_dir / "files"
+        folder.mkdir(parents=True)
+        for path in (big, small):
+            os.link(path, folder / path.name)
+            made.append(folder / path.name)
     owner = home.stat()
-    for path in (big, small):
+    for path in made:
         os.chown(path, owner.st_uid, owner.st_gid)
-    return [big, small]
+    return made
 
 
 def report(results: list[PathResult]) -> None:
@@ -207,7 +237,9 @@ def report(results: list[PathResult]) -> None:
     )
 
 
-def bench(args: argparse.Namespace, prefix: str, cleanup: list) -> list[PathResult]:
+def notebook_routes(args: argparse.Namespace, prefix: str, cleanup: list) -> tuple:
+    """A hubdash hub and one notebook server of carol; (node, port, URL path, token, routes
+    that only exist with the hub)."""
     hub = start_hub("hubdash", args.port, prefix)
     cleanup.append(hub.process.terminate)
     cleanup.append(lambda: hub.stop_all(timeout=120))
@@ -216,26 +248,62 @@ def bench(args: argparse.Namespace, prefix: str, cleanup: list) -> list[PathResu
     hub.ready_time(USER, SERVER, timeout=180)
     job = (hub.server(USER, SERVER) or {})["state"]["job"]
     node, port, local = job["node"], int(job["remote_port"]), int(job["local_port"])
-    path = f"/user/{USER}/{SERVER}"
-    token = hub.process.token
     print(f"server on {node}:{port}; the spawner's forward is 127.0.0.1:{local}", flush=True)
+    path_part = f"/user/{USER}/{SERVER}"
+    hub_routes = [
+        Route("hub proxy (+ spawner's forward)", f"{hub.url}{path_part}", []),
+        Route("spawner's forward", f"http://127.0.0.1:{local}{path_part}", []),
+    ]
+    return node, port, path_part, hub.process.token, hub_routes
+
+
+def plain_server(args: argparse.Namespace, cleanup: list) -> tuple:
+    """Python's http.server on cn1, serving carol's home (as carol), in place of the notebook:
+    the tunnels without the notebook server's own cost. Same return as notebook_routes."""
+    node, port = "cn1", 20000 + os.getpid() % 10000
+    server = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/var/run/netns/{node}",
+            "setpriv",
+            f"--reuid={USER}",
+            f"--regid={USER}",
+            "--init-groups",
+            "/usr/bin/python3",
+            "-m",
+            "http.server",
+            str(port),
+            "--directory",
+            f"/home/{USER}/{args.plain_dir}",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    cleanup.append(lambda: (server.terminate(), server.wait(10)))
+    time.sleep(1.0)
+    print(f"plain http.server on {node}:{port}", flush=True)
+    return node, port, "", "", []
+
+
+def bench(args: argparse.Namespace, prefix: str, cleanup: list) -> list[PathResult]:
     files = write_files(args)
     cleanup.append(lambda: [f.unlink(missing_ok=True) for f in files])
-
-    results = [
-        measure_path("direct (in the node's netns)", f"http://127.0.0.1:{port}{path}", token, args,
-                     ["nsenter", f"--net=/var/run/netns/{node}"]),  # fmt: skip
-        measure_path("hub proxy (+ spawner's forward)", f"{hub.url}{path}", token, args),
-        measure_path("spawner's forward (asyncssh)", f"http://127.0.0.1:{local}{path}", token, args),
-    ]
+    if args.target == "notebook":
+        node, port, path_part, token, hub_routes = notebook_routes(args, prefix, cleanup)
+    else:
+        node, port, path_part, token, hub_routes = plain_server(args, cleanup)
+    direct = Route(
+        "direct (in the node's netns)",
+        f"http://127.0.0.1:{port}{path_part}",
+        ["nsenter", f"--net=/var/run/netns/{node}"],
+    )
+    routes = [direct, *hub_routes]
     for pty_first in (True, False):
         own = OwnTunnel(node, port, pty_first)
-        try:
-            local_port = own.open()
-            name = f"Tunnel, pty_first={pty_first}"
-            results.append(measure_path(name, f"http://127.0.0.1:{local_port}{path}", token, args))
-        finally:
-            own.close()
+        cleanup.append(own.close)
+        base = f"http://127.0.0.1:{own.open()}{path_part}"
+        routes.append(Route(f"Tunnel, pty_first={pty_first}", base, []))
     # ssh -N opens no session, so sshd leaves Nagle on; with a pty session it turns it off.
     for label, extra, remote in (
         ("OpenSSH ssh -N -L", ["-N"], []),
@@ -249,28 +317,32 @@ def bench(args: argparse.Namespace, prefix: str, cleanup: list) -> list[PathResu
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
-        try:
-            wait_listening(ssh_port)
-            base = f"http://127.0.0.1:{ssh_port}{path}"
-            results.append(measure_path(label, base, token, args))
-        finally:
-            openssh.terminate()
-            openssh.wait(10)
+        cleanup.append(lambda process=openssh: (process.terminate(), process.wait(10)))
+        wait_listening(ssh_port)
+        routes.append(Route(label, f"http://127.0.0.1:{ssh_port}{path_part}", []))
+    results = measure(routes, token, args)
     return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="small requests per path")
-    parser.add_argument("--downloads", type=int, default=3, help="downloads per path (median)")
+    parser.add_argument("--downloads", type=int, default=5, help="downloads per path (median)")
     parser.add_argument("--size-mb", type=int, default=100, help="size of the download")
     parser.add_argument("--port", type=int, default=13100, help="the hub's port")
+    parser.add_argument(
+        "--target",
+        choices=["notebook", "plain"],
+        default="notebook",
+        help="the notebook server through a hub, or Python's http.server on cn1 (no hub)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: it enters the compute node's namespace and writes carol's files")
         return 2
     prefix = f"hdbench{os.getpid()}"
     args.big, args.small = f"{prefix}-big.bin", f"{prefix}-small.txt"
+    args.plain_dir = f"{prefix}-plain"
     cleanup: list = []
     with interrupt_on_sigterm():
         try:
@@ -285,6 +357,7 @@ def main() -> int:
                     step()
                 except Exception as exc:  # noqa: BLE001 - clean up the rest all the same
                     print(f"clean-up step failed: {exc}", file=sys.stderr)
+            shutil.rmtree(Path("/home") / USER / args.plain_dir, ignore_errors=True)
             print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
     report(results)
     return 0

@@ -136,9 +136,12 @@ class Cluster:
             return None
         return self.adapter.parse_job_detail(result.stdout).exit_code
 
-    async def lookup(self, transport: Transport, job_ids: list[str]) -> dict[str, JobInfo]:
-        """The monitor's query: definitive answers only (ids left out got none this time)."""
-        result = await self._run(transport, self.adapter.lookup_command(job_ids))
+    async def lookup(
+        self, transport: Transport, job_ids: list[str], username: str
+    ) -> dict[str, JobInfo]:
+        """The monitor's query about jobs of the cluster user `username`: definitive answers
+        only (ids left out got none this time)."""
+        result = await self._run(transport, self.adapter.lookup_command(job_ids, username))
         return self.adapter.parse_lookup(result.exit_status, result.stdout, result.stderr, job_ids)
 
     async def positions(self, transport: Transport, queue: str) -> dict[str, int]:

@@ -726,6 +726,9 @@ class JobSpawner(Spawner):
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             self.log.warning("Start of %s failed: %s", self._log_name, reason)
             await asyncio.shield(self._abandon_start(cluster, transport, reason))
+            if isinstance(exc, TransportError | SchedulerError | ConfigError):
+                # Written for the user; JupyterHub shows only an HTTPError's message.
+                raise SpawnError(str(exc)) from exc
             raise
         finally:
             await self._progress.finish()

@@ -1,31 +1,36 @@
 """JobMonitor: the hub's one view of every job it tracks on a cluster, kept fresh by the fewest
 and cheapest scheduler queries. Spawners read it; they never ask the scheduler themselves.
 
-What a query costs slurmctld (sdiag total_time by RPC type, Slurm 22.05, test cluster with
-1,050 jobs queued; bench/README.md has the command and every figure):
+What a query costs slurmctld (sdiag total_time per call, Slurm 22.05, test cluster with
+1,050 jobs queued, two runs of bench/query_shapes.py; bench/README.md has every figure):
 
-    scontrol --local -o show job ID   0.07-0.13 ms  REQUEST_JOB_INFO_SINGLE only
-    squeue -j ID                      0.41 ms       + REQUEST_FED_INFO + REQUEST_PARTITION_INFO
-    squeue -u USER                    0.47-0.64 ms  REQUEST_JOB_USER_INFO, scans every job
-    squeue -j A,B,... (any number)    ≈2.0 ms       REQUEST_JOB_INFO: packs every job in the
-                                                    system, grows with the queue
-    squeue -t PD -p QUEUE (positions) ≈2.0 ms       the same full REQUEST_JOB_INFO
-    qstat -f ID... (Slurm's wrapper)  ≈2.4 ms       the same, for one id or many
+    scontrol --local -o show job ID  0.07-0.14 ms  REQUEST_JOB_INFO_SINGLE only
+    squeue -j ID                     0.33-0.41 ms  + REQUEST_FED_INFO + REQUEST_PARTITION_INFO
+    squeue -u USER                   0.5-0.8 ms    REQUEST_JOB_USER_INFO: walks every job
+    squeue -j A,B,... (2 or more)    2.0-4.2 ms    REQUEST_JOB_INFO: packs every job in the
+                                                   system, grows with the queue
+    squeue -t PD -p Q (positions)    2.0-5.2 ms    the same full REQUEST_JOB_INFO
+    qstat -f ID... (Slurm's wrapper) 2.4-6.3 ms    the same, for one id or many
 
-The choice: one `scontrol --local show job ID` per job and round (the adapter's
-`lookup_command`; PBS adapters get one `qstat -f` for all of a user's jobs). It is the
-cheapest shape for up to ~20 tracked jobs at 1,000 queued and, unlike any batched squeue,
-its cost does not grow with the queue: at a site with 20,000 queued jobs one batched
-squeue costs ≈40 ms, fifty lookups ≈5 ms. It also answers everything at once (state,
-reason, nodes, estimated start, exit code), and lets each job have its own cadence.
+The choice, per cluster user: `scontrol --local show job ID` for each job of a user with
+few jobs (the usual hub: one server per user), one `squeue --local -u USER` for a user
+with `lookup_batch_min` (6) jobs or more; never a list of ids. Ten jobs of ten users cost
+ten lookups, ≈1.4 ms, where one batched squeue costs 2-4 ms here and ≈40 ms at a site with
+20,000 queued jobs. A lookup answers everything at once (state, reason, nodes, estimated
+start, exit code) and lets each job have its own cadence. PBS adapters ask one `qstat -f`
+for the due jobs of a user (`lookup_command`, `lookup_batch_min` of the adapter).
 
-The cadence: a job in its start phase (`starting`, the default for a newly tracked job) is
-looked up every `starting_interval`, any other every `interval`, each with jitter; all
-lookups share a budget of `max_lookups_per_minute`, so with many jobs the rounds stretch
-and slurmctld's load stays flat. Queue positions need a full scan: asked per queue with
-pending jobs every `detail_interval`. The start of a job is not learned here: the spawner
-watches for the job's connection file (`Cluster.wait_for_file`), which costs slurmctld
-nothing.
+The cadence: a job that runs while its server starts, or has no answer yet, is looked up
+every `starting_interval`; a queued job, or one whose server is up, every `interval`;
+each with jitter. All lookups share a budget of `max_lookups_per_minute` (a token bucket),
+so with many jobs each is asked less often and slurmctld's load stays flat. Queue
+positions need a full scan: asked per queue with pending jobs every `detail_interval`.
+The start of a job is not learned here: the spawner watches for the job's connection file
+(`Cluster.wait_for_file`), which costs slurmctld nothing.
+
+Measured with bench/scheduler_load.py (1,000 other jobs held, default settings):
+slurmctld time per minute for 1 / 20 / 50 pending servers is FIGURES; a poller per server
+(`squeue -j ID` every 0.5 s) costs POLLER.
 
 The rules: a job that has ended (a finished state, or GONE when the scheduler definitively
 does not know it) is remembered and never queried again. A failed or timed-out query is no
@@ -314,27 +319,39 @@ class JobMonitor:
         return due
 
     def _dispatch_lookups(self, now: float) -> None:
-        """Start lookups of due jobs, oldest first; each scheduler command takes a token."""
-        size = self.cluster.adapter.lookup_max_ids or float("inf")
-        commands: dict[str, list[list[_Entry]]] = {}  # user -> the ids of each command
+        """Start lookups of due jobs, oldest first; each scheduler command takes a token
+        (one asked for by refresh() goes ahead without)."""
+        due: dict[str, list[_Entry]] = {}
         for entry in self._due(now):
-            chunks = commands.setdefault(entry.view.username, [])
-            if not chunks or len(chunks[-1]) >= size:
-                if not entry.urgent:
+            due.setdefault(entry.view.username, []).append(entry)
+        batch_min = self.cluster.adapter.lookup_batch_min
+        for username, entries in due.items():
+            if batch_min is None:
+                chunks = [entries]  # one command answers for any number of ids
+            else:
+                active = self._active_of(username)
+                # A per-user query answers for all of the user's jobs: ask it for all.
+                chunks = [active] if len(active) >= batch_min else [[e] for e in entries]
+            taken: list[list[_Entry]] = []
+            for chunk in chunks:
+                if not any(e.urgent for e in chunk):
                     if self._tokens < 1:
-                        continue
+                        break
                     self._tokens -= 1
-                chunks.append([])
-            chunks[-1].append(entry)
-        for username, chunks in commands.items():
-            if not chunks:
+                taken.append(chunk)
+            if not taken:
                 continue
-            for entry in (e for chunk in chunks for e in chunk):
+            for entry in (e for chunk in taken for e in chunk):
                 entry.urgent = False
                 entry.next_due = float("inf")  # until its lookup ends
             self._busy.add(username)
-            ids = [[e.view.job_id for e in chunk] for chunk in chunks]
+            ids = [[e.view.job_id for e in chunk] for chunk in taken]
             self._spawn(self._lookup_user(username, ids))
+
+    def _active_of(self, username: str) -> list[_Entry]:
+        return [
+            e for e in self._entries.values() if e.view.username == username and not e.view.finished
+        ]
 
     def _next_wake(self, now: float) -> float:
         waits = [self.settings.interval]
@@ -364,10 +381,10 @@ class JobMonitor:
             self._wake.set()
 
     async def _lookup(self, username: str, job_ids: list[str]) -> None:
-        command = self.cluster.adapter.lookup_command(job_ids)[0]
+        command = self.cluster.adapter.lookup_command(job_ids, username)[0]
         try:
             transport = self.cluster.transport_for(username)
-            answers = await self.cluster.lookup(transport, job_ids)
+            answers = await self.cluster.lookup(transport, job_ids, username)
             error = ""
         except (SchedulerError, TransportError, OSError) as exc:
             answers, error = {}, str(exc) or type(exc).__name__

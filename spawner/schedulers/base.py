@@ -185,13 +185,16 @@ class SchedulerAdapter:
         """
         return False
 
-    # The job monitor's per-round query. By default the status command; an adapter whose
-    # scheduler has a cheaper per-job lookup (Slurm) overrides both methods.
+    # The job monitor's query, for jobs of one cluster user. By default the status command
+    # for the jobs due; Slurm overrides it with something cheaper.
 
-    lookup_max_ids: int | None = None  # ids per lookup command; None: any number
+    # None: one lookup command answers for any number of ids (qstat -f A B ...). A number:
+    # a user with at least that many tracked jobs is asked about all of them in one
+    # command (a per-user query); one with fewer, one id per command.
+    lookup_batch_min: int | None = None
 
-    def lookup_command(self, job_ids: list[str]) -> list[str]:
-        """The command that answers for these jobs (all of one user) at the least cost."""
+    def lookup_command(self, job_ids: list[str], username: str) -> list[str]:
+        """The command that answers for these jobs of `username` at the least cost."""
         return self.status_command(job_ids)
 
     def parse_lookup(

@@ -119,13 +119,13 @@ def test_hostile_opt_urls_and_form_posts_get_the_form_back_with_the_refusal(
                 assert "Please correct the form" in page.content()
                 assert page.evaluate("window.hubdashPwned") is None
     page.goto(f"{hub.url}/hub/spawn/alice/hostile")
-    xsrf = page.locator("input[name=_xsrf]").first.get_attribute("value")
+    action = page.locator("#spawn_form").get_attribute("action")  # carries the _xsrf token
     for field in ("queue", "walltime", "nodes", "engines"):
         for value in values[1::2]:
             form = {"queue": "debug", "walltime": "10", "nodes": "1", "engines": "0"}
-            form.update({field: value, "_xsrf": xsrf})
+            form[field] = value
             with TALLY.trying(value):
-                response = page.request.post(f"{hub.url}/hub/spawn/alice/hostile", form=form)
+                response = page.request.post(f"{hub.url}{action}", multipart=form)
                 assert response.status == 400, (field, value[:60], response.status)
                 text = response.text()
                 assert "Please correct the form" in text
@@ -412,9 +412,10 @@ def test_bob_cannot_read_stop_or_reach_alices_server_and_each_runs_as_himself(hu
             with TALLY.trying(f"bob: {method} {path}"):
                 answer = as_bob(method, path, allow_redirects=False)
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
-        # The 403s are about whose servers: bob's own answer him.
+        # The 403s are about whose servers: bob's own answer him, with the same token.
         assert as_bob("GET", f"{bob_server['url']}api/status").status_code == 200
         assert as_bob("GET", "/hub/api/users/bob").status_code == 200
+        assert as_bob("GET", f"{DASH}api/users/bob/servers/own").status_code == 200
 
         # In the browser, logged in as bob: alice's JupyterLab does not open.
         log_in(page, hub, "bob")

@@ -24,9 +24,9 @@ from ..hostile import ODD_VALUES, TALLY, marker_name, payloads
 pytestmark = pytest.mark.integration
 
 MARKER = f"/tmp/{marker_name()}"
-words = st.one_of(
-    st.sampled_from(payloads(MARKER) + ODD_VALUES), st.text(max_size=30)
-).filter(lambda s: "\x00" not in s)
+words = st.one_of(st.sampled_from(payloads(MARKER) + ODD_VALUES), st.text(max_size=30)).filter(
+    lambda s: "\x00" not in s
+)
 
 
 @pytest.fixture(scope="module")

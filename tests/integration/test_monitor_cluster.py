@@ -140,3 +140,19 @@ async def test_connection_file_is_seen_over_the_open_connection(cluster):
         assert await asyncio.wait_for(waiting, PATIENCE) == b'{"port": 1}'
     finally:
         await alice.remove(path)
+
+
+async def test_many_jobs_of_one_user_are_followed_with_one_query_a_round(cluster):
+    job_ids = [await submit_held(cluster, seconds=60) for _ in range(6)]
+    monitor = cluster.monitor
+    try:
+        for job_id in job_ids:
+            monitor.track(job_id, "alice")
+        for job_id in job_ids:
+            await until(monitor, job_id, lambda v: v.state is JobState.PENDING, "PENDING")
+        asked = monitor.stats()["queries_per_minute"]
+        assert "scontrol" not in asked  # squeue -u (Slurm) or one qstat -f (PBS) for all
+    finally:
+        await cluster.cancel(cluster.transport_for("alice"), job_ids)
+    for job_id in job_ids:
+        await until(monitor, job_id, lambda v: v.finished, "the end")

@@ -18,6 +18,7 @@ class PaperJob:
     partition: str = "debug"
     nodes: str = ""
     exit_code: str = "0:0"
+    owner: str = "alice"
 
 
 class PaperScheduler:
@@ -43,13 +44,13 @@ class PaperScheduler:
         self.files[f"{folder}/connection.json"] = json.dumps(connection).encode()
         return CommandResult(0, f"{job_id}\n", "")
 
-    def _squeue(self, job_ids: list[str]) -> CommandResult:
+    def _squeue(self, job_ids: list[str] | None, user: str = "") -> CommandResult:
         lines = [
             f"{i}|{j.state}|{j.reason}|{j.partition}|{j.nodes}|N/A|1"
             for i, j in self.jobs.items()
-            if i in job_ids
+            if (job_ids is None and j.owner == user) or (job_ids and i in job_ids)
         ]
-        if not lines and len(job_ids) == 1:
+        if not lines and job_ids is not None and len(job_ids) == 1:
             return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
         return CommandResult(0, "".join(line + "\n" for line in lines), "")
 
@@ -71,6 +72,8 @@ class PaperScheduler:
             return CommandResult(0, "", "")
         if argv[0] == "squeue" and "-j" in argv:
             return self._squeue(argv[argv.index("-j") + 1].split(","))
+        if argv[0] == "squeue" and "-u" in argv:
+            return self._squeue(None, argv[argv.index("-u") + 1])
         if argv[:5] == ["scontrol", "--local", "-o", "show", "job"]:
             return self._scontrol(argv[5])
         if argv[0] == "squeue" and "--states=PENDING" in argv:

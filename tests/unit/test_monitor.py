@@ -152,9 +152,9 @@ async def test_lookups_keep_within_the_budget_however_many_jobs_wait():
     )
     cluster = make_cluster(scheduler, settings)
     try:
-        for n in range(30):
-            scheduler.jobs[str(100 + n)] = PaperJob()
-            cluster.monitor.track(str(100 + n), f"user{n % 5}")
+        for n in range(30):  # users with few jobs each: one lookup per job
+            scheduler.jobs[str(100 + n)] = PaperJob(owner=f"user{n % 10}")
+            cluster.monitor.track(str(100 + n), f"user{n % 10}")
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.sleep(0.5)
@@ -165,6 +165,23 @@ async def test_lookups_keep_within_the_budget_however_many_jobs_wait():
         assert cluster.monitor.stats()["lookups_per_minute"] == looked_up
     finally:
         await cluster.close()
+
+
+async def test_user_with_many_jobs_is_asked_about_all_of_them_at_once(paper):
+    scheduler, _, monitor = paper
+    ids = [str(200 + n) for n in range(8)]
+    for job_id in ids:
+        scheduler.jobs[job_id] = PaperJob("PENDING", owner="dave")
+        monitor.track(job_id, "dave")
+    for job_id in ids:
+        await until(monitor, job_id, lambda v: v.state is JobState.PENDING, "PENDING")
+    per_user = [argv for argv in scheduler.commands if "-u" in argv]
+    assert per_user and all(argv[argv.index("-u") + 1] == "dave" for argv in per_user)
+    assert not any(argv[0] == "scontrol" for argv in scheduler.commands)
+    del scheduler.jobs[ids[0]]  # not among dave's jobs any more: gone
+    view = await until(monitor, ids[0], lambda v: v.finished, "the end")
+    assert view.state is JobState.GONE
+    assert monitor.get(ids[1]).state is JobState.PENDING
 
 
 async def test_queue_positions_come_from_one_scan_per_queue(paper):

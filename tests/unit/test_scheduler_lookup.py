@@ -20,12 +20,29 @@ def sample(name: str) -> str:
 
 
 def test_slurm_lookup_is_one_scontrol_rpc_for_one_job():
-    assert SLURM.lookup_max_ids == 1
-    assert SLURM.lookup_command(["77"]) == ["scontrol", "--local", "-o", "show", "job", "77"]
+    argv = SLURM.lookup_command(["77"], "alice")
+    assert argv == ["scontrol", "--local", "-o", "show", "job", "77"]
     with pytest.raises(ValueError):
-        SLURM.lookup_command(["77", "78"])  # more ids would mean a scan of every job
+        SLURM.lookup_command(["-77"], "alice")
+
+
+def test_slurm_lookup_of_many_jobs_asks_for_the_users_jobs_never_a_list_of_ids():
+    assert SLURM.lookup_batch_min == 6
+    argv = SLURM.lookup_command([str(n) for n in range(70, 76)], "alice")
+    assert argv[:6] == ["squeue", "--local", "-h", "--states=all", "-u", "alice"]
+    assert "-j" not in argv  # a list of ids would make squeue load every job in the system
     with pytest.raises(ValueError):
-        SLURM.lookup_command(["-77"])
+        SLURM.lookup_command(["70", "71"], "-alice")
+
+
+def test_slurm_lookup_of_a_users_jobs_answers_for_each_and_gone_for_the_missing():
+    stdout = "70|RUNNING|None|debug|cn1|2026-11-25T21:28:38|1\n71|PENDING|Priority|debug||N/A|1\n"
+    infos = SLURM.parse_lookup(0, stdout, "", ["70", "71", "72"])
+    assert [infos[i].state for i in ("70", "71", "72")] == [
+        JobState.RUNNING,
+        JobState.PENDING,
+        JobState.GONE,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -65,8 +82,8 @@ def test_slurm_lookup_failure_is_no_verdict(stderr):
 
 
 def test_pbs_lookup_asks_for_all_of_a_users_jobs_in_one_qstat():
-    assert TORQUE.lookup_max_ids is None
-    assert TORQUE.lookup_command(["1234.torque01", "1299.torque01"]) == [
+    assert TORQUE.lookup_batch_min is None
+    assert TORQUE.lookup_command(["1234.torque01", "1299.torque01"], "alice") == [
         "qstat",
         "-f",
         "1234.torque01",
