@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,13 +156,16 @@ def live_jobs(name_prefix: str) -> list[tuple[str, str, str]]:
     return [row for row in rows if row[1].startswith(name_prefix)]  # type: ignore[misc]
 
 
-def cancel_jobs(name_prefix: str) -> int:
-    """As root, directly (works even when SSH does not): cancel the jobs named so. Returns
-    how many were cancelled."""
-    ids = [job_id for job_id, _, _ in live_jobs(name_prefix)]
+def cancel_jobs(name_prefix: str) -> str:
+    """As root, directly (works even when SSH does not): cancel every live job whose name
+    starts with `name_prefix`. Returns what was cancelled, as "<count> <name>, ..." ("none"):
+    jobs a hub left behind show up here by their names."""
+    jobs = live_jobs(name_prefix)
+    ids = [job_id for job_id, _, _ in jobs]
     for start in range(0, len(ids), 200):
         subprocess.run(["scancel", *ids[start : start + 200]], timeout=120, check=False)
-    return len(ids)
+    counts = Counter(name for _, name, _ in jobs)
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none"
 
 
 def queue_is_quiet(ignore_prefix: str = "") -> tuple[bool, str]:

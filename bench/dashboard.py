@@ -145,7 +145,7 @@ def main() -> int:
                     hub.stop_all(timeout=120)
                 finally:
                     hub.process.terminate()
-            print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
+            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
     delays = [r.shown for r in results]
     told = [r.spawner for r in results if r.spawner is not None]
     sizes = [r.loaded for r in results]

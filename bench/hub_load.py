@@ -197,7 +197,7 @@ def main() -> int:
             return 130
         finally:
             ignore_interrupts()
-            print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
+            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
     print(f"\nthe hub under load ({args.seconds:g} s windows; API calls through the proxy)\n")
     print_table(
         [

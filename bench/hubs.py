@@ -121,6 +121,8 @@ class BenchHub:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.servers():
             time.sleep(0.5)
+        if left := self.servers():
+            print(f"  {self.kind}: {len(left)} server(s) not stopped within {timeout:g} s")
 
     def ensure_users(self, users: list[str]) -> None:
         for user in users:

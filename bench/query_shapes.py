@@ -27,6 +27,7 @@ from scheduler_load import (  # noqa: E402
     STATUS_FORMAT,
     cancel_by_name,
     delta,
+    expected_rpcs,
     sdiag,
     submit_held,
     transport,
@@ -89,11 +90,17 @@ async def bench(args: argparse.Namespace, held: str, tracked: str) -> None:
     print(f"{'query':<40} {'ms/call':>8} {'RPCs':>5}  by RPC type (whole slurmctld, ms/call)")
     costs = {}
     for label, argv in shapes(ids, [BENCH_USER, OTHER_USER]):
-        ms, rpcs, types = await measure_shape(argv, args.calls)
+        for _attempt in range(3):
+            ms, rpcs, types = await measure_shape(argv, args.calls)
+            # More RPCs than the command makes: someone else used the account meanwhile.
+            clean = argv[0] not in ("scontrol", "squeue") or rpcs <= expected_rpcs(argv) + 0.1
+            if clean:
+                break
         costs[label] = ms
         top = sorted(types.items(), key=lambda item: -item[1])[:3]
         detail = ", ".join(f"{name} {value:.3f}" for name, value in top)
-        print(f"{label:<40} {ms:>8.3f} {rpcs:>5.1f}  {detail}", flush=True)
+        mark = " " if clean else "!"
+        print(f"{label:<40} {ms:>8.3f}{mark}{rpcs:>5.1f}  {detail}", flush=True)
     n = args.tracked
     print(f"\none round over {n} tracked jobs of 2 users:")
     rounds = [

@@ -128,9 +128,13 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
             hub.stop_all()
     finally:
         try:
-            hub.stop_all(timeout=120)
+            hub.stop_all(timeout=300)
         finally:
             hub.process.terminate()
+            # Every server was stopped through the API: a job still here is one the hub lost.
+            own = f"{prefix}-{USER}" if kind == "hubdash" else f"{prefix}-bs"
+            time.sleep(2)
+            print(f"  {kind}: jobs left after stopping every server: {cancel_jobs(own)}")
     return rows
 
 
@@ -204,7 +208,7 @@ def main() -> int:
             return 130
         finally:
             ignore_interrupts()
-            print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
+            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
     return 0
 
 

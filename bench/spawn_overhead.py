@@ -200,7 +200,7 @@ def main() -> int:
             return 130
         finally:
             ignore_interrupts()
-            print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
+            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
     print("\nspawn overhead, seconds, p50 / p95 (overhead = alloc->ready - server start-up)\n")
     print_table(
         [

@@ -358,7 +358,7 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001 - clean up the rest all the same
                     print(f"clean-up step failed: {exc}", file=sys.stderr)
             shutil.rmtree(Path("/home") / USER / args.plain_dir, ignore_errors=True)
-            print(f"cancelled {cancel_jobs(prefix)} leftover job(s) of the bench", flush=True)
+            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
     report(results)
     return 0
 

@@ -11,6 +11,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader
@@ -163,14 +164,27 @@ class HubDash(Application):
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        orphaned = asyncio.ensure_future(_stop_when_orphaned(stop, self.log))
         try:
             await stop.wait()
         finally:
             sampler.cancel()
+            orphaned.cancel()
             self.log.info("hubdash dashboard stops after %.0f s", time.monotonic() - started)
 
     def start(self) -> None:
         asyncio.run(self.serve())
+
+
+async def _stop_when_orphaned(stop: asyncio.Event, log: Any, every: float = 2.0) -> None:
+    """End with the hub that started us: a hub killed outright sends no SIGTERM, and a
+    service left behind would hold the port the restarted hub's service needs."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(every)
+        if os.getppid() != parent:
+            log.warning("The hub that started this service is gone; stopping")
+            stop.set()
 
 
 def main() -> None:

@@ -240,10 +240,10 @@ class JobSpawner(Spawner):
 
     monitor_max_lookups_per_minute = Integer(
         60,
-        help="""Status lookups a minute for all jobs of the cluster together (one lookup =
-        one job on Slurm, one user's jobs on PBS). With more jobs than that allows, each
-        job is looked up less often and the scheduler's load stays flat. On Slurm a
-        lookup costs slurmctld about 0.1 ms.""",
+        help="""Status lookups a minute for all jobs of the cluster together; a lookup is
+        one scheduler command, about one job or about all jobs of one user. With more
+        jobs than that allows, each is looked up less often and the scheduler's load
+        stays flat. On Slurm a lookup costs slurmctld about 0.14 ms.""",
     ).tag(config=True)
 
     @validate(
@@ -448,7 +448,9 @@ class JobSpawner(Spawner):
 
     status_interval = Float(
         2.0,
-        help="Seconds between status queries while a spawn waits for its job to start.",
+        help="""Seconds between looks at files the job writes on the cluster (engine
+        status) and at the job monitor's view while a started job's server comes up.
+        Scheduler queries are the monitor's (monitor_* settings).""",
     ).tag(config=True)
 
     # JupyterHub's own start timeout would cut long queue waits short: the spawner keeps
@@ -720,7 +722,10 @@ class JobSpawner(Spawner):
         cluster = self._cluster()
         transport = cluster.transport_for(self.cluster_username, self._make_transport)
         try:
-            return await self._start_job(cluster, transport, options)
+            address = await self._start_job(cluster, transport, options)
+            # Up: the monitor may now look at the job at its slower pace.
+            cluster.monitor.track(self.job_id, self.cluster_username, starting=False)
+            return address
         except BaseException as exc:
             # Whatever stopped the start (error, timeout, cancel): the job must not linger.
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
@@ -747,6 +752,7 @@ class JobSpawner(Spawner):
 
         await self._cancel_unrecorded_jobs(cluster, transport)
         await transport.remove(f"{self.state_dir}/{CONNECTION_FILE}")
+        await transport.remove(f"{self.state_dir}/{JOB_LOG}")  # its appearance means "started"
         await transport.write_file(
             f"{self.state_dir}/{ENV_FILE}", json.dumps(env).encode(), mode=0o600
         )
@@ -768,6 +774,7 @@ class JobSpawner(Spawner):
             hub_forward_port=self.job.hub_forward_port,
         )
         self._save_state()  # at once: a hub that dies now must still know this job
+        cluster.monitor.track(job_id, self.cluster_username, starting=True)
         self.log.info("Submitted job %s for %s", job_id, self._log_name)
         await self._emit(
             "submitted",
@@ -780,19 +787,7 @@ class JobSpawner(Spawner):
             queue_timeout=self.queue_timeout,
         )
 
-        info = await self._wait_until_running(cluster, transport)
-        self.job.started_at = time.time()
-        self.job.node_list = list(info.nodes)
-        self.job.node = info.nodes[0] if info.nodes else ""
-        self._save_state()
-        await self._emit(
-            "running",
-            f"Job {job_id} is running on {', '.join(info.nodes) or 'its node'}",
-            state="running",
-            node=self.job.node,
-            nodes_list=info.nodes,
-        )
-        host, port = await self._wait_for_connection_file(cluster, transport)
+        host, port = await self._wait_for_server_address(cluster, transport)
         self.job.node, self.job.remote_port = host, port
         await self._emit(
             "connecting",
@@ -827,17 +822,19 @@ class JobSpawner(Spawner):
         checked = time.monotonic()
         while await tunnel.probe(timeout=2) is None:
             if time.monotonic() - checked > self.status_interval:
+                # The server is not up yet: ask whether its job still lives (one cheap
+                # lookup every status_interval, for the few seconds a server takes).
                 checked = time.monotonic()
-                info = await self._job_info(cluster, transport)
-                if info is not None and info.state.is_finished:
-                    raise await self._job_ended_error(transport, info)
+                view = await cluster.monitor.refresh(self.job_id, timeout=self.command_timeout)
+                if view is not None and view.finished and view.info is not None:
+                    raise await self._job_ended_error(transport, view.info)
             if time.monotonic() > deadline:
                 raise SpawnError(
                     f"Job {self.job_id} runs, but its server did not answer within "
                     f"{self.startup_timeout} s and the job was cancelled.",
                     await self._log_tail(transport),
                 )
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
 
     async def _cancel_unrecorded_jobs(self, cluster: Cluster, transport: Transport) -> None:
         """Cancel live jobs of this server's name: submitted by a hub that died before it
@@ -931,75 +928,132 @@ class JobSpawner(Spawner):
         if status is not None:
             self._note_engines(status)
 
-    async def _wait_until_running(self, cluster: Cluster, transport: Transport) -> JobInfo:
-        deadline = time.monotonic() + self.queue_timeout
-        last: tuple[str, str, int | None] | None = None
+    async def _wait_for_server_address(
+        self, cluster: Cluster, transport: Transport
+    ) -> tuple[str, int]:
+        """Wait for the job to start and its server to say where it listens.
+
+        Queue details come from the cluster's monitor (its own slow, shared queries);
+        the start itself is learned from the job's connection file appearing, watched
+        over the SSH connection that is already open, which costs the scheduler nothing.
+        """
+        loop = asyncio.get_running_loop()
+        queue_deadline = loop.time() + self.queue_timeout
+        startup_deadline: float | None = None
+        seen_version = -1
+        log_seen = False
+        path = f"{self.state_dir}/{CONNECTION_FILE}"
         while True:
-            info = await self._job_info(cluster, transport)
-            if info is not None:
-                if info.state is JobState.RUNNING:
-                    self.job.job_state = info.state.value
-                    return info
+            view = cluster.monitor.get(self.job_id)
+            if view is not None and view.version != seen_version:
+                seen_version = view.version
+                info = view.info or JobInfo(self.job_id, JobState.PENDING)
                 if info.state.is_finished:
                     raise await self._job_ended_error(transport, info)
-                self.job.reason = info.reason
-                self.job.position = info.position
-                self.job.estimated_start = (
-                    info.estimated_start.isoformat() if info.estimated_start else None
-                )
-                if (info.raw_state, info.reason, info.position) != last:
-                    last = (info.raw_state, info.reason, info.position)
-                    reason = f" ({info.reason})" if info.reason else ""
-                    await self._emit(
-                        "pending",
-                        f"Job {self.job_id} is queued in {info.queue or self.job.queue}{reason}",
-                        state="pending",
-                        reason=info.reason,
-                        position=info.position,
-                        estimated_start=self.job.estimated_start,
-                    )
-            if time.monotonic() > deadline:
+                if info.state is JobState.RUNNING and startup_deadline is None:
+                    startup_deadline = loop.time() + self.startup_timeout
+                    await self._note_running(info.nodes)
+                elif info.state is JobState.PENDING:
+                    await self._note_pending(info)
+            address = await self._read_connection_file(transport, path)
+            if address is not None:
+                if startup_deadline is None:
+                    await self._note_running([address[0]])
+                return address
+            if not log_seen and await self._exists(transport, f"{self.state_dir}/{JOB_LOG}"):
+                # The scheduler opened the job's output file: the job has started. Ask
+                # now rather than at the queued pace, so a job that dies at once is seen.
+                log_seen = True
+                await cluster.monitor.refresh(self.job_id, timeout=self.command_timeout)
+                continue
+            now = loop.time()
+            if startup_deadline is None and now > queue_deadline:
                 raise SpawnError(
                     f"Job {self.job_id} waited in the queue longer than the limit of "
                     f"{format_walltime(self.queue_timeout)} (H:MM:SS) and was cancelled."
                 )
-            await asyncio.sleep(self.status_interval)
-
-    async def _wait_for_connection_file(
-        self, cluster: Cluster, transport: Transport
-    ) -> tuple[str, int]:
-        deadline = time.monotonic() + self.startup_timeout
-        path = f"{self.state_dir}/{CONNECTION_FILE}"
-        checked = time.monotonic()
-        while True:
-            try:
-                data = json.loads(await transport.read_file(path))
-                if _same_job(str(data.get("job_id", "")), self.job_id):
-                    return str(data["host"]), int(data["port"])
-            except FileNotFoundError:
-                pass
-            except (ValueError, KeyError, TypeError) as exc:
-                self.log.debug("Connection file of %s not complete yet: %s", self._log_name, exc)
-            if time.monotonic() - checked > self.status_interval:
-                checked = time.monotonic()
-                info = await self._job_info(cluster, transport)
-                if info is not None and info.state.is_finished:
-                    raise await self._job_ended_error(transport, info)
-            if time.monotonic() > deadline:
+            if startup_deadline is not None and now > startup_deadline:
                 raise SpawnError(
                     f"Job {self.job_id} runs, but its server did not start within "
                     f"{self.startup_timeout} s and the job was cancelled.",
                     await self._log_tail(transport),
                 )
-            await asyncio.sleep(0.25)
+            # Wakes at once when the monitor learns something, else looks again in a second.
+            await cluster.monitor.wait_for_change(self.job_id, timeout=1.0, since=seen_version)
+
+    async def _exists(self, transport: Transport, path: str) -> bool:
+        try:
+            return await transport.exists(path)
+        except TransportError as exc:
+            self.log.debug("Could not look for %s yet: %s", path, exc)
+            return False
+
+    async def _read_connection_file(
+        self, transport: Transport, path: str
+    ) -> tuple[str, int] | None:
+        if not await self._exists(transport, path):  # one stat; a read opens a session
+            return None
+        try:
+            data = json.loads(await transport.read_file(path))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TransportError) as exc:
+            self.log.debug("Connection file of %s not readable yet: %s", self._log_name, exc)
+            return None
+        try:
+            if _same_job(str(data.get("job_id", "")), self.job_id):
+                return str(data["host"]), int(data["port"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.log.debug("Connection file of %s incomplete: %r", self._log_name, data)
+        return None
+
+    async def _note_pending(self, info: JobInfo) -> None:
+        self.job.reason = info.reason
+        self.job.position = info.position
+        self.job.estimated_start = (
+            info.estimated_start.isoformat() if info.estimated_start else None
+        )
+        reason = f" ({info.reason})" if info.reason else ""
+        where = f", position {info.position}" if info.position else ""
+        await self._emit(
+            "pending",
+            f"Job {self.job_id} is queued in {info.queue or self.job.queue}{reason}{where}",
+            state="pending",
+            reason=info.reason,
+            position=info.position,
+            estimated_start=self.job.estimated_start,
+        )
+
+    async def _note_running(self, nodes: list[str]) -> None:
+        self.job.job_state = JobState.RUNNING.value
+        self.job.started_at = time.time()
+        self.job.node_list = list(nodes)
+        self.job.node = nodes[0] if nodes else ""
+        self.job.reason, self.job.position = "", None
+        self._save_state()
+        await self._emit(
+            "running",
+            f"Job {self.job_id} is running on {', '.join(nodes) or 'its node'}",
+            state="running",
+            node=self.job.node,
+            nodes_list=list(nodes),
+        )
 
     async def _job_info(self, cluster: Cluster, transport: Transport) -> JobInfo | None:
-        """The job's state, or None when the scheduler gave no definitive answer."""
-        try:
-            return (await cluster.status(transport, [self.job_id]))[self.job_id]
-        except (SchedulerError, TransportError) as exc:
-            self.log.warning("Status of job %s unknown for now: %s", self.job_id, exc)
+        """The monitor's last definitive answer about the job; None while there is none.
+
+        After a hub restart the job is not tracked yet: it is tracked and looked up now.
+        """
+        monitor = cluster.monitor
+        view = monitor.get(self.job_id)
+        if view is None:
+            monitor.track(self.job_id, self.cluster_username, starting=False)
+            view = await monitor.refresh(self.job_id, timeout=self.command_timeout)
+        if view is None or view.info is None:
             return None
+        if view.unknown:
+            self.log.warning("Status of job %s unknown for now: %s", self.job_id, view.error)
+        return view.info
 
     async def _job_ended_error(self, transport: Transport, info: JobInfo) -> SpawnError:
         """The error a spawn ends with when its job ended first, with the job's last words."""
@@ -1054,6 +1108,7 @@ class JobSpawner(Spawner):
         try:
             await cluster.cancel(transport, [job_id])
             self.log.info("Cancelled job %s of %s", job_id, self._log_name)
+            cluster.monitor.untrack(job_id)
         except (SchedulerError, TransportError) as exc:
             self.log.error("Could not cancel job %s yet, will retry: %s", job_id, exc)
             if job_id not in self.cancel_pending:
@@ -1078,6 +1133,7 @@ class JobSpawner(Spawner):
                     self.log.warning("Job %s still not cancelled: %s", job_id, exc)
                     continue
                 self.log.info("Cancelled job %s of %s on retry", job_id, self._log_name)
+                cluster.monitor.untrack(job_id)
                 self.cancel_pending.remove(job_id)
                 self._save_state()
             delay = min(delay * 2, max_delay)
@@ -1121,6 +1177,7 @@ class JobSpawner(Spawner):
                 await self._refresh_engines(transport)
             return None
         await self._record_outcome(transport, info, "ended")
+        cluster.monitor.untrack(self.job_id)
         self.log.info("%s: %s", self._log_name, self.last_outcome.message)
         if self._tunnel is not None:  # JupyterHub calls no stop() for an ended server
             await self._tunnel.close()

@@ -2,21 +2,21 @@
 and cheapest scheduler queries. Spawners read it; they never ask the scheduler themselves.
 
 What a query costs slurmctld (sdiag total_time per call, Slurm 22.05, test cluster with
-1,050 jobs queued, two runs of bench/query_shapes.py; bench/README.md has every figure):
+1,050 jobs queued, bench/query_shapes.py and a run by hand; bench/README.md has more):
 
     scontrol --local -o show job ID  0.07-0.14 ms  REQUEST_JOB_INFO_SINGLE only
-    squeue -j ID                     0.33-0.41 ms  + REQUEST_FED_INFO + REQUEST_PARTITION_INFO
-    squeue -u USER                   0.5-0.8 ms    REQUEST_JOB_USER_INFO: walks every job
-    squeue -j A,B,... (2 or more)    2.0-4.2 ms    REQUEST_JOB_INFO: packs every job in the
-                                                   system, grows with the queue
-    squeue -t PD -p Q (positions)    2.0-5.2 ms    the same full REQUEST_JOB_INFO
-    qstat -f ID... (Slurm's wrapper) 2.4-6.3 ms    the same, for one id or many
+    squeue -j ID                     0.33-0.53 ms  + REQUEST_FED_INFO + REQUEST_PARTITION_INFO
+    squeue -u USER                   0.5-1.0 ms    REQUEST_JOB_USER_INFO: walks every job
+    squeue -j A,B,... (2 or more)    2.0-9.0 ms    REQUEST_JOB_INFO: packs every job that
+                                                   slurmctld holds, grows with them
+    squeue -t PD -p Q (positions)    2.0-8.9 ms    the same full REQUEST_JOB_INFO
+    qstat -f ID... (Slurm's wrapper) 2.4-9.7 ms    the same, for one id or many
 
 The choice, per cluster user: `scontrol --local show job ID` for each job of a user with
 few jobs (the usual hub: one server per user), one `squeue --local -u USER` for a user
 with `lookup_batch_min` (6) jobs or more; never a list of ids. Ten jobs of ten users cost
-ten lookups, ≈1.4 ms, where one batched squeue costs 2-4 ms here and ≈40 ms at a site with
-20,000 queued jobs. A lookup answers everything at once (state, reason, nodes, estimated
+ten lookups, ≈1.4 ms, where one batched squeue costs 2-9 ms here and tens of ms at a site
+with 20,000 queued jobs. A lookup answers everything at once (state, reason, nodes, estimated
 start, exit code) and lets each job have its own cadence. PBS adapters ask one `qstat -f`
 for the due jobs of a user (`lookup_command`, `lookup_batch_min` of the adapter).
 
@@ -28,9 +28,10 @@ positions need a full scan: asked per queue with pending jobs every `detail_inte
 The start of a job is not learned here: the spawner watches for the job's connection file
 (`Cluster.wait_for_file`), which costs slurmctld nothing.
 
-Measured with bench/scheduler_load.py (1,000 other jobs held, default settings):
-slurmctld time per minute for 1 / 20 / 50 pending servers is FIGURES; a poller per server
-(`squeue -j ID` every 0.5 s) costs POLLER.
+Measured with bench/scheduler_load.py (1,000 other jobs held, default settings), slurmctld
+time per minute for 1 / 20 / 50 pending servers: 13.9 / 5.7 / 18.8 ms with one server per
+user, 7.1 / 9.5 / 8.5 ms with all of one user; a poller per server (`squeue -j ID` every
+0.5 s, as batchspawner) costs 51-135 ms per server and minute: ≈2.5-5 s at 50.
 
 The rules: a job that has ended (a finished state, or GONE when the scheduler definitively
 does not know it) is remembered and never queried again. A failed or timed-out query is no

@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.5  # seconds before the second connection attempt; doubles each time
 BACKOFF_MAX = 10.0
+STAT_SESSION_IDLE = 30.0  # seconds the SFTP session of exists() stays open unused
 SESSION_OPEN_ATTEMPTS = 6  # a refused session ran nothing: safe to ask again (0.05 s doubling)
 # AES-GCM before asyncssh's default chacha20-poly1305: with AES instructions (any x86-64 login
 # node) it carries ≈1.4x the bytes through a tunnel (bench/README.md, tunnel cost). The rest of
@@ -157,6 +158,7 @@ class SSHTransport(Transport):
         # One SFTP session kept open for exists(): a stat is then one request on it.
         self._stat_lock = asyncio.Lock()
         self._stat_sftp: tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient] | None = None
+        self._stat_idle: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -554,9 +556,13 @@ class SSHTransport(Transport):
         await self._sftp(path, "remove", op)
 
     async def exists(self, path: str) -> bool:
-        """One SFTP stat on a session kept open for it (it holds one of max_sessions)."""
+        """One SFTP stat on a session kept open for it while looks keep coming (it holds
+        one of max_sessions; closed after STAT_SESSION_IDLE seconds without a look)."""
+        if self.max_sessions < 2:  # the one session must stay free for commands
+            return await super().exists(path)
         for attempt in (1, 2):
             sftp = await self._stat_client()
+            self._keep_stat_client()
             try:
                 await sftp.stat(path)
                 return True
@@ -592,7 +598,16 @@ class SSHTransport(Transport):
             self._stat_sftp = (conn, sftp)
             return sftp
 
+    def _keep_stat_client(self) -> None:
+        if self._stat_idle is not None:
+            self._stat_idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._stat_idle = loop.call_later(STAT_SESSION_IDLE, self._drop_stat_client)
+
     def _drop_stat_client(self) -> None:
+        if self._stat_idle is not None:
+            self._stat_idle.cancel()
+            self._stat_idle = None
         if self._stat_sftp is not None:
             _, sftp = self._stat_sftp
             self._stat_sftp = None

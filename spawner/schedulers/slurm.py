@@ -183,7 +183,7 @@ class SlurmAdapter(SchedulerAdapter):
     # --- the monitor's lookup ------------------------------------------------------------
 
     # From bench/query_shapes.py (1,050 jobs queued): scontrol for one id ≈0.14 ms, squeue
-    # for all of a user's jobs ≈0.5-0.8 ms (and growing with the queue); so from six jobs
+    # for all of a user's jobs ≈0.5-1.0 ms (and growing with the queue); so from six jobs
     # of one user on, one squeue is the cheaper way.
     lookup_batch_min = 6
 

@@ -145,10 +145,51 @@ class Hub:
             time.sleep(0.5)
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
+        """Stop the hub and everything it started (proxy, services), ports freed on return."""
+        if self.process is None:
+            return
+        group = self.process.pid
+        # Managed services run in process groups of their own: find them while the hub
+        # is still their parent.
+        groups = {group, *_child_groups(group)}
+        if self.process.poll() is None:
+            os.killpg(group, sig)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        # The proxy and managed services may outlive the hub by a little: a next hub on
+        # the same ports must not find them there.
+        for other in groups - {group}:
+            if _group_alive(other):
+                os.killpg(other, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(_group_alive(g) for g in groups):
+            if time.monotonic() > deadline:
+                for g in groups:
+                    if _group_alive(g):
+                        os.killpg(g, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+            time.sleep(0.1)
+
+
+def _child_groups(pid: int) -> set[int]:
+    """Process groups of the direct children of `pid`."""
+    groups = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields: state, ppid, pgrp, ...
+            groups.add(int(fields[2]))
+    return groups
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -213,3 +213,30 @@ async def test_exists_keeps_one_sftp_session_for_its_looks(sshd):
         assert await t.exists("conn.json")  # on a new connection
     finally:
         await t.close()
+
+
+async def test_idle_sftp_session_for_looks_is_closed_and_frees_its_slot(sshd, monkeypatch):
+    monkeypatch.setattr(ssh_module, "STAT_SESSION_IDLE", 0.05)
+    t = transport(sshd, max_sessions=2)
+    try:
+        assert not await t.exists("conn.json")
+        assert sshd.active_sessions == 1
+        for _ in range(200):  # up to 10 s: an upper bound, not a timing
+            if sshd.active_sessions == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert sshd.active_sessions == 0
+        # Both slots are free again: two commands at once still run.
+        results = await asyncio.gather(t.run(["echo", "a"]), t.run(["echo", "b"]))
+        assert [r.stdout for r in results] == ["a\n", "b\n"]
+    finally:
+        await t.close()
+
+
+async def test_with_one_session_allowed_looks_never_hold_it(sshd):
+    t = transport(sshd, max_sessions=1)
+    try:
+        assert not await t.exists("conn.json")
+        assert (await t.run(["echo", "free"])).stdout == "free\n"
+    finally:
+        await t.close()
