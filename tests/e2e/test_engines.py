@@ -6,10 +6,11 @@ import os
 import time
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from .conftest import log_in
 from .hubprocess import Hub
+from .jupyterlab import run_cell
 
 SPAWN_TIMEOUT_MS = 240_000
 # Named servers: their own state folders, so this test's jobs never share files with others.
@@ -25,31 +26,6 @@ ENGINES_CELL = (
     "print('ENGINES=%d' % len(rc.ids), 'HOSTS=' + ','.join(hosts), "
     "'MAP=%s' % (squares == [x * x for x in range(100)]))"
 )
-
-
-def run_cell(page: Page, lab_url: str, code: str, marker: str) -> str:
-    """Open a new notebook in JupyterLab, run one cell until its output shows `marker`."""
-    page.goto(f"{lab_url}?reset")
-    page.locator(".jp-LauncherCard[data-category='Notebook']").first.click(timeout=60_000)
-    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.wait_for(timeout=60_000)
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(
-        timeout=60_000
-    )
-    editor.click()
-    page.keyboard.insert_text(code)
-    output = page.locator(".jp-OutputArea-output").first
-    # A kernel that just started can drop the first request; the cell is safe to rerun.
-    for _attempt in range(6):
-        editor.click()
-        page.keyboard.press("Control+Enter")
-        try:
-            expect(output).to_contain_text(marker, timeout=20_000)
-            break
-        except AssertionError:
-            continue
-    expect(output).to_contain_text(marker, timeout=10_000)
-    return output.inner_text()
 
 
 def job_processes(job_id: str) -> dict[int, str]:

@@ -185,13 +185,13 @@ def test_hub_killed_and_restarted_keeps_running_servers_and_accounts_for_queued_
 
 def test_notebook_recovers_after_the_login_sshd_restarts(hub, page, artifacts):
     from .conftest import log_in
-    from .test_notebook_path import run_cell
+    from .jupyterlab import run_cell
 
     hub.spawn("alice", "sshd", queue="debug", walltime="10")
     server = hub.wait_ready("alice", "sshd")
     log_in(page, hub, "alice")
     code = "import os; print('JOB=' + os.environ['SLURM_JOB_ID'])"
-    run_cell(page, hub, "alice/sshd", code)
+    run_cell(page, f"{hub.url}/user/alice/sshd/lab", code, "JOB=")
 
     subprocess.run([str(ROOT / "scripts" / "testcluster"), "restart-sshd"], check=True)
     started = time.monotonic()

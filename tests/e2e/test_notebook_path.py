@@ -7,9 +7,10 @@ import socket
 import subprocess
 import time
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from .conftest import log_in
+from .jupyterlab import run_cell
 
 SPAWN_TIMEOUT_MS = 180_000
 
@@ -20,36 +21,6 @@ def spawn_from_form(page: Page, hub, queue: str = "debug", walltime: str = "10",
     page.fill("#walltime", walltime)
     page.fill("#nodes", nodes)
     page.click("#spawn_form button[type=submit]")
-
-
-def run_cell(page: Page, hub, user: str, code: str) -> str:
-    """Open a new Python notebook in JupyterLab, run one cell, return its output text."""
-    # ?reset: a fresh workspace with the launcher, whatever an earlier session left open.
-    page.goto(f"{hub.url}/user/{user}/lab?reset")
-    page.locator(".jp-LauncherCard[data-category='Notebook']").first.click(timeout=60_000)
-    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.wait_for(timeout=60_000)
-    # Run only once the kernel is up: a cell sent while it starts can be dropped.
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(
-        timeout=60_000
-    )
-    editor.click()
-    # insert_text, not typing: the editor would auto-close brackets typed one by one.
-    page.keyboard.insert_text(code)
-    output = page.locator(".jp-OutputArea-output").first
-    # A freshly started kernel can drop the first request while its channels connect:
-    # run the cell again (it is idempotent) until it answers.
-    for _attempt in range(6):
-        editor.click()
-        page.keyboard.press("Control+Enter")
-        try:
-            expect(output).to_contain_text("JOB=", timeout=10_000)
-            print(f"cell answered on attempt {_attempt + 1}")
-            break
-        except AssertionError:
-            continue
-    expect(output).to_contain_text("JOB=", timeout=10_000)
-    return output.inner_text()
 
 
 def queued_job_ids(user: str) -> list[str]:
@@ -70,10 +41,10 @@ def test_alice_runs_a_notebook_on_a_compute_node(page: Page, hub, artifacts):
 
     text = run_cell(
         page,
-        hub,
-        "alice",
+        f"{hub.url}/user/alice/lab",
         "import os, socket; "
         "print('JOB=' + os.environ['SLURM_JOB_ID'], 'NODE=' + socket.gethostname())",
+        "JOB=",
     )
     page.screenshot(path=str(artifacts / f"notebook-{hub.scheduler}.png"))
     fields = dict(item.split("=", 1) for item in text.split())
