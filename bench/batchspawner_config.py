@@ -47,28 +47,7 @@ c.ConfigurableHTTPProxy.pid_file = f"{data_dir}/jupyterhub-proxy.pid"
 c.JupyterHub.db_url = f"sqlite:///{data_dir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = f"{data_dir}/jupyterhub_cookie_secret"
 c.JupyterHub.authenticator_class = "pam"
-c.Authenticator.allowed_users = {"alice", "bob", "carol", "dave", "erin"}
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.named_server_limit_per_user = 0
-c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
-c.PeriodicMetricsCollector.event_loop_interval_log_threshold = 0.1
-c.JupyterHub.services = [
-    {"name": "hubdash-bench", "api_token": os.environ["HUBDASH_BENCH_TOKEN"]},
-]
-c.JupyterHub.load_roles = [
-    {
-        "name": "hubdash-bench",
-        "scopes": [
-            "admin:users",
-            "admin:servers",
-            "admin:server_state",
-            "list:users",
-            "access:servers",
-            "read:metrics",
-        ],
-        "services": ["hubdash-bench"],
-    }
-]
+load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_token_config.py"))  # noqa: F821
 
 c.JupyterHub.spawner_class = BenchSlurmSpawner
 c.SlurmSpawner.exec_prefix = (

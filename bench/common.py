@@ -12,9 +12,10 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,6 +301,31 @@ def ignore_interrupts() -> None:
     """Call at the start of a clean-up: a second Ctrl-C must not cut it short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+Cleanup = list[Callable[[], object]]
+
+
+def run_cleanly(prefix: str, body: Callable[[Cleanup], object]) -> bool:
+    """Run `body(cleanup)` so that nothing it starts outlives it. Ctrl-C and SIGTERM stop it;
+    then the clean-up steps it appended run (newest first, each even when another failed)
+    and every job whose name starts with `prefix` is cancelled. False when interrupted."""
+    cleanup: Cleanup = []
+    with interrupt_on_sigterm():
+        try:
+            body(cleanup)
+            return True
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return False
+        finally:
+            ignore_interrupts()
+            for step in reversed(cleanup):
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - clean up the rest all the same
+                    print(f"a clean-up step failed: {exc}", file=sys.stderr)
+            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
 
 
 # ------------------------------------------------------------------------ statistics ---

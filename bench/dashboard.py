@@ -27,12 +27,11 @@ import time
 from dataclasses import dataclass
 
 from common import (
-    cancel_jobs,
+    Cleanup,
     free_cpus,
-    ignore_interrupts,
-    interrupt_on_sigterm,
     percentile,
     print_table,
+    run_cleanly,
 )
 from hubs import BenchHub, start_hub
 from playwright.sync_api import Page, sync_playwright
@@ -111,41 +110,32 @@ def main() -> int:
     print(f"{free_cpus()} idle CPUs in debug (the moved job needs one)")
     prefix = f"hdbench{os.getpid()}"
     results = []
-    with interrupt_on_sigterm():
-        hub = None
-        try:
-            hub = start_hub("hubdash", args.port, prefix)
-            hub.ensure_users([USER])
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-                )
-                try:
-                    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-                    log_in(page, hub)
-                    for n in range(args.rounds):
-                        result = one_round(page, hub, f"dash{n}")
-                        results.append(result)
-                        print(
-                            f"  round {n + 1}: page showed '{result.status}' {result.shown:.2f} s "
-                            f"after the allocation (spawner knew at {result.spawner or 0:.2f} s); "
-                            f"load {result.loaded / 1024:.0f} KiB",
-                            flush=True,
-                        )
-                        time.sleep(1)
-                finally:
-                    browser.close()
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        finally:
-            ignore_interrupts()
-            if hub is not None:
-                try:
-                    hub.stop_all(timeout=120)
-                finally:
-                    hub.process.terminate()
-            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
+
+    def body(cleanup: Cleanup) -> None:
+        hub = start_hub("hubdash", args.port, prefix)
+        cleanup.append(hub.process.terminate)
+        cleanup.append(lambda: hub.stop_all(timeout=120))
+        hub.ensure_users([USER])
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+                log_in(page, hub)
+                for n in range(args.rounds):
+                    result = one_round(page, hub, f"dash{n}")
+                    results.append(result)
+                    print(
+                        f"  round {n + 1}: page showed '{result.status}' {result.shown:.2f} s "
+                        f"after the allocation (spawner knew at {result.spawner or 0:.2f} s); "
+                        f"load {result.loaded / 1024:.0f} KiB",
+                        flush=True,
+                    )
+                    time.sleep(1)
+            finally:
+                browser.close()
+
+    if not run_cleanly(prefix, body):
+        return 130
     delays = [r.shown for r in results]
     told = [r.spawner for r in results if r.spawner is not None]
     sizes = [r.loaded for r in results]

@@ -28,13 +28,12 @@ from pathlib import Path
 import requests
 from common import (
     USERS,
-    cancel_jobs,
-    ignore_interrupts,
-    interrupt_on_sigterm,
+    Cleanup,
     live_jobs,
     percentile,
     print_table,
     rss_mb,
+    run_cleanly,
 )
 from hubs import BenchHub, start_hub
 
@@ -172,32 +171,29 @@ def main() -> int:
         return 2
     prefix = f"hdbench{os.getpid()}"
     rows = []
-    with interrupt_on_sigterm():
-        try:
-            for kind in args.kinds.split(","):
-                port = args.port if kind == "hubdash" else args.port + 200
-                for w in bench_kind(kind, port, prefix, args):
-                    rows.append(
-                        (
-                            kind,
-                            w.label,
-                            str(len(w.api_ms)),
-                            f"{percentile(w.api_ms, 50):.1f}",
-                            f"{percentile(w.api_ms, 99):.1f}",
-                            f"{max(w.api_ms):.0f}",
-                            f"{w.stall_logged:.2f}" if w.stalls_over_100ms else "< 0.1",
-                            str(w.stalls_over_100ms),
-                            w.stall_bucket,
-                            f"{w.rss_mb:.0f}",
-                            f"{w.cpu_percent:.0f}",
-                        )
+
+    def body(cleanup: Cleanup) -> None:
+        for kind in args.kinds.split(","):
+            port = args.port if kind == "hubdash" else args.port + 200
+            for w in bench_kind(kind, port, prefix, args):
+                rows.append(
+                    (
+                        kind,
+                        w.label,
+                        str(len(w.api_ms)),
+                        f"{percentile(w.api_ms, 50):.1f}",
+                        f"{percentile(w.api_ms, 99):.1f}",
+                        f"{max(w.api_ms):.0f}",
+                        f"{w.stall_logged:.2f}" if w.stalls_over_100ms else "< 0.1",
+                        str(w.stalls_over_100ms),
+                        w.stall_bucket,
+                        f"{w.rss_mb:.0f}",
+                        f"{w.cpu_percent:.0f}",
                     )
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        finally:
-            ignore_interrupts()
-            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
+                )
+
+    if not run_cleanly(prefix, body):
+        return 130
     print(f"\nthe hub under load ({args.seconds:g} s windows; API calls through the proxy)\n")
     print_table(
         [

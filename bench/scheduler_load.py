@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import Sample, delta, sdiag  # noqa: E402, F401 (query_shapes imports them here)
 from spawner.cluster import Cluster  # noqa: E402
 from spawner.monitor import MonitorSettings  # noqa: E402
 from spawner.schedulers import adapter_for  # noqa: E402
@@ -47,42 +47,6 @@ SUBMIT_LOOP = (
     'sbatch --parsable --hold -J "$2" -p debug -t 5 -o /dev/null --wrap "sleep 60" || exit 1; '
     "n=$((n+1)); done"
 )
-RPC_LINE = re.compile(r"^\s+(\S+)\s+\(\s*\d+\)\s+count:(\d+)\s+ave_time:\d+\s+total_time:(\d+)")
-
-
-@dataclass
-class Sample:
-    """sdiag's RPC counters: (count, total µs) by type and by user."""
-
-    by_type: dict[str, tuple[int, int]]
-    by_user: dict[str, tuple[int, int]]
-    at: float
-
-
-def sdiag() -> Sample:
-    out = subprocess.run(["sdiag"], capture_output=True, text=True, check=True, timeout=30).stdout
-    by_type: dict[str, tuple[int, int]] = {}
-    by_user: dict[str, tuple[int, int]] = {}
-    table = None
-    for line in out.splitlines():
-        if "statistics by message type" in line:
-            table = by_type
-        elif "statistics by user" in line:
-            table = by_user
-        elif line and not line[0].isspace():
-            table = None
-        elif table is not None and (match := RPC_LINE.match(line)):
-            table[match.group(1)] = (int(match.group(2)), int(match.group(3)))
-    return Sample(by_type, by_user, time.monotonic())
-
-
-def delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:
-    changed = {}
-    for key, (count, total) in after.items():
-        count0, total0 = before.get(key, (0, 0))
-        if count != count0:
-            changed[key] = (count - count0, total - total0)
-    return changed
 
 
 @dataclass

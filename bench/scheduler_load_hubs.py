@@ -30,15 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from common import (
+    Cleanup,
     LoginCounter,
     cancel_jobs,
     hold_jobs,
-    ignore_interrupts,
-    interrupt_on_sigterm,
     live_jobs,
     load_between,
     print_table,
     queue_is_quiet,
+    run_cleanly,
     sdiag,
     top_types,
 )
@@ -73,12 +73,19 @@ def wait_pending(hub: BenchHub, count: int, timeout: float = 600) -> None:
     hub.wait_for(pending, timeout, step=1)
 
 
-def wait_running(hub: BenchHub, count: int, timeout: float = 600) -> None:
-    def ready() -> bool:
-        """every server ready"""
-        return sum(1 for _, _, model in hub.servers() if model.get("ready")) >= count
+def wait_running(hub: BenchHub, count: int, timeout: float = 600) -> int:
+    """Wait until every spawn has ended, ready or failed; how many servers are ready."""
 
-    hub.wait_for(ready, timeout, step=1)
+    def settled() -> bool:
+        """every spawn ready or failed"""
+        servers = hub.servers()
+        return all(model.get("ready") for _, _, model in servers)
+
+    hub.wait_for(settled, timeout, step=1)
+    ready = len(hub.servers())
+    if ready < count:
+        print(f"  {hub.kind}: {count - ready} of {count} running servers failed to start")
+    return ready
 
 
 def measure(hub: BenchHub, level: str, args: argparse.Namespace, seconds: float) -> Row:
@@ -122,9 +129,9 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
         hub.stop_all()
         if args.running:
             spawn_many(hub, [f"r{n}" for n in range(args.running)], "debug")
-            wait_running(hub, args.running)
+            ready = wait_running(hub, args.running)
             # JupyterHub polls running servers every 30 s: two rounds at least.
-            rows.append(measure(hub, f"{args.running} running", args, max(args.seconds, 60)))
+            rows.append(measure(hub, f"{ready} running", args, max(args.seconds, 60)))
             hub.stop_all()
     finally:
         try:
@@ -194,21 +201,18 @@ def main() -> int:
     prefix = f"hdbench{os.getpid()}"
     quiet, text = queue_is_quiet()
     print(f"queue before the run: {text}{'' if quiet else ' (not quiet: figures are noisier)'}")
-    with interrupt_on_sigterm():
-        try:
-            print(f"holding {args.held} jobs of {HELD_USER} in partition hold ...", flush=True)
-            hold_jobs(HELD_USER, args.held, f"{prefix}-held")
-            rows: list[Row] = []
-            for kind in args.kinds.split(","):
-                port = args.port if kind == "hubdash" else args.port + 200
-                rows += bench_kind(kind, port, prefix, args)
-            report(rows, args)
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        finally:
-            ignore_interrupts()
-            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
+
+    def body(cleanup: Cleanup) -> None:
+        print(f"holding {args.held} jobs of {HELD_USER} in partition hold ...", flush=True)
+        hold_jobs(HELD_USER, args.held, f"{prefix}-held")
+        rows: list[Row] = []
+        for kind in args.kinds.split(","):
+            port = args.port if kind == "hubdash" else args.port + 200
+            rows += bench_kind(kind, port, prefix, args)
+        report(rows, args)
+
+    if not run_cleanly(prefix, body):
+        return 130
     return 0
 
 

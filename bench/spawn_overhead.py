@@ -35,13 +35,12 @@ from pathlib import Path
 
 from common import (
     SLURMCTLD_LOG,
-    cancel_jobs,
+    Cleanup,
     free_cpus,
-    ignore_interrupts,
-    interrupt_on_sigterm,
     percentile,
     print_table,
     queue_is_quiet,
+    run_cleanly,
 )
 from hubs import KINDS, BenchHub, start_hub
 
@@ -190,17 +189,14 @@ def main() -> int:
     if not quiet:
         print("(the cluster is not idle: allocation may wait, and the figures are noisier)")
     results: dict[str, list[Spawn]] = {}
-    with interrupt_on_sigterm():
-        try:
-            for kind in args.kinds.split(","):
-                port = args.port if kind == "hubdash" else args.port + 200
-                results[kind] = bench_kind(kind, port, prefix, args)
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        finally:
-            ignore_interrupts()
-            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
+
+    def body(cleanup: Cleanup) -> None:
+        for kind in args.kinds.split(","):
+            port = args.port if kind == "hubdash" else args.port + 200
+            results[kind] = bench_kind(kind, port, prefix, args)
+
+    if not run_cleanly(prefix, body):
+        return 130
     print("\nspawn overhead, seconds, p50 / p95 (overhead = alloc->ready - server start-up)\n")
     print_table(
         [

@@ -39,11 +39,10 @@ from common import (
     LOGIN_HOST,
     ROOT,
     VENV,
-    cancel_jobs,
-    ignore_interrupts,
-    interrupt_on_sigterm,
+    Cleanup,
     percentile,
     print_table,
+    run_cleanly,
     ssh_argv,
 )
 from hubs import start_hub
@@ -237,7 +236,7 @@ def report(results: list[PathResult]) -> None:
     )
 
 
-def notebook_routes(args: argparse.Namespace, prefix: str, cleanup: list) -> tuple:
+def notebook_routes(args: argparse.Namespace, prefix: str, cleanup: Cleanup) -> tuple:
     """A hubdash hub and one notebook server of carol; (node, port, URL path, token, routes
     that only exist with the hub)."""
     hub = start_hub("hubdash", args.port, prefix)
@@ -257,7 +256,7 @@ def notebook_routes(args: argparse.Namespace, prefix: str, cleanup: list) -> tup
     return node, port, path_part, hub.process.token, hub_routes
 
 
-def plain_server(args: argparse.Namespace, cleanup: list) -> tuple:
+def plain_server(args: argparse.Namespace, cleanup: Cleanup) -> tuple:
     """Python's http.server on cn1, serving carol's home (as carol), in place of the notebook:
     the tunnels without the notebook server's own cost. Same return as notebook_routes."""
     node, port = "cn1", 20000 + os.getpid() % 10000
@@ -286,7 +285,7 @@ def plain_server(args: argparse.Namespace, cleanup: list) -> tuple:
     return node, port, "", "", []
 
 
-def bench(args: argparse.Namespace, prefix: str, cleanup: list) -> list[PathResult]:
+def bench(args: argparse.Namespace, prefix: str, cleanup: Cleanup) -> list[PathResult]:
     files = write_files(args)
     cleanup.append(lambda: [f.unlink(missing_ok=True) for f in files])
     if args.target == "notebook":
@@ -343,22 +342,14 @@ def main() -> int:
     prefix = f"hdbench{os.getpid()}"
     args.big, args.small = f"{prefix}-big.bin", f"{prefix}-small.txt"
     args.plain_dir = f"{prefix}-plain"
-    cleanup: list = []
-    with interrupt_on_sigterm():
-        try:
-            results = bench(args, prefix, cleanup)
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        finally:
-            ignore_interrupts()
-            for step in reversed(cleanup):
-                try:
-                    step()
-                except Exception as exc:  # noqa: BLE001 - clean up the rest all the same
-                    print(f"clean-up step failed: {exc}", file=sys.stderr)
-            shutil.rmtree(Path("/home") / USER / args.plain_dir, ignore_errors=True)
-            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
+    results: list[PathResult] = []
+
+    def body(cleanup: Cleanup) -> None:
+        cleanup.append(lambda: shutil.rmtree(Path("/home") / USER / args.plain_dir, True))
+        results.extend(bench(args, prefix, cleanup))
+
+    if not run_cleanly(prefix, body):
+        return 130
     report(results)
     return 0
 

@@ -57,6 +57,10 @@ from .walltime import format_walltime
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 JOB_LOG = "job.log"
 JOB_SCRIPT = "job.sh"
+# Between probes of a starting server through its tunnel. A probe of a server not yet
+# listening costs one refused connection on the node; every 0.5 s added 0.25 s p50 to
+# ready (bench/README.md, spawn overhead).
+ANSWER_PROBE_INTERVAL = 0.1
 
 
 class JobSpawner(JobSpawnerSettings, Spawner):
@@ -411,7 +415,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                     f"{self.startup_timeout} s and the job was cancelled.",
                     await self._log_tail(transport),
                 )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(ANSWER_PROBE_INTERVAL)
 
     async def _cancel_unrecorded_jobs(self, cluster: Cluster, transport: Transport) -> None:
         """Cancel live jobs of this server's name: submitted by a hub that died before it
