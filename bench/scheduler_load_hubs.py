@@ -76,13 +76,15 @@ def wait_pending(hub: BenchHub, count: int, timeout: float = 600) -> None:
 def wait_running(hub: BenchHub, count: int, timeout: float = 600) -> int:
     """Wait until every spawn has ended, ready or failed; how many servers are ready."""
 
+    def running_phase() -> list[dict]:
+        return [model for _, name, model in hub.servers() if name.startswith("r")]
+
     def settled() -> bool:
         """every spawn ready or failed"""
-        servers = hub.servers()
-        return all(model.get("ready") for _, _, model in servers)
+        return all(model.get("ready") for model in running_phase())
 
     hub.wait_for(settled, timeout, step=1)
-    ready = len(hub.servers())
+    ready = sum(1 for model in running_phase() if model.get("ready"))
     if ready < count:
         print(f"  {hub.kind}: {count - ready} of {count} running servers failed to start")
     return ready
