@@ -13,6 +13,7 @@ What the admin has to fix for SSH (each is a line below):
 
 import os
 import shlex
+from runpy import run_path
 
 from batchspawner import SlurmSpawner
 
@@ -47,7 +48,9 @@ c.ConfigurableHTTPProxy.pid_file = f"{data_dir}/jupyterhub-proxy.pid"
 c.JupyterHub.db_url = f"sqlite:///{data_dir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = f"{data_dir}/jupyterhub_cookie_secret"
 c.JupyterHub.authenticator_class = "pam"
-load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_token_config.py"))  # noqa: F821
+run_path(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_access.py"))["add_bench_access"](
+    c
+)
 
 c.JupyterHub.spawner_class = BenchSlurmSpawner
 c.SlurmSpawner.exec_prefix = (

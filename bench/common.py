@@ -145,9 +145,10 @@ def hold_jobs(user: str, count: int, name: str, partition: str = "hold") -> list
 
 
 def live_jobs(name_prefix: str) -> list[tuple[str, str, str]]:
-    """(id, name, state) of every job not yet ended whose name starts with `name_prefix`."""
+    """(id, name, state) of every job not yet ended whose name starts with `name_prefix`
+    (a job COMPLETING has been cancelled or has ended already: not listed)."""
     out = subprocess.run(
-        ["squeue", "-h", "-t", "PD,R,CG,S,CF", "-o", "%i|%j|%T"],
+        ["squeue", "-h", "-t", "PD,R,S,CF", "-o", "%i|%j|%T"],
         capture_output=True,
         text=True,
         timeout=60,

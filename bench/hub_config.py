@@ -5,13 +5,16 @@ Started by bench/hubs.py, which sets the HUBDASH_* variables read here and in th
 """
 
 import os
+from runpy import run_path
 
 from spawner.hubsetup import setup_hub
 
 c = get_config()  # noqa: F821
 load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821
 
-load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_token_config.py"))  # noqa: F821
+run_path(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_access.py"))["add_bench_access"](
+    c
+)
 c.JupyterHub.log_level = "DEBUG" if os.environ.get("HUBDASH_BENCH_DEBUG") else "INFO"
 
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_BENCH_JOB_PREFIX"]

@@ -1,0 +1,39 @@
+"""What both bench hubs add to their configuration: the benchmark's own service token and role,
+every test-cluster user, unlimited named servers, spawns that answer at once, and a log line
+for every event-loop stall. The token comes from $HUBDASH_BENCH_TOKEN, set by bench/hubs.py.
+
+A hub config runs it with `runpy.run_path(...)["add_bench_access"](c)`: a file loaded with
+load_subconfig would get a config of its own, and its service list would replace the hub's.
+"""
+
+import os
+from typing import Any
+
+
+def add_bench_access(c: Any) -> None:
+    services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+    c.JupyterHub.services = services + [
+        {"name": "hubdash-bench", "api_token": os.environ["HUBDASH_BENCH_TOKEN"]},
+    ]
+    c.JupyterHub.load_roles = roles + [
+        {
+            "name": "hubdash-bench",
+            "scopes": [
+                "admin:users",
+                "admin:servers",
+                "admin:server_state",
+                "list:users",
+                "access:servers",
+                "read:metrics",
+            ],
+            "services": ["hubdash-bench"],
+        }
+    ]
+    c.Authenticator.allowed_users = {"alice", "bob", "carol", "dave", "erin"}
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 0  # the hub-load bench wants 20 each
+    # POST /users/.../servers answers at once (202): the bench starts spawns side by side.
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+    # Every stall of the hub's event loop above 0.1 s gets its own log line, with its length.
+    c.PeriodicMetricsCollector.event_loop_interval_log_threshold = 0.1
