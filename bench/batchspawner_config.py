@@ -60,6 +60,9 @@ c.SlurmSpawner.exec_prefix = (
 c.SlurmSpawner.batch_query_cmd = "squeue -h -j {job_id} -o \"'%T %B'\""
 c.SlurmSpawner.req_partition = os.environ.get("HUBDASH_BENCH_PARTITION", "debug")
 c.SlurmSpawner.req_runtime = "0:30:00"
+# For bench/spawn_overhead.py: the job's log shows when the server command starts (the
+# prologue runs right before it), as hubdash's launcher logs its exec.
+c.SlurmSpawner.req_prologue = 'echo "bench: server exec at $(date +%s.%N)"'
 c.SlurmSpawner.req_options = f"--job-name={os.environ['HUBDASH_BENCH_JOB_PREFIX']}-bs"
 c.SlurmSpawner.batchspawner_singleuser_cmd = f"{bench_venv}/bin/batchspawner-singleuser"
 if os.environ.get("HUBDASH_BENCH_TINY"):

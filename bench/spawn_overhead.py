@@ -7,16 +7,21 @@ Run as root on the hub machine, with the test cluster up and its nodes idle:
         [--kinds hubdash,batchspawner] [--port 13100]
 
 Per hub kind it spawns `--spawns` servers of carol one after the other (real
-jupyterhub-singleuser, queue debug) and reads four instants for each:
+jupyterhub-singleuser, queue debug) and reads five instants for each, all from logs except
+the last:
 
     alloc    slurmctld's log: "sched: Allocate JobId=N" or backfill's "Started JobId=N" (ms)
+    exec     the job's log: the server process starts. hubdash's launcher logs "hubdash: <time>
+             job N starts the server" as it execs it; batchspawner's job script gets a prologue
+             that logs the time right before its server command (batchspawner-singleuser)
     first    the server's first log line (jupyter's own timestamp, ms)
     running  its "Jupyter Server ... is running at" line
     ready    the hub's progress stream says `ready` (read by this script as it arrives)
 
-overhead = (ready - alloc) - (running - first) = launch (alloc -> first: the job starting and
-the server's Python imports; for hubdash the script also shows when its launcher exec'd the
-server) + notice (running -> ready: the spawner and the hub finding out).
+server start-up = running - exec: the server's own, imports included (jupyter-server and
+JupyterLab are imported before the first log line: exec -> first is shown on its own).
+overhead = (ready - alloc) - server start-up = launch (alloc -> exec: the job starting and the
+spawner's own launch) + notice (running -> ready: the spawner and the hub finding out).
 Each server is stopped before the next starts; every job is cancelled at the end, also on
 Ctrl-C or SIGTERM.
 """
@@ -24,7 +29,6 @@ Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -46,23 +50,33 @@ from hubs import KINDS, BenchHub, start_hub
 
 USER = "carol"
 JUPYTER_LINE = re.compile(r"^\[[DIWEC] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
+# hubdash's launcher, and the prologue bench/batchspawner_config.py gives batchspawner's script.
+EXEC_LINE = re.compile(
+    r"^(?:hubdash: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) job \S+ starts the server"
+    r"|bench: server exec at (\d+\.\d+))"
+)
 
 
 @dataclass
 class Spawn:
     alloc: float
+    exec: float
     first: float
     running: float
     ready: float
-    exec: float | None = None  # hubdash only: the launcher exec'd the server (connection file)
 
     @property
     def own_startup(self) -> float:
-        return self.running - self.first
+        return self.running - self.exec
+
+    @property
+    def imports(self) -> float:
+        """The part of the server's start-up before its first log line."""
+        return self.first - self.exec
 
     @property
     def launch(self) -> float:
-        return self.first - self.alloc
+        return self.exec - self.alloc
 
     @property
     def notice(self) -> float:
@@ -88,23 +102,26 @@ def allocated_at(job_id: str, timeout: float = 30) -> float:
     raise RuntimeError(f"no allocation of job {job_id} in {SLURMCTLD_LOG}")
 
 
-def server_times(log_path: Path, timeout: float = 30) -> tuple[float, float]:
-    """(first log line, "is running at") of a jupyter server's log."""
+def server_times(log_path: Path, timeout: float = 30) -> tuple[float, float, float]:
+    """(exec, first log line, "is running at") from a job's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        first = running = None
+        started = first = running = None
         if log_path.exists():
             for line in log_path.read_text(errors="replace").splitlines():
-                if match := JUPYTER_LINE.match(line):
+                if match := EXEC_LINE.match(line):
+                    local, epoch = match.groups()
+                    started = float(epoch) if epoch else datetime.fromisoformat(local).timestamp()
+                elif match := JUPYTER_LINE.match(line):
                     stamp = datetime.fromisoformat(match.group(1)).timestamp()
                     first = first or stamp
                     if "is running at" in line:
                         running = stamp
                         break
-        if first and running:
-            return first, running
+        if started and first and running:
+            return started, first, running
         time.sleep(0.5)
-    raise RuntimeError(f"no 'is running at' line in {log_path}")
+    raise RuntimeError(f"no server start and 'is running at' lines in {log_path}")
 
 
 def server_log(hub: BenchHub, name: str, job_id: str) -> Path:
@@ -114,14 +131,6 @@ def server_log(hub: BenchHub, name: str, job_id: str) -> Path:
     return home / f"jupyterhub_slurmspawner_{job_id}.log"
 
 
-def exec_time(hub: BenchHub, name: str) -> float | None:
-    """When hubdash's launcher exec'd the server: the time it wrote in the connection file."""
-    if hub.kind != "hubdash":
-        return None
-    path = Path("/home") / USER / ".hubdash" / "servers" / name / "connection.json"
-    return float(json.loads(path.read_text())["written"])
-
-
 def one_spawn(hub: BenchHub, name: str) -> Spawn:
     options = {"queue": "debug", "walltime": "10"} if hub.kind == "hubdash" else {}
     hub.spawn(USER, name, **options)
@@ -129,8 +138,8 @@ def one_spawn(hub: BenchHub, name: str) -> Spawn:
         ready = hub.ready_time(USER, name, timeout=180)
         job_id = hub.job_id(USER, name)
         alloc = allocated_at(job_id)
-        first, running = server_times(server_log(hub, name, job_id))
-        return Spawn(alloc, first, running, ready, exec_time(hub, name))
+        started, first, running = server_times(server_log(hub, name, job_id))
+        return Spawn(alloc, started, first, running, ready)
     finally:
         hub.stop(USER, name)
         hub.wait_for(lambda: hub.server(USER, name) is None, 120)
@@ -165,13 +174,12 @@ def summary(kind: str, spawns: list[Spawn]) -> list[str]:
     cols = [
         [s.ready - s.alloc for s in spawns],
         [s.own_startup for s in spawns],
+        [s.imports for s in spawns],
         [s.overhead for s in spawns],
         [s.launch for s in spawns],
         [s.notice for s in spawns],
     ]
-    execs = [s.exec - s.alloc for s in spawns if s.exec is not None]
-    cells = [f"{p(c, 50)} / {p(c, 95)}" for c in cols]
-    return [kind, str(len(spawns)), *cells, f"{p(execs, 50)} / {p(execs, 95)}" if execs else "-"]
+    return [kind, str(len(spawns)), *(f"{p(c, 50)} / {p(c, 95)}" for c in cols)]
 
 
 def main() -> int:
@@ -204,10 +212,10 @@ def main() -> int:
             "spawns",
             "alloc->ready",
             "server start-up",
+            "(of it before 1st line)",
             "overhead",
-            "= launch (alloc->1st line)",
+            "= launch (alloc->exec)",
             "+ notice (running->ready)",
-            "alloc->server exec",
         ],
         [summary(kind, spawns) for kind, spawns in results.items()],
     )

@@ -66,8 +66,8 @@ class PathResult:
 class OwnTunnel:
     """hubdash's Tunnel over its own SSHTransport, served by an event loop in a thread."""
 
-    def __init__(self, node: str, port: int, pty_first: bool) -> None:
-        self.node, self.port, self.pty_first = node, port, pty_first
+    def __init__(self, node: str, port: int, pty_first: bool, spares: int) -> None:
+        self.node, self.port, self.pty_first, self.spares = node, port, pty_first, spares
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -86,7 +86,7 @@ class OwnTunnel:
                 known_hosts=KNOWN_HOSTS,
                 pty_first=self.pty_first,
             )
-            self.tunnel = Tunnel(self.transport)
+            self.tunnel = Tunnel(self.transport, spare_connections=self.spares)
             return await self.tunnel.open_notebook_forward(self.node, self.port)
 
         return self._call(go())
@@ -298,11 +298,14 @@ def bench(args: argparse.Namespace, prefix: str, cleanup: Cleanup) -> list[PathR
         ["nsenter", f"--net=/var/run/netns/{node}"],
     )
     routes = [direct, *hub_routes]
-    for pty_first in (True, False):
-        own = OwnTunnel(node, port, pty_first)
+    # The product's defaults first (pty session first, one spare connection), then without
+    # each: what the spare saves, and what sshd's Nagle costs.
+    for pty_first, spares in ((True, 1), (True, 0), (False, 0)):
+        own = OwnTunnel(node, port, pty_first, spares)
         cleanup.append(own.close)
         base = f"http://127.0.0.1:{own.open()}{path_part}"
-        routes.append(Route(f"Tunnel, pty_first={pty_first}", base, []))
+        label = f"Tunnel, pty_first={pty_first}, {spares} spare"
+        routes.append(Route(label, base, []))
     # ssh -N opens no session, so sshd leaves Nagle on; with a pty session it turns it off.
     for label, extra, remote in (
         ("OpenSSH ssh -N -L", ["-N"], []),

@@ -322,7 +322,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
     async def _start_job(
         self, cluster: Cluster, transport: Transport, options: JobOptions
     ) -> tuple[str, int]:
-        tunnel = self._tunnel = Tunnel(transport)
+        tunnel = self._tunnel = Tunnel(transport, spare_connections=self.tunnel_spare_connections)
         env = self.get_env()
         if self.forward_hub_api:
             api = urlsplit(self.hub.api_url)
@@ -767,7 +767,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
 
     async def _reopen_tunnel(self, transport: Transport) -> None:
         """After a hub restart: the same forwards on the same ports, so proxy routes stay valid."""
-        tunnel = Tunnel(transport)
+        tunnel = Tunnel(transport, spare_connections=self.tunnel_spare_connections)
         try:
             if self.forward_hub_api and self.job.hub_forward_port:
                 api = urlsplit(self.hub.api_url)

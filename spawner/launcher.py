@@ -12,6 +12,7 @@ import shlex
 import socket
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 ENV_FILE = "env.json"  # written by the hub, 0600: the server's token lives here, never in argv
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             "written": time.time(),
         },
     )
-    print(f"hubdash: job {args.job_id} starts the server on {host}:{port}", flush=True)
+    # Timestamped, so the job's log shows when the server's own start-up began.
+    stamp = datetime.now().isoformat(sep=" ", timespec="milliseconds")
+    print(f"hubdash: {stamp} job {args.job_id} starts the server on {host}:{port}", flush=True)
     try:
         os.execvpe(args.command[0], args.command, env)
     except OSError as exc:

@@ -14,7 +14,7 @@ import shlex
 import tempfile
 from collections.abc import Sequence
 
-from .relay import RelayListener
+from .relay import FarSide, RelayedConnection, RelayListener, open_socket_far_side
 from .transport import (
     CommandResult,
     Forward,
@@ -141,11 +141,14 @@ class LocalTransport(Transport):
         *,
         listen_port: int = 0,
         listen_host: str = "127.0.0.1",
+        spares: int = 0,
     ) -> Forward:
-        async def open_peer() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-            return await asyncio.open_connection(dest_host, dest_port)
+        async def open_far(near: RelayedConnection) -> FarSide:
+            return await open_socket_far_side(near, dest_host, dest_port)
 
-        listener = await RelayListener.start(listen_host, listen_port, open_peer, log=self.log)
+        listener = await RelayListener.start(
+            listen_host, listen_port, open_far, spares=spares, log=self.log
+        )
         forward = ListenerForward(listener, lambda: True, self._forwards.discard)
         self._forwards.add(forward)
         return forward

@@ -1,6 +1,9 @@
-"""Byte relays: copy between two stream pairs, and a TCP listener relaying each accepted connection.
+"""A TCP listener that relays every accepted connection to a far side opened on demand.
 
-Knows nothing of SSH or reconnects: the caller hands in a coroutine that opens the far side.
+Callbacks, not streams: bytes that arrive on one side are written to the other in the same
+event-loop step, with no task, future or read loop per chunk. That is what keeps the relay's
+added latency per request small. Knows nothing of SSH or reconnects: the caller hands in a
+coroutine that opens the far side and feeds its events to the `RelayedConnection` it is given.
 """
 
 from __future__ import annotations
@@ -9,90 +12,213 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-# Large reads keep throughput up; the SSH channel window (2 MiB) bounds what is in flight.
-CHUNK_SIZE = 256 * 1024
-
-
-class ByteReader(Protocol):
-    async def read(self, n: int = -1) -> bytes: ...
+# Bytes a client may send before its far side is open; beyond that its socket is paused.
+EARLY_DATA_LIMIT = 256 * 1024
 
 
-class ByteWriter(Protocol):
+class FarSide(Protocol):
+    """The far side of one relayed connection (an asyncio transport or an SSH channel)."""
+
     def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def can_write_eof(self) -> bool: ...
     def write_eof(self) -> None: ...
     def close(self) -> None: ...
-    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
 
 
-OpenPeer = Callable[[], Awaitable[tuple[ByteReader, ByteWriter]]]
+OpenFarSide = Callable[["RelayedConnection"], Awaitable[FarSide]]
 
 
-def set_nodelay(writer: ByteWriter) -> None:
-    """Turn Nagle off on the writer's TCP socket, if it has one.
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle off on the transport's TCP socket, if it has one.
 
     With Nagle on, a reply written in two pieces waits for the client's delayed ACK (≈40 ms)
     on every new connection.
     """
-    sock = writer.get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def pipe(reader: ByteReader, writer: ByteWriter) -> None:
-    """Copy until end of file, then pass the EOF on, so the other direction keeps flowing."""
-    while data := await reader.read(CHUNK_SIZE):
-        writer.write(data)
-        await writer.drain()
-    if writer.can_write_eof():
-        writer.write_eof()
+class RelayedConnection(asyncio.Protocol):
+    """One accepted connection and its far side; the far side's events come in through the
+    `far_*` methods, and an end or error on either side closes both.
 
+    A spare is one whose far side the listener opened before any client came: the next
+    accepted socket is handed to it, and skips the far side's opening round trip.
+    """
 
-async def relay(
-    a_reader: ByteReader, a_writer: ByteWriter, b_reader: ByteReader, b_writer: ByteWriter
-) -> None:
-    """Pipe a→b and b→a until both have ended; an error on either side closes both at once."""
-    tasks = [
-        asyncio.create_task(pipe(a_reader, b_writer)),
-        asyncio.create_task(pipe(b_reader, a_writer)),
-    ]
-    try:
-        for finished in asyncio.as_completed(tasks):
-            await finished  # the first error ends the relay
-    finally:
-        # Close before awaiting anything: a cancel landing on the await below must not skip it.
-        for writer in (a_writer, b_writer):
-            with contextlib.suppress(Exception):
-                writer.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def __init__(self, listener: RelayListener, *, spare: bool = False) -> None:
+        self._listener = listener
+        self.spare = spare
+        self._near: asyncio.Transport | None = None
+        self._far: FarSide | None = None
+        self._early: list[bytes] = []  # from the client, before the far side is open
+        self._early_size = 0
+        self._far_early: list[bytes] = []  # from the far side, before a client came
+        self._near_eof = self._far_eof = self._closed = self._answered = False
+        self._opening: asyncio.Task[None] | None = None
+
+    def open_far_side(self) -> None:
+        self._opening = asyncio.get_running_loop().create_task(self._open_far())
+
+    # -- the accepted (near) socket ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        set_nodelay(transport)
+        if self._closed:
+            # A spare whose far side ended between the accept and now: open a fresh one.
+            if not self._listener.is_serving:
+                transport.close()
+                return
+            self.__init__(self._listener)  # type: ignore[misc]
+        self._near = transport
+        self._listener._connections.add(self)
+        if self._opening is None:
+            self.open_far_side()
+        if self._far_early:
+            transport.write(b"".join(self._far_early))
+            self._far_early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._far is not None:
+            self._far.write(data)
+            return
+        self._early.append(data)
+        self._early_size += len(data)
+        if self._early_size > EARLY_DATA_LIMIT and self._near is not None:
+            self._near.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._near_eof = True
+        if self._far is not None:
+            self._far.write_eof()
+        if self._far_eof:
+            self.close()
+        return True  # keep the other direction open until the far side ends it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than the far side sends: stop reading the far side.
+        if self._far is not None:
+            self._far.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._far is not None:
+            self._far.resume_reading()
+
+    # -- the far side, as its transport reports it ---------------------------------------
+
+    def far_data(self, data: bytes) -> None:
+        if self._near is not None:
+            self._near.write(data)
+            if not self._answered:
+                # The far side answers, so spares are worth keeping; opened only now, off
+                # the path of this connection's request.
+                self._answered = True
+                self._listener._refill()
+        else:
+            self._far_early.append(data)  # a server that speaks first, to a spare
+
+    def far_eof(self) -> None:
+        if self._near is None:
+            self.close()  # a spare the server gave up on (say, an idle timeout): no client lost
+            return
+        self._far_eof = True
+        if self._near.can_write_eof():
+            self._near.write_eof()
+        if self._near_eof:
+            self.close()
+
+    def far_closed(self, exc: BaseException | None) -> None:
+        if exc is not None and not self._closed and self._near is not None:
+            # Typically the SSH connection carrying the far side was lost.
+            self._listener._log.warning("Relay on port %d broke off: %r", self._listener.port, exc)
+        self.close()
+
+    def far_pause_writing(self) -> None:
+        if self._near is not None:
+            self._near.pause_reading()
+
+    def far_resume_writing(self) -> None:
+        if self._near is not None:
+            self._near.resume_reading()
+
+    # -- both ----------------------------------------------------------------------------
+
+    async def _open_far(self) -> None:
+        try:
+            far = await self._listener._open_far(self)
+        except Exception as exc:
+            self._listener._far_side_failed(exc, spare=self.spare)
+            self.close()
+            return
+        self._listener._far_side_opened()
+        if self._closed:
+            far.close()
+            return
+        self._far = far
+        if self._early:
+            far.write(b"".join(self._early))
+            self._early.clear()
+        if self._early_size > EARLY_DATA_LIMIT and self._near is not None:
+            self._near.resume_reading()
+        if self._near_eof:
+            far.write_eof()
+
+    def close(self) -> None:
+        """Close both sides (data already written still goes out); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._listener._forget(self)
+        if self._near is not None:
+            self._near.close()
+        if self._far is not None:
+            self._far.close()
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
 
 
 class RelayListener:
-    """A TCP listener that relays every accepted connection to a peer opened on demand.
+    """A TCP listener that relays every accepted connection to a far side opened on demand.
 
     One socket, bound with SO_REUSEADDR so the same port can be bound again at once after a
-    close; TCP_NODELAY on every accepted socket. `close()` ends all relays it started.
+    close; TCP_NODELAY on every accepted socket. With `spares`, that many far sides are kept
+    open ahead of clients, so a new connection does not wait for one: topped up each time a
+    connection's far side first answers (so never while the far side refuses, and never on
+    the path of a request). `close()` ends all relays it started.
     """
 
-    def __init__(self, open_peer: OpenPeer, log: logging.Logger) -> None:
-        self._open_peer = open_peer
+    def __init__(self, open_far: OpenFarSide, log: logging.Logger, spares: int = 0) -> None:
+        self._open_far = open_far
         self._log = log
+        self.spares = spares
         self._server: asyncio.Server | None = None
-        self._relays: dict[asyncio.Task[Any], ByteWriter] = {}
+        self._connections: set[RelayedConnection] = set()
+        self._spares: deque[RelayedConnection] = deque()
+        self._failing = False
         self.host = ""
         self.port = 0
 
     @classmethod
     async def start(
-        cls, host: str, port: int, open_peer: OpenPeer, *, log: logging.Logger | None = None
+        cls,
+        host: str,
+        port: int,
+        open_far: OpenFarSide,
+        *,
+        spares: int = 0,
+        log: logging.Logger | None = None,
     ) -> RelayListener:
-        self = cls(open_peer, log or logging.getLogger(__name__))
+        self = cls(open_far, log or logging.getLogger(__name__), spares)
         loop = asyncio.get_running_loop()
         # One address only: a name such as "localhost" could otherwise bind two sockets, and
         # with port 0 they would get two different ports.
@@ -103,7 +229,7 @@ class RelayListener:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(addr)
-            self._server = await asyncio.start_server(self._accept, sock=sock)
+            self._server = await loop.create_server(self._connection_for_client, sock=sock)
         except BaseException:
             sock.close()
             raise
@@ -116,44 +242,97 @@ class RelayListener:
 
     @property
     def active(self) -> int:
-        """Connections being relayed right now."""
-        return len(self._relays)
+        """Connections being relayed right now (spares not counted)."""
+        return len(self._connections)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._relays[task] = writer
-        try:
-            set_nodelay(writer)
-            try:
-                peer_reader, peer_writer = await self._open_peer()
-            except Exception as exc:
-                self._log.warning(
-                    "Port %s:%d accepted a connection but could not open its far side: %s",
-                    self.host,
-                    self.port,
-                    exc,
-                )
-                writer.close()
-                return
-            await relay(reader, writer, peer_reader, peer_writer)
-        except (OSError, EOFError) as exc:
-            # A reset by either end is an ordinary end for one relayed connection.
-            self._log.debug("Relay on port %d ended: %r", self.port, exc)
-        except Exception as exc:
-            # Typically the SSH connection carrying the far side was lost.
-            self._log.warning("Relay on port %d broke off: %r", self.port, exc)
-        finally:
-            writer.close()
-            self._relays.pop(task, None)
+    @property
+    def spares_open(self) -> int:
+        """Spare far sides opened or opening, waiting for a client."""
+        return len(self._spares)
+
+    def _far_side_failed(self, exc: Exception, *, spare: bool) -> None:
+        # Once per outage, not once per connection: a server that is still starting is
+        # probed every 0.1 s. A spare that cannot open costs no client anything.
+        quiet = spare or self._failing
+        self._failing = self._failing or not spare
+        (self._log.debug if quiet else self._log.warning)(
+            "Port %s:%d accepted a connection but could not open its far side: %s%s",
+            self.host,
+            self.port,
+            exc,
+            "" if quiet else " (until one opens again, further failures are logged at debug level)",
+        )
+
+    def _far_side_opened(self) -> None:
+        if self._failing:
+            self._failing = False
+            self._log.info("Port %s:%d reaches its far side again", self.host, self.port)
+
+    def _connection_for_client(self) -> RelayedConnection:
+        """The protocol for a socket just accepted: the oldest spare, else a new one."""
+        while self._spares:
+            connection = self._spares.popleft()
+            if not connection._closed:
+                connection.spare = False
+                return connection
+        return RelayedConnection(self)
+
+    def _refill(self) -> None:
+        while self.is_serving and len(self._spares) < self.spares:
+            connection = RelayedConnection(self, spare=True)
+            self._spares.append(connection)
+            connection.open_far_side()
+
+    def _forget(self, connection: RelayedConnection) -> None:
+        self._connections.discard(connection)
+        if connection.spare:
+            with contextlib.suppress(ValueError):
+                self._spares.remove(connection)
 
     async def close(self) -> None:
         if self._server is None:
             return
         server, self._server = self._server, None
         server.close()
-        tasks = list(self._relays)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        openings = []
+        for connection in [*self._connections, *self._spares]:
+            if connection._opening is not None:
+                openings.append(connection._opening)
+            connection.close()
+        await asyncio.gather(*openings, return_exceptions=True)
         await server.wait_closed()
+
+
+class FarSideEvents(asyncio.Protocol):
+    """Feeds a far side's events to the relayed connection it serves: as the protocol of a
+    plain TCP connection, or (with asyncssh's session methods mixed in) of an SSH channel."""
+
+    def __init__(self, near: RelayedConnection) -> None:
+        self._near = near
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.Transport):
+            set_nodelay(transport)
+
+    def data_received(self, data: bytes, datatype: object = None) -> None:
+        self._near.far_data(data)
+
+    def eof_received(self) -> bool:
+        self._near.far_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._near.far_closed(exc)
+
+    def pause_writing(self) -> None:
+        self._near.far_pause_writing()
+
+    def resume_writing(self) -> None:
+        self._near.far_resume_writing()
+
+
+async def open_socket_far_side(near: RelayedConnection, host: str, port: int) -> FarSide:
+    """Connect to host:port directly as the far side of `near`."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(lambda: FarSideEvents(near), host, port)
+    return transport

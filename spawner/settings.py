@@ -241,6 +241,16 @@ class JobSpawnerSettings(LoggingConfigurable):
         clientspecified'. Set False where compute nodes reach `hub_connect_url` directly.""",
     ).tag(config=True)
 
+    tunnel_spare_connections = Integer(
+        1,
+        min=0,
+        max=16,
+        help="""Connections to the notebook server kept open through the tunnel ahead of
+        the browser, so a new browser connection does not wait for an SSH channel to open
+        (about 0.5 ms each). Opened only once the server has answered; one is replaced as
+        it is used. 0 opens every channel on demand, as `ssh -L` does.""",
+    ).tag(config=True)
+
     hub_address_for_jobs = Unicode(
         "",
         help="""The login node's address as the compute nodes see it, used with

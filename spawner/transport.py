@@ -159,8 +159,11 @@ class Transport(abc.ABC):
         *,
         listen_port: int = 0,
         listen_host: str = "127.0.0.1",
+        spares: int = 0,
     ) -> Forward:
-        """Listen on this machine; each connection goes on to dest as seen from the login node."""
+        """Listen on this machine; each connection goes on to dest as seen from the login node.
+
+        `spares`: connections to dest kept open ahead of clients (see RelayListener)."""
 
     @abc.abstractmethod
     async def open_remote_forward(

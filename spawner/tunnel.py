@@ -29,12 +29,14 @@ class Tunnel:
         remote_listen_host: str = "0.0.0.0",
         local_port: int = 0,
         hub_forward_port: int = 0,
+        spare_connections: int = 0,
     ) -> None:
         self.transport = transport
         self.node, self.remote_port = node, remote_port
         self.hub_host, self.hub_port = hub_host, hub_port
         self.remote_listen_host = remote_listen_host
         self.local_port, self.hub_forward_port = local_port, hub_forward_port
+        self.spare_connections = spare_connections
         self.hub_forward: Forward | None = None
         self.notebook_forward: Forward | None = None
         self.rtt_ms: float | None = None
@@ -80,7 +82,10 @@ class Tunnel:
         if self.notebook_forward is not None:
             await self.notebook_forward.close()
         self.notebook_forward = await self.transport.open_local_forward(
-            self.node, self.remote_port, listen_port=self.local_port
+            self.node,
+            self.remote_port,
+            listen_port=self.local_port,
+            spares=self.spare_connections,
         )
         self.local_port = self.notebook_forward.listen_port
         return self.local_port
@@ -130,7 +135,12 @@ class Tunnel:
                 "open": bool(notebook and notebook.is_open),
             },
             "rtt_ms": self.rtt_ms,
+            "spare_connections": self._spares_open(),
         }
+
+    def _spares_open(self) -> int:
+        listener = getattr(self.notebook_forward, "listener", None)
+        return listener.spares_open if listener is not None else 0
 
     async def close(self) -> None:
         for forward in (self.notebook_forward, self.hub_forward):

@@ -59,8 +59,8 @@ async def echo_through(port: int, payload: bytes = b"hello") -> bytes:
 
 def nodelay_of_accepted_sockets(forward) -> list[int]:
     return [
-        w.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        for w in forward.listener._relays.values()
+        c._near.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        for c in forward.listener._connections
     ]
 
 
@@ -463,6 +463,52 @@ async def test_ssh_local_forward_relays_both_ways_with_nodelay(ssh, echo_port):
     assert await reader.readexactly(4) == b"ping"
     assert nodelay_of_accepted_sockets(forward) == [1]
     writer.close()
+
+
+async def test_ssh_sends_no_empty_ignore_packet_before_each_packet(ssh, echo_port):
+    forward = await ssh.open_local_forward("127.0.0.1", echo_port)
+    conn = await ssh._connection()
+    assert conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+    sent = []
+    send = conn._send
+    conn._send = lambda data: (sent.append(len(data)), send(data))
+    reader, writer = await asyncio.open_connection("127.0.0.1", forward.listen_port)
+    try:
+        for _ in range(20):
+            writer.write(b"x")
+            assert await reader.readexactly(1) == b"x"
+    finally:
+        writer.close()
+    # 20 data packets and a channel open; asyncssh on its own sends an empty
+    # SSH_MSG_IGNORE before each of them as well (42 or more).
+    assert 21 <= len(sent) < 30
+
+
+class _PacketRecorder:
+    def __init__(self, cipher: str) -> None:
+        self.cipher, self.sent = cipher, []
+
+    def get_extra_info(self, name: str) -> str:
+        return self.cipher if name == "send_cipher" else ""
+
+    def send_packet(self, pkttype, *args, handler=None) -> None:
+        self.sent.append((pkttype, args))
+
+
+@pytest.mark.parametrize(
+    ("cipher", "ignores_sent"),
+    [("aes128-gcm@openssh.com", 0), ("chacha20-poly1305@openssh.com", 0), ("aes128-cbc", 1)],
+)
+def test_only_empty_ignore_packets_are_dropped_and_only_for_ciphers_safe_without(
+    cipher, ignores_sent
+):
+    conn = _PacketRecorder(cipher)
+    ssh_module._send_no_empty_ignores(conn)
+    conn.send_packet(2, b"\x00\x00\x00\x00")  # empty SSH_MSG_IGNORE
+    conn.send_packet(2, b"\x00\x00\x00\x01x")  # an ignore packet with content goes out
+    conn.send_packet(94, b"data")
+    assert conn.sent.count((2, (b"\x00\x00\x00\x00",))) == ignores_sent
+    assert (2, (b"\x00\x00\x00\x01x",)) in conn.sent and (94, (b"data",)) in conn.sent
 
 
 async def test_ssh_remote_forward_reaches_the_destination(ssh, echo_port):
