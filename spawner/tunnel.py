@@ -135,12 +135,7 @@ class Tunnel:
                 "open": bool(notebook and notebook.is_open),
             },
             "rtt_ms": self.rtt_ms,
-            "spare_connections": self._spares_open(),
         }
-
-    def _spares_open(self) -> int:
-        listener = getattr(self.notebook_forward, "listener", None)
-        return listener.spares_open if listener is not None else 0
 
     async def close(self) -> None:
         for forward in (self.notebook_forward, self.hub_forward):
