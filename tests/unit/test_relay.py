@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from spawner.relay import RelayListener, open_socket_far_side
+from spawner.relay import RelayedConnection, RelayListener, open_socket_far_side
 
 
 class CountingServer:
@@ -64,11 +64,15 @@ async def start_listener(port: int, spares: int = 1) -> RelayListener:
 
 
 async def exchange(port: int, payload: bytes = b"ping") -> bytes:
+    """What comes back; b"" when the relay drops the client (an end or a reset: a client
+    dropped while its request is still unread gets a reset from the kernel)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(payload)
         writer.write_eof()
         return await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        return b""
     finally:
         writer.close()
 
@@ -163,3 +167,72 @@ async def test_closing_the_listener_closes_its_spares(server):
     await settle()
     assert all(writer.is_closing() for writer in spare_writers)
     assert listener.spares_open == 0 and listener.active == 0
+
+
+class _RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def write(self, data) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.calls.append(("write_eof",))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+
+async def test_an_answer_that_comes_before_the_clients_transport_is_delivered_in_order():
+    # The request went to an open far side straight from accept(); the far side answered
+    # and closed before asyncio had set up the client's transport.
+    listener = RelayListener(open_far=None, log=logging.getLogger("test"))  # type: ignore[arg-type]
+    connection = RelayedConnection(listener)
+    connection._opening = asyncio.get_running_loop().create_future()  # opened already
+    connection.far_data(b"HTTP/1.0 200 OK\r\n\r\n")
+    connection.far_data(b"body")
+    connection.far_eof()
+    connection.far_closed(None)
+    near = _RecordingTransport()
+    connection.connection_made(near)
+    assert near.calls == [
+        ("write", b"HTTP/1.0 200 OK\r\n\r\nbody"),
+        ("write_eof",),
+        ("close",),
+    ]
+
+
+async def test_running_out_of_file_descriptors_pauses_accepting_then_it_resumes(
+    server, monkeypatch, caplog
+):
+    import errno
+
+    from spawner import relay
+
+    monkeypatch.setattr(relay, "ACCEPT_RETRY_DELAY", 0.05)
+    listener = await start_listener(server.port)
+    real = listener._sock
+
+    class OutOfDescriptors:
+        def fileno(self) -> int:
+            return real.fileno()
+
+        def accept(self):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    try:
+        listener._sock = OutOfDescriptors()
+        with caplog.at_level(logging.WARNING):
+            listener._accept()
+        assert "cannot accept connections: [Errno 24]" in caplog.text
+        listener._sock = real  # descriptors free again
+        assert await exchange(listener.port) == b"pingbye"  # accepted once the pause is over
+    finally:
+        await listener.close()
