@@ -329,6 +329,33 @@ def run_cleanly(prefix: str, body: Callable[[Cleanup], object]) -> bool:
             print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
 
 
+def serve_directory(node: str, user: str, directory: str, port: int, cleanup: Cleanup) -> None:
+    """Python's http.server on a compute node, as `user`, serving `directory` on `port`:
+    a server that costs next to nothing, for measuring what lies in front of it. Stopped by
+    `cleanup`."""
+    server = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/var/run/netns/{node}",
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            "/usr/bin/python3",
+            "-m",
+            "http.server",
+            str(port),
+            "--directory",
+            directory,
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    cleanup.append(lambda: (server.terminate(), server.wait(10)))
+    time.sleep(1.0)
+
+
 # ------------------------------------------------------------------------ statistics ---
 
 

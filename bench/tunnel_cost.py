@@ -43,6 +43,7 @@ from common import (
     percentile,
     print_table,
     run_cleanly,
+    serve_directory,
     ssh_argv,
 )
 from hubs import start_hub
@@ -260,27 +261,7 @@ def plain_server(args: argparse.Namespace, cleanup: Cleanup) -> tuple:
     """Python's http.server on cn1, serving carol's home (as carol), in place of the notebook:
     the tunnels without the notebook server's own cost. Same return as notebook_routes."""
     node, port = "cn1", 20000 + os.getpid() % 10000
-    server = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/var/run/netns/{node}",
-            "setpriv",
-            f"--reuid={USER}",
-            f"--regid={USER}",
-            "--init-groups",
-            "/usr/bin/python3",
-            "-m",
-            "http.server",
-            str(port),
-            "--directory",
-            f"/home/{USER}/{args.plain_dir}",
-        ],  # fmt: skip
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    cleanup.append(lambda: (server.terminate(), server.wait(10)))
-    time.sleep(1.0)
+    serve_directory(node, USER, f"/home/{USER}/{args.plain_dir}", port, cleanup)
     print(f"plain http.server on {node}:{port}", flush=True)
     return node, port, "", "", []
 
