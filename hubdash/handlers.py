@@ -105,6 +105,14 @@ class DashboardHandler(HubOAuthenticated, web.RequestHandler):
         if server and server not in (model.get("servers") or {}):
             raise web.HTTPError(404, f"You have no server named {server!r}.")
 
+    async def own_server_view(self, user_name: str, server: str) -> dict[str, Any]:
+        """The view of one of the logged-in user's servers (403/404 as own_server); a server
+        the hub no longer lists shows as stopped."""
+        await self.own_server(user_name, server)
+        servers = await read_servers(self.api, user_name)
+        model = servers.get(server) or {"name": server, "pending": None, "ready": False}
+        return server_view(user_name, model)
+
     # --- output ---------------------------------------------------------------------------
 
     def render_template(self, name: str, **namespace: Any) -> str:
@@ -237,10 +245,7 @@ class StatusPage(DashboardHandler):
     @web.authenticated
     async def get(self, user_name: str, server: str | None = None) -> None:
         server = server or ""
-        await self.own_server(user_name, server)
-        servers = await read_servers(self.api, user_name)
-        model = servers.get(server) or {"name": server, "pending": None, "ready": False}
-        view = server_view(user_name, model)
+        view = await self.own_server_view(user_name, server)
         self.finish(
             self.render_template(
                 "dashboard_status.html",
@@ -290,11 +295,9 @@ class ServerStatusAPI(ApiHandler):
     @web.authenticated
     async def get(self, user_name: str, server: str | None = None) -> None:
         server = server or ""
-        await self.own_server(user_name, server)
-        servers = await read_servers(self.api, user_name)
-        model = servers.get(server) or {"name": server, "pending": None, "ready": False}
+        view = await self.own_server_view(user_name, server)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(server_view(user_name, model)))
+        self.finish(json.dumps(view))
 
 
 class ServerEvents(EventStreamHandler):

@@ -90,10 +90,7 @@ class Cluster:
         argv = self.adapter.submit_command(script_path, request)
         result = await self._run(transport, argv)
         if result.exit_status != 0:
-            raise SchedulerError(
-                f"{argv[0]} refused the job (exit {result.exit_status}): "
-                f"{_last_words(result.stderr or result.stdout)}"
-            )
+            raise _command_error(argv, result, "refused the job")
         return self.adapter.parse_submit(result.stdout)
 
     async def status(self, transport: Transport, job_ids: list[str]) -> dict[str, JobInfo]:
@@ -103,10 +100,7 @@ class Cluster:
         if result.exit_status != 0 and not self.adapter.status_failure_means_gone(
             result.exit_status, result.stderr
         ):
-            raise SchedulerError(
-                f"{argv[0]} failed (exit {result.exit_status}): "
-                f"{_last_words(result.stderr or result.stdout)}"
-            )
+            raise _command_error(argv, result, "failed")
         return self.adapter.parse_status(result.stdout, job_ids)
 
     async def jobs_named(self, transport: Transport, job_name: str, user: str) -> list[str]:
@@ -116,10 +110,7 @@ class Cluster:
             return []
         result = await self._run(transport, argv)
         if result.exit_status != 0:
-            raise SchedulerError(
-                f"{argv[0]} failed (exit {result.exit_status}): "
-                f"{_last_words(result.stderr or result.stdout)}"
-            )
+            raise _command_error(argv, result, "failed")
         return self.adapter.parse_job_ids(result.stdout)
 
     async def exit_code(self, transport: Transport, job_id: str) -> int | None:
@@ -275,6 +266,14 @@ def shared_cluster(
             monitor_settings=monitor_settings,
         )
     return cluster
+
+
+def _command_error(argv: list[str], result: CommandResult, what: str) -> SchedulerError:
+    """'<command> <what> (exit N): <the end of its output>'."""
+    return SchedulerError(
+        f"{argv[0]} {what} (exit {result.exit_status}): "
+        f"{_last_words(result.stderr or result.stdout)}"
+    )
 
 
 def _last_words(text: str, limit: int = 400) -> str:

@@ -156,7 +156,12 @@ class SchedulerAdapter:
     directive_prefix: str = ""  # "#SBATCH" or "#PBS"
 
     def directives(self, request: JobRequest) -> list[str]:
-        """Header lines for the job script, without the prefix's leading '#'-line."""
+        """Header lines for the job script: `directive_prefix` and each submit option."""
+        return [f"{self.directive_prefix} {option}" for option in self.submit_options(request)]
+
+    def submit_options(self, request: JobRequest) -> list[str]:
+        """The submit command's options for `request`, each checked (ValueError naming the
+        field otherwise)."""
         raise NotImplementedError
 
     def submit_command(self, script_path: str, request: JobRequest | None = None) -> list[str]:

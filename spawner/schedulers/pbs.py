@@ -106,10 +106,7 @@ class PBSAdapter(SchedulerAdapter):
 
     # --- the job script and submission -------------------------------------------------
 
-    def directives(self, request: JobRequest) -> list[str]:
-        return [f"{self.directive_prefix} {option}" for option in self._options(request)]
-
-    def _options(self, request: JobRequest) -> list[str]:
+    def submit_options(self, request: JobRequest) -> list[str]:
         options = []
         if request.job_name:
             options.append(f"-N {check_directive_value('job_name', request.job_name)}")

@@ -99,10 +99,7 @@ class SlurmAdapter(SchedulerAdapter):
 
     # --- the job script and submission -------------------------------------------------
 
-    def directives(self, request: JobRequest) -> list[str]:
-        return [f"{self.directive_prefix} {option}" for option in self._options(request)]
-
-    def _options(self, request: JobRequest) -> list[str]:
+    def submit_options(self, request: JobRequest) -> list[str]:
         options = []
         if request.job_name:
             options.append(f"--job-name={check_directive_value('job_name', request.job_name)}")
@@ -248,7 +245,8 @@ class SlurmAdapter(SchedulerAdapter):
         `--wrap=true` stands in for one (Slurm reads the script, it never runs it).
         """
         script = [check_directive_value("script_path", script_path)] if script_path else []
-        return ["sbatch", "--test-only", *self._options(request), *(script or ["--wrap=true"])]
+        options = self.submit_options(request)
+        return ["sbatch", "--test-only", *options, *(script or ["--wrap=true"])]
 
     def parse_test_only(self, stderr: str) -> datetime:
         match = _TEST_ONLY.search(stderr)
