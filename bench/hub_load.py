@@ -35,7 +35,7 @@ from common import (
     rss_mb,
     run_cleanly,
 )
-from hubs import BenchHub, start_hub
+from hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 METRIC = "jupyterhub_event_loop_interval_seconds"
 BUCKET = re.compile(rf'^{METRIC}_bucket{{le="([^"]+)"}} (\S+)$', re.M)
@@ -163,8 +163,7 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=100, help="pending servers")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=10.0, help="wait before each window")
-    parser.add_argument("--kinds", default="hubdash", help="hubdash and/or batchspawner")
-    parser.add_argument("--port", type=int, default=13100, help="hubdash's port; batchspawner +200")
+    add_hub_arguments(parser, ["hubdash"])
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: it reads the hub's /proc entry and cancels the jobs it made")
@@ -173,8 +172,7 @@ def main() -> int:
     rows = []
 
     def body(cleanup: Cleanup) -> None:
-        for kind in args.kinds.split(","):
-            port = args.port if kind == "hubdash" else args.port + 200
+        for kind, port in hubs_to_measure(args):
             for w in bench_kind(kind, port, prefix, args):
                 rows.append(
                     (

@@ -5,13 +5,15 @@ use, bench/batchspawner_config.py). Servers are started and stopped through the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -20,11 +22,19 @@ from typing import Any
 import requests
 from common import LOGIN_HOST, ROOT, VENV, HubProcess
 
+# Polling a hub is shared with the e2e tests and lives with them (tests/e2e/hubapi.py, which
+# imports nothing of bench/): the checkout root on sys.path makes `tests` importable here.
+sys.path.insert(0, str(ROOT))
+from tests.e2e.hubapi import wait_until  # noqa: E402
+
 BENCH_VENV = Path(os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv"))
 BATCHSPAWNER = "batchspawner==1.3.0"
 SAME_AS_PRODUCT = ("jupyterhub", "jupyter_server", "jupyterlab", "ipyparallel")
 LOGIN_NETNS = "/var/run/netns/login"
 KINDS = ("hubdash", "batchspawner")
+# How far above hubdash's ports batchspawner's hub runs, so that both can run side by side
+# (a hub takes its port and port+1, +50, +81: see start_hub).
+BATCHSPAWNER_PORT_OFFSET = 200
 
 
 def bench_requirements() -> list[str]:
@@ -130,13 +140,8 @@ class BenchHub:
                 self.api("POST", f"/users/{user}")
 
     def wait_for(self, what: Callable[[], Any], timeout: float, step: float = 0.5) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = what()
-            if value:
-                return value
-            time.sleep(step)
-        raise TimeoutError(f"not reached within {timeout:g} s: {what.__doc__ or what}")
+        """Poll `what()` until it returns something true; return that (TimeoutError if not)."""
+        return wait_until(what, timeout, step)
 
 
 def start_hub(
@@ -190,3 +195,24 @@ def start_hub(
     process = HubProcess(argv, env, url, token, log_path, data_dir).start()
     print(f"{kind} hub on {url} (log {log_path})", flush=True)
     return BenchHub(kind, process, job_prefix)
+
+
+def add_hub_arguments(parser: argparse.ArgumentParser, kinds: Sequence[str] = KINDS) -> None:
+    """The options of a benchmark that compares hubs: --kinds (by default `kinds`) and --port."""
+    parser.add_argument(
+        "--kinds", default=",".join(kinds), help="hubs to measure: hubdash and/or batchspawner"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=13100,
+        help=f"hubdash's port; batchspawner +{BATCHSPAWNER_PORT_OFFSET}",
+    )
+
+
+def hubs_to_measure(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(kind, port) of every hub the options of add_hub_arguments ask for, in their order."""
+    return [
+        (kind, args.port if kind == "hubdash" else args.port + BATCHSPAWNER_PORT_OFFSET)
+        for kind in args.kinds.split(",")
+    ]

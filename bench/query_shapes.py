@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import delta, sdiag  # noqa: E402
 from scheduler_load import (  # noqa: E402
     STATUS_FORMAT,
-    cancel_by_name,
-    delta,
     expected_rpcs,
-    sdiag,
+    run_as_root_cleanly,
     submit_held,
     transport,
 )
@@ -119,27 +116,7 @@ def main() -> int:
     parser.add_argument("--tracked", type=int, default=50, help="held jobs of the bench user")
     parser.add_argument("--held", type=int, default=1000, help="other jobs held in the queue")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("run as root: sdiag and scancel of other users' jobs need it", file=sys.stderr)
-        return 2
-    held, tracked = f"hdbench-held-{os.getpid()}", f"hdbench-track-{os.getpid()}"
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        asyncio.run(bench(args, held, tracked))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        print("cancelling the bench's jobs ...", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        cancel_by_name("bob", held)
-        cancel_by_name(BENCH_USER, tracked)
-        cancel_by_name(OTHER_USER, tracked)
-    return 0
+    return run_as_root_cleanly(bench, args)
 
 
 if __name__ == "__main__":

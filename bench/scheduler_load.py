@@ -21,32 +21,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import (
+    KEYS,
+    KNOWN_HOSTS,
+    LOGIN_HOST,
+    ROOT,
+    SUBMIT_LOOP,
+    Cleanup,
+    load_between,
+    run_cleanly,
+    sdiag,
+    top_types,
+)
 
-from bench.common import Sample, delta, sdiag  # noqa: E402, F401 (query_shapes imports them here)
+sys.path.insert(0, str(ROOT))  # the checkout's spawner: the code under test
 from spawner.cluster import Cluster  # noqa: E402
 from spawner.monitor import MonitorSettings  # noqa: E402
 from spawner.schedulers import adapter_for  # noqa: E402
 from spawner.ssh import SSHTransport  # noqa: E402
 from spawner.transport import TransportError  # noqa: E402
 
-LOGIN_HOST = "10.213.0.2"
-KEYS = Path("/etc/hubdash-testcluster/keys")
-KNOWN_HOSTS = "/etc/hubdash-testcluster/known_hosts"
 STATUS_FORMAT = "%i|%T|%r|%P|%N|%S|%Q"
-# Submits `count` held jobs named `name`; ids on stdout. Values arrive as arguments only.
-SUBMIT_LOOP = (
-    'n=0; while [ "$n" -lt "$1" ]; do '
-    'sbatch --parsable --hold -J "$2" -p debug -t 5 -o /dev/null --wrap "sleep 60" || exit 1; '
-    "n=$((n+1)); done"
-)
 
 
 @dataclass
@@ -94,18 +94,12 @@ async def window(seconds: float, user: str) -> Measure:
     await asyncio.sleep(seconds)
     after = await asyncio.to_thread(sdiag)
     CountingTransport.window = None
+    load = load_between(before, after, [user])
     minutes = (after.at - before.at) / 60.0
-    users = delta(before.by_user, after.by_user)
-    count, total = users.get(user, (0, 0))
-    # sdiag's own REQUEST_STATS_INFO calls come from root: not the bench's.
-    others = sum(c for name, (c, _) in users.items() if name not in (user, "root"))
-    types = {
-        name: total_us / 1000.0 / minutes
-        for name, (_, total_us) in delta(before.by_type, after.by_type).items()
-        if name != "REQUEST_STATS_INFO"
-    }
     expected = sum(expected_rpcs(argv) for argv in commands) / minutes
-    return Measure(total / 1000.0 / minutes, count / minutes, types, others, expected)
+    return Measure(
+        load.ms_per_min, load.rpcs_per_min, load.by_type_ms_per_min, load.others, expected
+    )
 
 
 def transport(user: str) -> SSHTransport:
@@ -117,18 +111,14 @@ def transport(user: str) -> SSHTransport:
 async def submit_held(user: str, count: int, name: str) -> list[str]:
     conn = transport(user)
     try:
-        result = await conn.run(["sh", "-c", SUBMIT_LOOP, "sh", str(count), name], timeout=900)
+        argv = ["sh", "-c", SUBMIT_LOOP, "sh", str(count), name, "debug"]
+        result = await conn.run(argv, timeout=900)
     finally:
         await conn.close()
     ids = [line.split(";")[0] for line in result.stdout.split()]
     if result.exit_status != 0 or len(ids) != count:
         raise RuntimeError(f"submitting as {user} failed: {result.stderr.strip()[-300:]}")
     return ids
-
-
-def cancel_by_name(user: str, name: str) -> None:
-    """As root, directly: works even when SSH does not."""
-    subprocess.run(["scancel", "-u", user, "-n", name], timeout=60, check=False)
 
 
 async def run_monitor(
@@ -187,9 +177,22 @@ def polluted(measured: Measure, user: str) -> str:
     )
 
 
-def types_text(types: dict[str, float]) -> str:
-    top = sorted(types.items(), key=lambda item: -item[1])[:4]
-    return ", ".join(f"{name.removeprefix('REQUEST_')} {ms:.1f}" for name, ms in top) or "-"
+def run_as_root_cleanly(
+    bench: Callable[[argparse.Namespace, str, str], Awaitable[None]], args: argparse.Namespace
+) -> int:
+    """What main() of scheduler_load.py and query_shapes.py does: as root, run
+    `bench(args, held_name, tracked_name)`, which submits jobs under these two names, and
+    cancel them all at the end, also on Ctrl-C or SIGTERM. The exit status (130: interrupted)."""
+    if os.geteuid() != 0:
+        print("run as root: sdiag and scancel of other users' jobs need it", file=sys.stderr)
+        return 2
+    # The names start with this (the dash: no other run's, of pid 1234 when this is 123).
+    prefix = f"hdbench{os.getpid()}-"
+
+    def body(cleanup: Cleanup) -> None:
+        asyncio.run(bench(args, f"{prefix}held", f"{prefix}track"))
+
+    return 0 if run_cleanly(prefix, body) else 130
 
 
 async def bench(args: argparse.Namespace, held_name: str, tracked_name: str) -> None:
@@ -232,7 +235,7 @@ async def bench(args: argparse.Namespace, held_name: str, tracked_name: str) -> 
         ratio = poller_ms / hub.user_ms_per_min if hub.user_ms_per_min else float("inf")
         print(
             f"{level:>7} | {hub.user_ms_per_min:>14.1f} | {hub.user_rpcs_per_min:>8.0f} | "
-            f"{types_text(hub.by_type_ms_per_min):<44} | {poller_ms:>12.1f}{note or ' '} | "
+            f"{top_types(hub.by_type_ms_per_min, 4):<44} | {poller_ms:>12.1f}{note or ' '} | "
             f"{ratio:>5.0f}x",
             flush=True,
         )
@@ -272,27 +275,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.poller_levels = {int(n) for n in args.poller_levels.split(",") if n}
-    if os.geteuid() != 0:
-        print("run as root: sdiag and scancel of other users' jobs need it", file=sys.stderr)
-        return 2
-    held_name = f"hdbench-held-{os.getpid()}"
-    tracked_name = f"hdbench-track-{os.getpid()}"
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        asyncio.run(bench(args, held_name, tracked_name))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        print("cancelling the bench's jobs ...", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop this
-        cancel_by_name("bob", held_name)
-        cancel_by_name(args.user, tracked_name)
-    return 0
+    return run_as_root_cleanly(bench, args)
 
 
 if __name__ == "__main__":

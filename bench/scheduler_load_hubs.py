@@ -42,7 +42,7 @@ from common import (
     sdiag,
     top_types,
 )
-from hubs import KINDS, BenchHub, start_hub
+from hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 USER = "carol"
 HELD_USER = "dave"
@@ -193,8 +193,7 @@ def main() -> int:
         "--running", type=int, default=10, help="running servers (the nodes hold 16 at most)"
     )
     parser.add_argument("--held", type=int, default=1000, help="other jobs held in the queue")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="hubs to measure")
-    parser.add_argument("--port", type=int, default=13100, help="hubdash's port; batchspawner +200")
+    add_hub_arguments(parser)
     args = parser.parse_args()
     args.levels = sorted(int(n) for n in args.levels.split(","))
     if os.geteuid() != 0:
@@ -208,8 +207,7 @@ def main() -> int:
         print(f"holding {args.held} jobs of {HELD_USER} in partition hold ...", flush=True)
         hold_jobs(HELD_USER, args.held, f"{prefix}-held")
         rows: list[Row] = []
-        for kind in args.kinds.split(","):
-            port = args.port if kind == "hubdash" else args.port + 200
+        for kind, port in hubs_to_measure(args):
             rows += bench_kind(kind, port, prefix, args)
         report(rows, args)
 

@@ -46,7 +46,7 @@ from common import (
     queue_is_quiet,
     run_cleanly,
 )
-from hubs import KINDS, BenchHub, start_hub
+from hubs import KINDS, BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 USER = "carol"
 JUPYTER_LINE = re.compile(r"^\[[DIWEC] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
@@ -185,8 +185,7 @@ def summary(kind: str, spawns: list[Spawn]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spawns", type=int, default=10, help="measured spawns per hub")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="hubs to measure")
-    parser.add_argument("--port", type=int, default=13100, help="hubdash's port; batchspawner +200")
+    add_hub_arguments(parser)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: slurmctld's log and the users' server logs need it")
@@ -199,8 +198,7 @@ def main() -> int:
     results: dict[str, list[Spawn]] = {}
 
     def body(cleanup: Cleanup) -> None:
-        for kind in args.kinds.split(","):
-            port = args.port if kind == "hubdash" else args.port + 200
+        for kind, port in hubs_to_measure(args):
             results[kind] = bench_kind(kind, port, prefix, args)
 
     if not run_cleanly(prefix, body):

@@ -1,32 +1,17 @@
 """The demo hub plus a service token the tests use to read server state through the REST API."""
 
 import os
+from runpy import run_path
 
 from spawner.hubsetup import setup_hub
 
 c = get_config()  # noqa: F821
 load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821
 
-# Added to what the demo configures (e.g. the dashboard service), not in its place.
-services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
-roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
-c.JupyterHub.services = services + [
-    {"name": "hubdash-tests", "api_token": os.environ["HUBDASH_TEST_TOKEN"]},
-]
-c.JupyterHub.load_roles = roles + [
-    {
-        "name": "hubdash-tests",
-        "scopes": [
-            "admin:users",
-            "admin:servers",
-            "admin:server_state",
-            "list:users",
-            "access:servers",
-            "read:metrics",
-        ],
-        "services": ["hubdash-tests"],
-    }
-]
+# The tests' service token, added to what the demo configures (e.g. the dashboard service).
+# Run from its file: this config is no package module (tests/e2e/hubapi.py says more).
+hubapi = os.path.join(os.environ["HUBDASH_ROOT"], "tests", "e2e", "hubapi.py")
+run_path(hubapi)["add_api_service"](c, "hubdash-tests", os.environ["HUBDASH_TEST_TOKEN"])
 c.JupyterHub.log_level = "DEBUG"
 # Jobs of this test session carry its tag, so the queue check after the session counts
 # only them (other hubs may share the test cluster).

@@ -8,12 +8,15 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from ..conftest import JOB_PREFIX
+from .hubapi import wait_until
 
 VENV_BIN = Path(os.environ.get("HUBDASH_VENV", "/opt/hubdash/venv")) / "bin"
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,15 +97,9 @@ class Hub:
         """The server's model with its live spawner state, or None when it is not there."""
         return self.api("GET", f"/users/{user}").json().get("servers", {}).get(name)
 
-    def wait_for(self, what, timeout: float = 120, step: float = 0.3):
-        """Poll `what()` until it returns something true; return that."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = what()
-            if value:
-                return value
-            time.sleep(step)
-        raise AssertionError(f"not reached within {timeout} s: {getattr(what, '__doc__', what)}")
+    def wait_for(self, what: Callable[[], Any], timeout: float = 120, step: float = 0.3) -> Any:
+        """Poll `what()` until it returns something true; return that (a failed check if not)."""
+        return wait_until(what, timeout, step, error=AssertionError)
 
     def wait_ready(self, user: str, name: str = "", timeout: float = 120) -> dict:
         def ready():
@@ -131,12 +128,7 @@ class Hub:
         """Stop every server through the API, so the spawner cancels its jobs."""
         for user in self.api("GET", "/users").json():
             for name in user.get("servers", {}):
-                path = (
-                    f"/users/{user['name']}/servers/{name}"
-                    if name
-                    else f"/users/{user['name']}/server"
-                )
-                self.api("DELETE", path)
+                self.stop(user["name"], name)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             users = self.api("GET", "/users").json()
