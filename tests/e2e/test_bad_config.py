@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from .badconfig import hub_refused_at_start
 from .conftest import PORT_BASE
-from .hubprocess import Hub
 
 # Ports no other hub of this session uses; the hub should not get as far as binding them.
 PORT = PORT_BASE + 110
@@ -25,18 +25,7 @@ PORT = PORT_BASE + 110
 def test_hub_refuses_to_start_with_a_bad_setting_and_names_it(
     setting, named, tmp_path, test_cluster
 ):
-    hub = Hub(
-        scheduler="slurm",
-        port=PORT,
-        data_dir=tmp_path,
-        log_path=tmp_path / "hub.log",
-        extra_config=setting,
-    )
-    try:
-        with pytest.raises(RuntimeError, match="exited at start"):
-            hub.start()
-    finally:
-        hub.terminate()
+    hub = hub_refused_at_start(setting, PORT, tmp_path)
     assert hub.process.returncode == 1
     log = hub.log_path.read_text()
     assert "Bad config encountered during initialization" in log

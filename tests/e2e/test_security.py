@@ -25,6 +25,7 @@ from playwright.sync_api import Page
 
 from ..conftest import JOB_PREFIX, cluster_jobs
 from ..hostile import TALLY, marker_name, payloads
+from .badconfig import hub_refused_at_start
 from .conftest import PORT_BASE, log_in
 from .hubprocess import Hub
 
@@ -192,18 +193,7 @@ def test_changed_login_host_key_stops_the_spawn_before_anything_is_sent(make_hub
     ],
 )
 def test_malformed_settings_stop_the_hub_at_start_naming_them(setting, named, tmp_path):
-    hub = Hub(
-        scheduler="slurm",
-        port=PORT_BASE + 900,
-        data_dir=tmp_path,
-        log_path=tmp_path / "hub.log",
-        extra_config=setting,
-    )
-    try:
-        with pytest.raises(RuntimeError, match="exited at start"):
-            hub.start()
-    finally:
-        hub.terminate()
+    hub = hub_refused_at_start(setting, PORT_BASE + 900, tmp_path)
     assert named in hub.log_path.read_text()
 
 

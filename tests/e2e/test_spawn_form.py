@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from playwright.sync_api import Page, expect
 
@@ -30,6 +32,20 @@ def submit_unchecked(page: Page) -> None:
 
 def alice_jobs() -> list[str]:
     return [line.split()[0] for line in cluster_jobs(JOB_PREFIX, users=("alice",))]
+
+
+@contextmanager
+def alice_server_started_from_the_form(page: Page, hub: Hub) -> Iterator[dict]:
+    """Press Start on the filled-in form and give alice's server model once it is ready.
+
+    Afterwards the server is stopped even if the test failed; when it passed, its job must
+    also have left the queue, so the next test starts from an empty queue."""
+    page.click("#spawn_form button[type=submit]")
+    try:
+        yield hub.wait_ready("alice", timeout=180)
+    finally:
+        hub.stop("alice")
+    hub.wait_for(lambda: not alice_jobs(), timeout=30)
 
 
 def test_walltime_over_the_limit_is_flagged_next_to_the_field_and_the_entries_stay(
@@ -92,9 +108,7 @@ def test_a_valid_form_spawns_and_the_next_form_starts_from_those_choices(page: P
     page.fill("#walltime", "10")
     page.fill("#nodes", "1")
     page.fill("#engines", "0")
-    page.click("#spawn_form button[type=submit]")
-    try:
-        server = hub.wait_ready("alice", timeout=180)
+    with alice_server_started_from_the_form(page, hub) as server:
         job_id = server["state"]["job_id"]
         assert job_id in alice_jobs()
         assert server["user_options"] == {
@@ -110,9 +124,6 @@ def test_a_valid_form_spawns_and_the_next_form_starts_from_those_choices(page: P
             check=True,
         ).stdout.strip()
         assert limit == "10:00"
-    finally:
-        hub.stop("alice")
-    hub.wait_for(lambda: not alice_jobs(), timeout=30)
     hub.wait_for(lambda: not (hub.server("alice") or {}).get("pending"), timeout=30)
 
     # After the stop, the form starts from the last choices (walltime normalised) ...
@@ -232,15 +243,10 @@ def test_extra_fields_show_their_limits_and_reach_the_job(page: Page, make_hub):
     page.fill("#memory", "512M")
     page.select_option("#account-select", "proj2")
     page.fill("#walltime", "10")
-    page.click("#spawn_form button[type=submit]")
-    try:
-        server = extras.wait_ready("alice", timeout=180)
+    with alice_server_started_from_the_form(page, extras) as server:
         job_id = server["state"]["job_id"]
         detail = subprocess.run(
             ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
         ).stdout
         assert "Account=proj2" in detail
         assert "MinMemoryNode=512M" in detail
-    finally:
-        extras.stop("alice")
-    extras.wait_for(lambda: not alice_jobs(), timeout=30)

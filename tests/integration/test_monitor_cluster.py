@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from spawner.cluster import Cluster
-from spawner.monitor import JobMonitor, JobView, MonitorSettings
+from spawner.monitor import MonitorSettings
 from spawner.schedulers import adapter_for
 from spawner.schedulers.base import JobState
 from spawner.ssh import SSHTransport
 from tests.conftest import JOB_PREFIX
+from tests.monitor_views import view_once
 
 pytestmark = pytest.mark.integration
 
@@ -70,14 +72,8 @@ async def release(cluster: Cluster, job_id: str) -> None:
     assert result.exit_status == 0, result.stderr
 
 
-async def until(monitor: JobMonitor, job_id: str, check, what: str) -> JobView:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    view = monitor.get(job_id)
-    while view is None or not check(view):
-        assert loop.time() < deadline, f"never saw {what}; last view: {view}"
-        view = await monitor.wait_for_change(job_id, 1.0)
-    return view
+# The view of a job once a check holds (see tests/monitor_views.py).
+until = partial(view_once, patience=PATIENCE, poll=1.0)
 
 
 async def test_monitor_follows_a_real_job_from_pending_to_done(cluster):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 
 import pytest
 
@@ -12,6 +13,7 @@ from spawner.monitor import JobEnded, MonitorSettings
 from spawner.schedulers import adapter_for
 from spawner.schedulers.base import JobState
 
+from ..monitor_views import view_once
 from .fake_cluster import PaperJob, PaperScheduler, PaperTransport
 
 # Short cadences so the state machine turns many times within a test; only upper bounds
@@ -42,15 +44,8 @@ async def paper():
     await cluster.close()
 
 
-async def until(monitor, job_id, check, what: str):
-    """The view once `check(view)` holds; fails (does not hang) if it never does."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    view = monitor.get(job_id)
-    while view is None or not check(view):
-        assert loop.time() < deadline, f"never saw {what}; last view: {view}"
-        view = await monitor.wait_for_change(job_id, 0.2)
-    return view
+# The view of a job once a check holds (see tests/monitor_views.py).
+until = partial(view_once, patience=PATIENCE, poll=0.2)
 
 
 async def test_tracked_job_follows_the_scheduler_from_pending_to_done(paper):

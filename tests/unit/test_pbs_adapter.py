@@ -9,9 +9,7 @@ here).
 """
 
 import re
-import shlex
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -19,24 +17,13 @@ from spawner.schedulers import adapter_for
 from spawner.schedulers.base import JobRequest, JobState, SchedulerError
 from spawner.schedulers.pbs import PBSAdapter, exec_host_nodes, parse_records
 
-DATA = Path(__file__).parent / "data"
+from .job_requests import request_with
+from .scheduler_samples import DATA, recorded, sample
+
 TORQUE = PBSAdapter("torque")
 PBSPRO = PBSAdapter("pbspro")
 WRAPPER = PBSAdapter("slurm-torque")
 JOB_HEADER = re.compile(r"^Job Id:\s*(\S+)")
-
-
-def sample(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def recorded(name: str) -> tuple[list[str], int]:
-    """The command line and exit code that produced a recorded sample, from SAMPLES.md."""
-    for line in sample("SAMPLES.md").splitlines():
-        match = re.match(r"^\| `([^`]+)` \| `(.*)` \| (\d+) \|$", line)
-        if match and match.group(1) == name:
-            return shlex.split(match.group(2).replace("\\|", "|")), int(match.group(3))
-    raise LookupError(f"{name} is not in SAMPLES.md")
 
 
 REQUEST = JobRequest(
@@ -123,17 +110,8 @@ def test_minimal_request_asks_for_one_node_and_nothing_optional():
 @pytest.mark.parametrize("field", ["job_name", "queue", "output_path", "workdir", "account"])
 @pytest.mark.parametrize("bad", ["a b", "x\n#PBS -u root", "'q'", "$X", "`id`", "a;b", "-W"])
 def test_unsafe_directive_value_is_refused_by_name(field, bad):
-    values = {
-        "job_name": "j",
-        "queue": "q",
-        "walltime_seconds": 60,
-        "output_path": "o",
-        "workdir": "/w",
-        "account": "a",
-    }
-    values[field] = bad
     with pytest.raises(ValueError, match=field):
-        TORQUE.directives(JobRequest(**values))
+        TORQUE.directives(request_with(field, bad))
 
 
 def test_unknown_flavor_is_refused_with_the_choices():

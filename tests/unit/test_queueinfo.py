@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,8 @@ from spawner.schedulers.pbs import PBSAdapter
 from spawner.schedulers.slurm import SlurmAdapter
 from spawner.transport import CommandResult, TransportError
 
-DATA = Path(__file__).parent / "data"
+from .scheduler_samples import sample
+
 REQUEST = JobRequest(job_name="jupyterhub-alice-default", queue="debug", walltime_seconds=600)
 
 
@@ -40,10 +40,6 @@ class CannedTransport:
         if self.down:
             raise TransportError("connection refused by 10.213.0.2 port 2222")
         return self.answers[argv[0]]
-
-
-def sample(name: str) -> str:
-    return (DATA / name).read_text()
 
 
 def slurm_cluster() -> tuple[Cluster, CannedTransport]:

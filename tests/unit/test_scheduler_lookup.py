@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from spawner.schedulers.base import JobState, SchedulerError
 from spawner.schedulers.pbs import PBSAdapter
 from spawner.schedulers.slurm import SlurmAdapter
 
-DATA = Path(__file__).parent / "data"
+from .scheduler_samples import sample
+
 SLURM = SlurmAdapter()
 TORQUE = PBSAdapter("torque")
-
-
-def sample(name: str) -> str:
-    return (DATA / name).read_text()
 
 
 def test_slurm_lookup_is_one_scontrol_rpc_for_one_job():

@@ -7,10 +7,7 @@ tests take them from there. `recorded-slurm-*` are further real outputs of the s
 cluster. Our squeue/sinfo formats are fixed by `-o`, so they read the same up to 24.x.
 """
 
-import re
-import shlex
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -18,21 +15,10 @@ from spawner.schedulers import adapter_for
 from spawner.schedulers.base import JobRequest, JobState, SchedulerError
 from spawner.schedulers.slurm import SlurmAdapter, expand_hostlist, slurm_state
 
-DATA = Path(__file__).parent / "data"
+from .job_requests import request_with
+from .scheduler_samples import recorded, sample
+
 SLURM = SlurmAdapter()
-
-
-def sample(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def recorded(name: str) -> tuple[list[str], int]:
-    """The command line and exit code that produced a recorded sample, from SAMPLES.md."""
-    for line in sample("SAMPLES.md").splitlines():
-        match = re.match(r"^\| `([^`]+)` \| `(.*)` \| (\d+) \|$", line)
-        if match and match.group(1) == name:
-            return shlex.split(match.group(2).replace("\\|", "|")), int(match.group(3))
-    raise LookupError(f"{name} is not in SAMPLES.md")
 
 
 def recorded_ids(name: str) -> list[str]:
@@ -94,17 +80,8 @@ def test_directives_leave_out_what_was_not_asked_for():
     "bad", ["two words", "line\n#SBATCH --uid=0", "it's", 'say "x"', "$HOME", "`id`", "a;b", "-x"]
 )
 def test_unsafe_directive_value_is_refused_by_name(field, bad):
-    values = {
-        "job_name": "j",
-        "queue": "q",
-        "walltime_seconds": 60,
-        "output_path": "o",
-        "workdir": "w",
-        "account": "a",
-    }
-    values[field] = bad
     with pytest.raises(ValueError, match=field):
-        SLURM.directives(JobRequest(**values))
+        SLURM.directives(request_with(field, bad))
 
 
 @pytest.mark.parametrize(

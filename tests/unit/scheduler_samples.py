@@ -1,0 +1,28 @@
+"""Recorded and documented scheduler output in tests/unit/data, and how each was recorded.
+
+scripts/record-scheduler-samples lists each recorded sample's command line and exit code in
+data/SAMPLES.md; job ids change with every recording, so tests take them from there.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+# A row of SAMPLES.md: | `file name` | `command line` | exit code |
+_SAMPLES_ROW = re.compile(r"^\| `([^`]+)` \| `(.*)` \| (\d+) \|$")
+
+
+def sample(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def recorded(name: str) -> tuple[list[str], int]:
+    """The command line and exit code that produced a recorded sample, from SAMPLES.md."""
+    for line in sample("SAMPLES.md").splitlines():
+        match = _SAMPLES_ROW.match(line)
+        if match and match.group(1) == name:
+            return shlex.split(match.group(2).replace("\\|", "|")), int(match.group(3))
+    raise LookupError(f"{name} is not in SAMPLES.md")
