@@ -145,8 +145,9 @@ def hold_jobs(user: str, count: int, name: str, partition: str = "hold") -> list
 
 
 def live_jobs(name_prefix: str) -> list[tuple[str, str, str]]:
-    """(id, name, state) of every job not yet ended whose name starts with `name_prefix`
-    (a job COMPLETING has been cancelled or has ended already: not listed)."""
+    """(id, name, state) of every job not yet ended whose name is `name_prefix` or starts with
+    `name_prefix-` (so hdbench123 never takes hdbench1234's jobs; a job COMPLETING has been
+    cancelled or has ended already: not listed)."""
     out = subprocess.run(
         ["squeue", "-h", "-t", "PD,R,S,CF", "-o", "%i|%j|%T"],
         capture_output=True,
@@ -155,13 +156,17 @@ def live_jobs(name_prefix: str) -> list[tuple[str, str, str]]:
         check=True,
     ).stdout
     rows = [tuple(line.split("|", 2)) for line in out.splitlines() if line.count("|") == 2]
-    return [row for row in rows if row[1].startswith(name_prefix)]  # type: ignore[misc]
+    return [
+        row  # type: ignore[misc]
+        for row in rows
+        if row[1] == name_prefix or row[1].startswith(f"{name_prefix}-")
+    ]
 
 
 def cancel_jobs(name_prefix: str) -> str:
-    """As root, directly (works even when SSH does not): cancel every live job whose name
-    starts with `name_prefix`. Returns what was cancelled, as "<count> <name>, ..." ("none"):
-    jobs a hub left behind show up here by their names."""
+    """As root, directly (works even when SSH does not): cancel every live job of
+    `name_prefix` (as live_jobs matches it). Returns what was cancelled, as
+    "<count> <name>, ..." ("none"): jobs a hub left behind show up here by their names."""
     jobs = live_jobs(name_prefix)
     ids = [job_id for job_id, _, _ in jobs]
     for start in range(0, len(ids), 200):

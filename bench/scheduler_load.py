@@ -186,11 +186,10 @@ def run_as_root_cleanly(
     if os.geteuid() != 0:
         print("run as root: sdiag and scancel of other users' jobs need it", file=sys.stderr)
         return 2
-    # The names start with this (the dash: no other run's, of pid 1234 when this is 123).
-    prefix = f"hdbench{os.getpid()}-"
+    prefix = f"hdbench{os.getpid()}"
 
     def body(cleanup: Cleanup) -> None:
-        asyncio.run(bench(args, f"{prefix}held", f"{prefix}track"))
+        asyncio.run(bench(args, f"{prefix}-held", f"{prefix}-track"))
 
     return 0 if run_cleanly(prefix, body) else 130
 
