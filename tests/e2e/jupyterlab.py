@@ -17,7 +17,9 @@ def run_cell(page: Page, lab_url: str, code: str, marker: str) -> str:
     editor.click()
     page.keyboard.insert_text(code)
     output = page.locator(".jp-OutputArea-output").first
-    # A kernel that just started can drop the first request; the cell is safe to rerun.
+    # JupyterLab ignores a run given before its kernel connection is up (the kernel's
+    # websocket then carries no execute_request at all: the browser drops it, not the
+    # tunnel); the indicator above can read idle before that. The cell is safe to rerun.
     for _attempt in range(6):
         editor.click()
         page.keyboard.press("Control+Enter")
