@@ -78,11 +78,8 @@ class RelayedConnection(asyncio.Protocol):
         if self._closed:  # its far side could not open
             transport.close()
             return
-        set_nodelay(transport)
-        self._near = transport
+        self._near = transport  # TCP_NODELAY is set already, at accept
         self._listener._connections.add(self)
-        if self._opening is None:
-            self.open_far_side()
         if self._far_early:
             self.far_data(b"".join(self._far_early))
             self._far_early.clear()
@@ -274,8 +271,6 @@ class RelayListener:
             client.setblocking(False)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = self._connection_for_client()
-            if connection._opening is None:
-                connection.open_far_side()
             try:
                 early = client.recv(EARLY_DATA_LIMIT)
             except (BlockingIOError, InterruptedError):
@@ -340,13 +335,16 @@ class RelayListener:
             self._log.info("Port %s:%d reaches its far side again", self.host, self.port)
 
     def _connection_for_client(self) -> RelayedConnection:
-        """The protocol for a socket just accepted: the oldest spare, else a new one."""
+        """The protocol for a socket just accepted, its far side open or opening: the oldest
+        spare, else a new one."""
         while self._spares:
             connection = self._spares.popleft()
             if not connection._closed:
                 connection.spare = False
                 return connection
-        return RelayedConnection(self)
+        connection = RelayedConnection(self)
+        connection.open_far_side()
+        return connection
 
     def _refill(self) -> None:
         while self.is_serving and len(self._spares) < self.spares:
