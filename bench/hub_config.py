@@ -16,6 +16,11 @@ run_path(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_access.py"))["
     c
 )
 c.JupyterHub.log_level = "DEBUG" if os.environ.get("HUBDASH_BENCH_DEBUG") else "INFO"
+# batchspawner, measured beside us, runs without internal TLS, and so does bench/tinyserver.py:
+# so do these hubs, unless HUBDASH_BENCH_TLS=1 (the demo's setting) is given.
+if not os.environ.get("HUBDASH_BENCH_TLS"):
+    c.JupyterHub.internal_ssl = False
+    c.ConfigurableHTTPProxy.api_url = c.ConfigurableHTTPProxy.api_url.replace("https:", "http:")
 
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_BENCH_JOB_PREFIX"]
 c.JobSpawner.queues["hold"] = {"description": "takes jobs, never starts them"}
@@ -25,6 +30,12 @@ if os.environ.get("HUBDASH_BENCH_TINY"):
         c.JobSpawner.remote_python,
         os.path.join(os.environ["HUBDASH_ROOT"], "bench", "tinyserver.py"),
     ]
+
+# Options for the dashboard service (bench/stream_flood.py sets its stream caps this way).
+dash_args = os.environ.get("HUBDASH_BENCH_DASH_ARGS", "").split()
+for service in c.JupyterHub.services:
+    if service["name"] == "hubdash" and dash_args:
+        service["command"] = [*service["command"], *dash_args]
 
 if os.environ.get("HUBDASH_BENCH_EXTRA_CONFIG"):
     load_subconfig(os.environ["HUBDASH_BENCH_EXTRA_CONFIG"])  # noqa: F821

@@ -16,13 +16,20 @@ os.makedirs(data_dir, mode=0o700, exist_ok=True)
 
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ.get('HUBDASH_PORT', '8000')}"
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ.get('HUBDASH_HUB_PORT', '8081')}"
+# https: with internal TLS (below) the proxy's API, too, takes only the hub's certificate.
 c.ConfigurableHTTPProxy.api_url = (
-    f"http://127.0.0.1:{os.environ.get('HUBDASH_PROXY_API_PORT', '8001')}"
+    f"https://127.0.0.1:{os.environ.get('HUBDASH_PROXY_API_PORT', '8001')}"
 )
 c.JupyterHub.db_url = f"sqlite:///{data_dir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = f"{data_dir}/jupyterhub_cookie_secret"
 c.ConfigurableHTTPProxy.pid_file = f"{data_dir}/jupyterhub-proxy.pid"
 c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 3  # each one a batch job: docs/deployment.md
+# Internal TLS: the hub makes certificates for itself, the proxy and each server. A job's
+# server verifies the hub through the forward on the login node, and only holders of those
+# certificates get an answer there (SECURITY.md, "Other users of the cluster").
+c.JupyterHub.internal_ssl = True
+c.JupyterHub.internal_certs_location = f"{data_dir}/internal-ssl"
 
 # The test cluster's users log in with their passwords (PAM).
 c.JupyterHub.authenticator_class = "pam"

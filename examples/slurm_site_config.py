@@ -10,6 +10,7 @@ c.JupyterHub.bind_url = "https://jupyter.hpc.example.org"
 c.JupyterHub.ssl_cert = "/etc/jupyterhub/tls/fullchain.pem"
 c.JupyterHub.ssl_key = "/etc/jupyterhub/tls/privkey.pem"
 c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 3  # each one a batch job: docs/deployment.md
 c.JupyterHub.authenticator_class = "pam"
 c.Authenticator.allow_all = True  # everyone with a cluster account
 

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,16 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader
 from jupyterhub.services.auth import HubOAuth
+from jupyterhub.utils import make_ssl_context
 from tornado import web
 from traitlets import Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from .handlers import routes, sample_scheduler_rate
 from .hubapi import HubAPI
+from .hubauth import SharedLookupHubOAuth
 from .schedulerrate import SchedulerRate
+from .streamlimits import StreamLimits
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -39,6 +43,8 @@ class HubDash(Application):
         "walltime-warning-minutes": "HubDash.walltime_warning_minutes",
         "state-interval": "HubDash.state_interval",
         "metrics-interval": "HubDash.metrics_interval",
+        "max-streams-per-user": "HubDash.max_streams_per_user",
+        "max-streams-total": "HubDash.max_streams_total",
         "url": "HubDash.service_url",
         "log-level": "Application.log_level",
     }
@@ -88,6 +94,28 @@ class HubDash(Application):
         help="Seconds of history behind the admin overview's scheduler query rate.",
     ).tag(config=True)
 
+    max_streams_per_user = Integer(
+        10,
+        help="""At most this many live event streams (open status or My servers pages) per
+        user at once, e.g. 10. Each one reads the hub every `state_interval` seconds; past
+        the cap a page gets HTTP 429 and refreshes itself every 20 s instead.""",
+    ).tag(config=True)
+
+    max_streams_total = Integer(
+        500,
+        help="""At most this many live event streams for all users together, e.g. 500: what
+        the hub's API can serve every `state_interval` seconds on the dashboard's behalf.
+        Past it, new pages get HTTP 429 and refresh themselves every 20 s instead.""",
+    ).tag(config=True)
+
+    @validate("max_streams_per_user", "max_streams_total")
+    def _validate_stream_cap(self, proposal: dict) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(
+                f"HubDash.{proposal['trait'].name} is {proposal['value']}; give at least 1"
+            )
+        return proposal["value"]
+
     service_url = Unicode(
         help="""Where the service listens, e.g. 'http://127.0.0.1:10101'. Default: the
         url the hub gives the service ($JUPYTERHUB_SERVICE_URL).""",
@@ -111,8 +139,10 @@ class HubDash(Application):
     ) -> web.Application:
         """The tornado application; tests hand in their own hub client objects."""
         prefix = "/" + self.service_prefix.strip("/") + "/"
-        hub_auth = hub_auth or HubOAuth(cache_max_age=60)
-        hub_api = hub_api or HubAPI(hub_auth.api_url, hub_auth.api_token)
+        hub_auth = hub_auth or SharedLookupHubOAuth(cache_max_age=60)
+        hub_api = hub_api or HubAPI(
+            hub_auth.api_url, hub_auth.api_token, ssl_context=_internal_tls(hub_auth)
+        )
         base_url = os.environ.get("JUPYTERHUB_BASE_URL", "/")
         settings = {
             "hub_auth": hub_auth,
@@ -123,6 +153,7 @@ class HubDash(Application):
             "walltime_warning_minutes": self.walltime_warning_minutes,
             "state_interval": self.state_interval,
             "scheduler_rate": SchedulerRate(self.rate_window),
+            "stream_limits": StreamLimits(self.max_streams_per_user, self.max_streams_total),
             "jinja_env": Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True),
             "static_path": str(STATIC),
             "static_url_prefix": prefix + "static/",
@@ -189,3 +220,10 @@ async def _stop_when_orphaned(stop: asyncio.Event, log: Any, every: float = 2.0)
 
 def main() -> None:
     HubDash.launch_instance()
+
+
+def _internal_tls(hub_auth: HubOAuth) -> ssl.SSLContext | None:
+    """The hub's internal TLS as handed to this service ($JUPYTERHUB_SSL_*), if it is on."""
+    if not (hub_auth.keyfile and hub_auth.certfile):
+        return None
+    return make_ssl_context(hub_auth.keyfile, hub_auth.certfile, cafile=hub_auth.client_ca)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -21,10 +22,14 @@ from .hubapi import HubAPI, HubAPIError
 from .live import ServerFeed, ServerListFeed, read_servers
 from .schedulerrate import SchedulerRate, command_totals
 from .sse import format_event
+from .streamlimits import StreamLimits, StreamsFull
 from .views import STATUS_LABELS, duration, server_view
 
 # A comment line now and then keeps proxies from closing a quiet event stream.
 KEEPALIVE_SECONDS = 15.0
+# How often a page refused a stream (429) polls instead: a stream reads every few seconds,
+# a refused page much less often, so refusals never cost the hub more than streams would.
+POLL_SECONDS = 20
 
 
 def server_urls(prefix: str, user: str, server: str) -> dict[str, str]:
@@ -169,13 +174,48 @@ class ApiHandler(DashboardHandler):
 
 
 class EventStreamHandler(ApiHandler):
-    """Holds a server-sent event stream open while its feed runs."""
+    """Holds a server-sent event stream open while its feed runs, within the stream caps."""
 
     _closed: asyncio.Event | None = None
 
+    @property
+    def limits(self) -> StreamLimits:
+        return self.settings["stream_limits"]
+
+    async def prepare(self) -> None:
+        # A full dashboard asks the hub nothing, not even who is asking: the total cap
+        # needs no name.
+        try:
+            self.limits.refuse_if_full()
+        except StreamsFull as exc:
+            raise web.HTTPError(429, str(exc)) from None
+        await super().prepare()
+
+    @contextlib.contextmanager
+    def stream_slot(self, user_name: str) -> Iterator[None]:
+        """A place among the open streams while the body runs; 429 past a cap.
+
+        Taken before the stream asks the hub anything (only who the user is was asked, and
+        that answer is cached), and given back however the body ends.
+        """
+        me = self.own(user_name)
+        try:
+            slot = self.limits.acquire(me["name"])
+        except StreamsFull as exc:
+            raise web.HTTPError(429, str(exc)) from None
+        with slot:
+            yield
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 429:
+            self.set_header("Retry-After", str(POLL_SECONDS))
+        super().write_error(status_code, **kwargs)
+
     def on_connection_close(self) -> None:
-        if self._closed is not None:
-            self._closed.set()
+        # Also before stream() began (the page left while we asked the hub): remembered.
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        self._closed.set()
 
     async def send(self, name: str, data: Any) -> None:
         if self._closed is not None and self._closed.is_set():
@@ -188,7 +228,10 @@ class EventStreamHandler(ApiHandler):
             self.on_connection_close()
 
     async def stream(self, feed: Any) -> None:
-        self._closed = asyncio.Event()
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        if self._closed.is_set():
+            return
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
@@ -203,8 +246,10 @@ class EventStreamHandler(ApiHandler):
                 )
                 if not runner.done() and not closed.done():
                     self.write(": keepalive\n\n")
-                    with contextlib.suppress(StreamClosedError):
+                    try:
                         await self.flush()
+                    except StreamClosedError:
+                        self.on_connection_close()
         finally:
             closed.cancel()
             runner.cancel()
@@ -233,6 +278,7 @@ class ServersPage(DashboardHandler):
                 "dashboard_servers.html",
                 views=views,
                 events_url=f"{self.prefix}api/users/{quote(me['name'], safe='')}/events",
+                cards_url=f"{self.prefix}api/users/{quote(me['name'], safe='')}/cards",
                 stopped=self.get_argument("stopped", None),
                 default_active=any(v["name"] == "" and v["status"] != "stopped" for v in views),
             )
@@ -306,16 +352,17 @@ class ServerEvents(EventStreamHandler):
     @web.authenticated
     async def get(self, user_name: str, server: str | None = None) -> None:
         server = server or ""
-        await self.own_server(user_name, server)
-        feed = ServerFeed(
-            self.api,
-            user_name,
-            server,
-            self.user_token(),
-            self.send,
-            interval=self.settings["state_interval"],
-        )
-        await self.stream(feed)
+        with self.stream_slot(user_name):
+            await self.own_server(user_name, server)
+            feed = ServerFeed(
+                self.api,
+                user_name,
+                server,
+                self.user_token(),
+                self.send,
+                interval=self.settings["state_interval"],
+            )
+            await self.stream(feed)
 
 
 class ServerListEvents(EventStreamHandler):
@@ -323,19 +370,38 @@ class ServerListEvents(EventStreamHandler):
 
     @web.authenticated
     async def get(self, user_name: str) -> None:
+        with self.stream_slot(user_name):
+            await self.own_server(user_name, "")
+
+            async def send_cards(name: str, data: Any) -> None:
+                if name == "servers":
+                    await self.send("cards", render_cards(self, data))
+                else:
+                    await self.send(name, data)
+
+            feed = ServerListFeed(
+                self.api, user_name, send_cards, interval=self.settings["state_interval"]
+            )
+            await self.stream(feed)
+
+
+def render_cards(handler: DashboardHandler, views: list[dict[str, Any]]) -> dict[str, Any]:
+    """The My servers page's cards, rendered: the stream's `cards` event and the poll's answer."""
+    html = handler.render_template("dashboard_cards.html", views=views)
+    return {"html": html, "count": len(views)}
+
+
+class ServerCardsAPI(ApiHandler):
+    """The My servers page's cards as JSON, for a page whose stream was refused (429)."""
+
+    @web.authenticated
+    async def get(self, user_name: str) -> None:
         await self.own_server(user_name, "")
-
-        async def send_cards(name: str, data: Any) -> None:
-            if name == "servers":
-                html = self.render_template("dashboard_cards.html", views=data)
-                await self.send("cards", {"html": html, "count": len(data)})
-            else:
-                await self.send(name, data)
-
-        feed = ServerListFeed(
-            self.api, user_name, send_cards, interval=self.settings["state_interval"]
-        )
-        await self.stream(feed)
+        servers = await read_servers(self.api, user_name)
+        now = time.time()
+        views = [server_view(user_name, servers[name], now) for name in sorted(servers)]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(render_cards(self, views)))
 
 
 class StopServer(ApiHandler):
@@ -375,6 +441,7 @@ def routes(prefix: str) -> list[tuple[str, type]]:
         (prefix + rf"status/{user}/?", StatusPage),
         (prefix + rf"status/{user}/([^/]+)", StatusPage),
         (prefix + rf"api/users/{user}/events", ServerListEvents),
+        (prefix + rf"api/users/{user}/cards", ServerCardsAPI),
         (prefix + rf"api/users/{user}/{server}", ServerStatusAPI),
         (prefix + rf"api/users/{user}/{server}/events", ServerEvents),
         (prefix + rf"api/users/{user}/{server}/stop", StopServer),

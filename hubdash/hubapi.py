@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -60,8 +61,11 @@ class HubAPI:
         *,
         client: AsyncHTTPClient | None = None,
         request_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        # With the hub's internal TLS: our certificate, and the hub's verified.
+        self.ssl_context = ssl_context
         self.service_token = service_token
         self.request_timeout = request_timeout
         self._client = client or AsyncHTTPClient(force_instance=True, max_clients=MAX_CLIENTS)
@@ -78,6 +82,7 @@ class HubAPI:
             self.api_url + path,
             method=method,
             headers={"Authorization": f"token {token or self.service_token}", **(headers or {})},
+            ssl_options=self.ssl_context,
             **kwargs,
         )
 
@@ -124,6 +129,7 @@ class HubAPI:
                 self.api_url.rsplit("/api", 1)[0] + "/metrics",
                 headers={"Authorization": f"token {self.service_token}"},
                 request_timeout=self.request_timeout,
+                ssl_options=self.ssl_context,
             ),
             raise_error=False,
         )

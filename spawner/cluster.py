@@ -22,7 +22,7 @@ from .schedulers.base import (
     SchedulerAdapter,
     SchedulerError,
 )
-from .transport import CommandResult, Transport, TransportError
+from .transport import CommandResult, FileTooLarge, Transport, TransportError
 
 TransportFactory = Callable[[str], Transport]
 
@@ -156,9 +156,11 @@ class Cluster:
         job_id: str | None = None,
         interval: float = 1.0,
         accept: Callable[[bytes], bool] | None = None,
+        max_bytes: int = 16 * 1024,
     ) -> bytes:
         """The file's content once it exists (and `accept(content)` holds), looked for every
         `interval` seconds over the user's open connection (one SFTP stat each time).
+        A file over `max_bytes` is never read: FileTooLarge.
 
         With `job_id` (tracked by the monitor), raises JobEnded as soon as the monitor
         learns the job ended; TimeoutError after `timeout` seconds. A failed look is
@@ -169,11 +171,13 @@ class Cluster:
         while True:
             try:
                 if await transport.exists(path):
-                    content = await transport.read_file(path)
+                    content = await transport.read_file(path, max_bytes=max_bytes)
                     if accept is None or accept(content):
                         return content
             except FileNotFoundError:
                 pass  # removed between the stat and the read
+            except FileTooLarge:
+                raise  # not a moment's trouble: waiting would not make it smaller
             except TransportError as exc:
                 self.log.info("Cannot look for %s yet: %s", path, exc)
             view = self.monitor.get(job_id) if job_id else None

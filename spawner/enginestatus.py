@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .engines import ENGINES_FILE, STATES
-from .transport import Transport, TransportError
+from .transport import FileTooLarge, Transport, TransportError
+
+# The status file is a few counts; the job (the user) writes it, so it may be anything.
+STATUS_FILE_LIMIT = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,20 @@ def same_job(written: str, ours: str) -> bool:
 
 
 async def read_engine_status(
-    transport: Transport, state_dir: str, job_id: str
+    transport: Transport, state_dir: str, job_id: str, requested: int = 0
 ) -> EngineStatus | None:
     """This job's engine status, or None while there is none (not yet written, another job's,
-    half-read, or the cluster did not answer)."""
+    half-read, or the cluster did not answer). A file over STATUS_FILE_LIMIT is not read: a
+    failed status (of `requested` engines) that says so."""
     try:
-        data = await transport.read_file(f"{state_dir}/{ENGINES_FILE}")
+        data = await transport.read_file(
+            f"{state_dir}/{ENGINES_FILE}",
+            max_bytes=STATUS_FILE_LIMIT,
+            what="an engine status file",
+        )
         status = parse_engine_status(data)
+    except FileTooLarge as exc:
+        return EngineStatus(requested, 0, "failed", message=str(exc), job_id=job_id)
     except (OSError, TransportError, ValueError):
         return None
     return status if same_job(status.job_id, job_id) else None
@@ -115,12 +125,13 @@ async def watch_engines(
     job_id: str,
     timeout: float,
     interval: float = 1.0,
+    requested: int = 0,
 ) -> AsyncIterator[EngineStatus]:
     """Each new engine status of this job until it settles or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     last: tuple[int, int, str] | None = None
     while True:
-        status = await read_engine_status(transport, state_dir, job_id)
+        status = await read_engine_status(transport, state_dir, job_id, requested)
         if status is not None:
             key = (status.up, status.requested, status.state)
             if key != last:

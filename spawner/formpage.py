@@ -32,24 +32,27 @@ _ENV = jinja2.Environment(
 )
 
 # A refused form, kept until the page is shown again (JupyterHub re-renders the form
-# from scratch after options_from_form raises, so the entries must wait somewhere).
-_FAILED_FORMS: dict[str, tuple[float, dict[str, Any], dict[str, str]]] = {}
+# from scratch after options_from_form raises, so the entries must wait somewhere). By
+# (user, server name): a refused form fills only the form of the server it was for.
+_FAILED_FORMS: dict[tuple[str, str], tuple[float, dict[str, Any], dict[str, str]]] = {}
 _KEEP_SECONDS = 600
 
 
-def remember_failed_form(username: str, data: dict[str, Any], errors: dict[str, str]) -> None:
-    """Keep a refused form's entries and per-field errors for the next rendering."""
+def remember_failed_form(
+    username: str, server_name: str, data: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """Keep a refused form's entries and per-field errors for that server's next rendering."""
     now = time.monotonic()
-    for name, (stamp, _, _) in list(_FAILED_FORMS.items()):
+    for key, (stamp, _, _) in list(_FAILED_FORMS.items()):
         if now - stamp > _KEEP_SECONDS:
-            del _FAILED_FORMS[name]
-    _FAILED_FORMS[username] = (now, data, errors)
+            del _FAILED_FORMS[key]
+    _FAILED_FORMS[(username, server_name)] = (now, data, errors)
 
 
 def _take_failed_form(
-    username: str, fields: Iterable[str]
+    username: str, server_name: str, fields: Iterable[str]
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    stamp, data, errors = _FAILED_FORMS.pop(username, (0.0, None, {}))
+    stamp, data, errors = _FAILED_FORMS.pop((username, server_name), (0.0, None, {}))
     if data is None or time.monotonic() - stamp > _KEEP_SECONDS:
         return None, {}
     return {k: v for k, v in data.items() if k in fields}, errors
@@ -137,7 +140,7 @@ def render_options_form(spawner: Any) -> str:
     groups = [group.name for group in getattr(spawner.user, "groups", [])]
     extras: ExtraFields = spawner.extra_fields
     queues = allowed_queues(spawner.queue_table, username, groups)
-    data, errors = _take_failed_form(username, known_fields(extras))
+    data, errors = _take_failed_form(username, spawner.name, known_fields(extras))
     defaults = None
     if data is None and queues:
         defaults = usable_defaults(last_choices(spawner), queues, username, groups, extras)

@@ -58,6 +58,32 @@ def _check_when_configured(app: Any, c: Any) -> None:
             merged = Config()
             for config in [app.config, *configs, app.cli_config]:
                 merged.merge(copy.deepcopy(config))
-            chosen(config=merged).check_config()
+            spawner = chosen(config=merged)
+            spawner.check_config()
+            internal_ssl = bool(merged.JupyterHub.get("internal_ssl", False))
+            for warning in channel_warnings(spawner, internal_ssl):
+                app.log.warning(warning)
 
     app.observe(check, names="spawner_class")
+
+
+def channel_warnings(spawner: JobSpawner, internal_ssl: bool) -> list[str]:
+    """What in the job's channel to the hub other cluster users could abuse, said once at start."""
+    if not spawner.forward_hub_api:
+        return []
+    warnings = []
+    if not internal_ssl:
+        warnings.append(
+            "JobSpawner.forward_hub_api is on without c.JupyterHub.internal_ssl: jobs reach the "
+            "hub API in plain HTTP through a port on the login node, so another user of the "
+            "login node who takes that port while the hub is down can read the servers' API "
+            "tokens, and anyone there can reach the hub's pages. Set "
+            "c.JupyterHub.internal_ssl = True (docs/deployment.md)."
+        )
+    if spawner.hub_forward_listen_address in ("0.0.0.0", "::", "*"):
+        warnings.append(
+            f"JobSpawner.hub_forward_listen_address is {spawner.hub_forward_listen_address!r}: "
+            "the hub forward listens on every interface of the login node, its public one "
+            "too. Give the address compute nodes use instead (or leave it empty)."
+        )
+    return warnings

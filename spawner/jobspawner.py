@@ -7,8 +7,8 @@ scheduler adapter, tunnel and form each live in their own module.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import html
+import ipaddress
 import json
 import re
 import time
@@ -34,9 +34,12 @@ from .engineplan import (
 )
 from .enginestatus import EngineStatus, read_engine_status, watch_engines
 from .extras import ExtraConfigError, ExtraFields, parse_extra_settings
+from .hubrelay import ROUTE_FILE
+from .internaltls import CERT_FILES, probe_context
 from .jobrecord import JobOutcome, JobRecord
 from .jobscript import JobScript, render_job_script
-from .launcher import CONNECTION_FILE, ENV_FILE
+from .launcher import CONNECTION_FILE, ENV_FILE, RELAY_ENV
+from .logtail import read_log_tail
 from .monitor import MonitorSettings
 from .options import (
     ConfigError,
@@ -48,14 +51,18 @@ from .options import (
 )
 from .progress import ProgressLog
 from .schedulers.base import JobInfo, JobRequest, JobState, SchedulerError
+from .serverkey import server_key
 from .settings import JobSpawnerSettings
 from .throttle import shared_throttle
-from .transport import LocalTransport, SSHTransport, Transport, TransportError
+from .transport import FileTooLarge, LocalTransport, SSHTransport, Transport, TransportError
 from .tunnel import Tunnel
 from .walltime import format_walltime
 
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 JOB_LOG = "job.log"
+# The job (the user) writes its connection file: a host and a port, read only up to this.
+CONNECTION_FILE_LIMIT = 16 * 1024
+SERVER_PORTS = range(1024, 65536)  # unprivileged: a job cannot listen below 1024
 JOB_SCRIPT = "job.sh"
 # Between probes of a starting server through its tunnel. A probe of a server not yet
 # listening costs one refused connection on the node; every 0.5 s added 0.25 s p50 to
@@ -82,6 +89,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         # clear_state (JupyterHub clears state even when stop() fails) and retried.
         self.cancel_pending: list[str] = []
         self._cancel_retry: asyncio.Task | None = None
+        self._background: set[asyncio.Future] = set()  # e.g. route rewrites after a move
         self._extra_fields: ExtraFields | None = None
 
     @property
@@ -142,24 +150,21 @@ class JobSpawner(JobSpawnerSettings, Spawner):
 
     @property
     def server_key(self) -> str:
-        """A file- and job-name-safe key for this server: the name itself when it is safe.
-
-        Never '.', '..' or a leading '-' (a path or an option), and a named server called
-        'default' does not share the default server's folder and job name.
-        """
-        if not self.name:
-            return "default"
-        name = self.name
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:40]
-        if safe[0] in ".-":
-            safe = "_" + safe[1:]
-        if safe != name or safe == "default":
-            safe += "-" + hashlib.sha256(name.encode(errors="surrogatepass")).hexdigest()[:8]
-        return safe
+        """This server's folder name and job name part, its own (serverkey.py)."""
+        return server_key(self.name)
 
     @property
     def job_name(self) -> str:
-        return f"{self.job_name_prefix}-{self.cluster_username}-{self.server_key}"
+        """'<prefix>-<cluster user>-<key>': the same at every start of this server, and
+        never another server's of the same cluster user (the scheduler is only ever asked
+        for one user's jobs of a name).
+        """
+        name = f"{self.job_name_prefix}-{self.cluster_username}-{self.server_key}"
+        if self.scheduler == "pbs" and self.pbs_flavor == "pbspro":
+            # PBS Pro's qsub -N takes only letters, digits and _ - +: a '.' of the prefix
+            # or the user name (never of the key) becomes '_'.
+            name = name.replace(".", "_")
+        return name
 
     @property
     def state_dir(self) -> str:
@@ -220,6 +225,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
             username=username,
             known_hosts=self.known_hosts,
             max_sessions=self.max_sessions,
+            idle_timeout=self.ssh_idle_timeout,
             connect_throttle=shared_throttle(
                 self.login_host,
                 self.login_port,
@@ -254,7 +260,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
             options = self._job_options(data)
         except OptionsError as exc:
             if remember_form:
-                formpage.remember_failed_form(self.user.name, data, exc.errors)
+                formpage.remember_failed_form(self.user.name, self.name, data, exc.errors)
             error = web.HTTPError(400, f"Please correct the form: {exc}".replace("%", "%%"))
             # Shown above the form as it is (not as "HTTP 400: Bad Request (...)").
             error.jupyterhub_message = f"The server was not started. Please correct the form: {exc}"
@@ -322,14 +328,13 @@ class JobSpawner(JobSpawnerSettings, Spawner):
     async def _start_job(
         self, cluster: Cluster, transport: Transport, options: JobOptions
     ) -> tuple[str, int]:
-        tunnel = self._tunnel = Tunnel(transport, spare_connections=self.tunnel_spare_connections)
+        tunnel = self._tunnel = self._new_tunnel(transport)
         env = self.get_env()
         if self.forward_hub_api:
-            api = urlsplit(self.hub.api_url)
-            self.job.hub_forward_port = await tunnel.open_hub_forward(
-                api.hostname or "127.0.0.1", api.port or 80
-            )
+            self.job.hub_forward_port = await tunnel.open_hub_forward(*self._hub_api_address())
             env.update(self._hub_urls_for_jobs(env, self.job.hub_forward_port))
+            env[RELAY_ENV] = "1"  # the launcher starts the relay that follows the forward
+            await self._write_hub_route(transport, self.job.hub_forward_port)
 
         await self._cancel_unrecorded_jobs(cluster, transport)
         await transport.remove(f"{self.state_dir}/{CONNECTION_FILE}")
@@ -429,9 +434,74 @@ class JobSpawner(JobSpawnerSettings, Spawner):
             self.log.warning("Cancelling job %s of %s: no server had it", job_id, self._log_name)
             await self._cancel_or_remember(cluster, transport, job_id)
 
+    # --- the job's way to the hub ---------------------------------------------------------
+
+    @property
+    def _hub_address_for_jobs(self) -> str:
+        return self.hub_address_for_jobs or self.login_host or "127.0.0.1"
+
+    def _hub_api_address(self) -> tuple[str, int]:
+        api = urlsplit(self.hub.api_url)
+        return api.hostname or "127.0.0.1", api.port or (443 if api.scheme == "https" else 80)
+
+    def _new_tunnel(self, transport: Transport) -> Tunnel:
+        return Tunnel(
+            transport,
+            remote_listen_host=self.hub_forward_listen_address or self._hub_address_for_jobs,
+            spare_connections=self.tunnel_spare_connections,
+            probe_ssl=probe_context(self) if self.internal_ssl else None,
+            on_hub_port_moved=lambda port: self._hub_port_moved(transport, port),
+        )
+
+    async def _write_hub_route(self, transport: Transport, port: int) -> None:
+        """Tell the job's relay (spawner/hubrelay.py) where the hub forward listens now."""
+        route = {"host": self._hub_address_for_jobs, "port": port}
+        await transport.write_file(
+            f"{self.state_dir}/{ROUTE_FILE}", json.dumps(route).encode(), mode=0o600
+        )
+
+    def _hub_port_moved(self, transport: Transport, port: int) -> None:
+        """The hub forward moved to `port` after a reconnect: the job follows it."""
+        self.log.warning(
+            "The hub forward of %s moved to port %d on the login node", self._log_name, port
+        )
+        self.job.hub_forward_port = port
+        self._save_state()
+        task = asyncio.ensure_future(self._write_hub_route(transport, port))
+        self._background.add(task)
+        task.add_done_callback(self._route_written)
+
+    def _route_written(self, task: asyncio.Future) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error(
+                "Could not tell the job of %s where the hub forward moved: %s",
+                self._log_name,
+                task.exception(),
+            )
+
+    async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
+        """Put the server's internal-TLS key and certificates into its private folder.
+
+        Over SFTP as the user, each file 0600 in the 0700 folder; the job is told their
+        paths (relative to $HOME), never their contents.
+        """
+        cluster = self._cluster()
+        transport = cluster.transport_for(self.cluster_username, self._make_transport)
+        moved = {}
+        try:
+            for kind, name in CERT_FILES.items():
+                data = await asyncio.to_thread(_read_local, paths[kind])
+                target = f"{self.state_dir}/certs/{name}"
+                await transport.write_file(target, data, mode=0o600)
+                moved[kind] = target
+        except (TransportError, OSError) as exc:
+            raise SpawnError(f"Could not give the server its TLS certificates: {exc}") from exc
+        return moved
+
     def _hub_urls_for_jobs(self, env: dict[str, str], port: int) -> dict[str, str]:
         """The hub's API URLs rewritten to the remote forward on the login node."""
-        host = self.hub_address_for_jobs or self.login_host or "127.0.0.1"
+        host = self._hub_address_for_jobs
         rewritten = {}
         for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
             if env.get(key):
@@ -484,7 +554,12 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         """Report the engines as they register, until all are up or engines_timeout passes."""
         status = None
         async for status in watch_engines(
-            transport, self.state_dir, self.job_id, self.engines_timeout, self.status_interval / 2
+            transport,
+            self.state_dir,
+            self.job_id,
+            self.engines_timeout,
+            self.status_interval / 2,
+            requested=self.job.engines,
         ):
             self._note_engines(status)
             await self._emit("engines", status.text(), state="running", **status.details())
@@ -505,7 +580,9 @@ class JobSpawner(JobSpawnerSettings, Spawner):
 
     async def _refresh_engines(self, transport: Transport) -> None:
         """The engine count for the dashboard (get_state), read again while the job runs."""
-        status = await read_engine_status(transport, self.state_dir, self.job_id)
+        status = await read_engine_status(
+            transport, self.state_dir, self.job_id, requested=self.job.engines
+        )
         if status is not None:
             self._note_engines(status)
 
@@ -536,7 +613,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                     await self._note_running(info.nodes)
                 elif info.state is JobState.PENDING:
                     await self._note_pending(info)
-            address = await self._read_connection_file(transport, path)
+            address = await self._read_connection_file(cluster, transport, path)
             if address is not None:
                 if startup_deadline is None:
                     await self._note_running([address[0]])
@@ -570,23 +647,70 @@ class JobSpawner(JobSpawnerSettings, Spawner):
             return False
 
     async def _read_connection_file(
-        self, transport: Transport, path: str
+        self, cluster: Cluster, transport: Transport, path: str
     ) -> tuple[str, int] | None:
+        """Where this job's server listens, once its connection file says so: the
+        scheduler's name of one of the job's nodes, and a port. None while there is no file
+        of this job; SpawnError when it names anything else (see _checked_address)."""
         if not await self._exists(transport, path):  # one stat; a read opens a session
             return None
         try:
-            data = json.loads(await transport.read_file(path))
+            raw = await transport.read_file(
+                path, max_bytes=CONNECTION_FILE_LIMIT, what="a connection file"
+            )
+            data = json.loads(raw)
         except FileNotFoundError:
             return None
+        except FileTooLarge as exc:
+            raise SpawnError(
+                f"The connection file of job {self.job_id} is too large to read: {exc}"
+            ) from None
         except (ValueError, TransportError) as exc:
             self.log.debug("Connection file of %s not readable yet: %s", self._log_name, exc)
             return None
         try:
-            if _same_job(str(data.get("job_id", "")), self.job_id):
-                return str(data["host"]), int(data["port"])
+            if not _same_job(str(data.get("job_id", "")), self.job_id):
+                return None  # an earlier job's: ours has not written it yet
+            host, port = data["host"], data["port"]
         except (KeyError, TypeError, ValueError, AttributeError):
             self.log.debug("Connection file of %s incomplete: %r", self._log_name, data)
-        return None
+            return None
+        return await self._checked_address(cluster, host, port)
+
+    async def _checked_address(
+        self, cluster: Cluster, host: object, port: object
+    ) -> tuple[str, int]:
+        """The tunnel's destination from what the job wrote, only if it is the job's own.
+
+        The file is the user's to write: taken as it is, it would point the hub's tunnel
+        (and the user's browser session) at the login node, another user's node or a
+        privileged port. The node must be one the scheduler allocated to this job, and the
+        tunnel goes to the scheduler's name of it, never to the file's.
+        """
+        where = f"{host}:{port}"[:200]
+        refusing = "refusing to tunnel there."
+        if isinstance(port, bool) or not isinstance(port, int) or port not in SERVER_PORTS:
+            raise SpawnError(
+                f"Job {self.job_id} says its server listens on {where}, but {port!r:.40} is "
+                f"not an unprivileged port (1024-65535); {refusing}"
+            )
+        nodes = await self._job_nodes(cluster)
+        node = _job_node(host, nodes) if isinstance(host, str) else None
+        if node is None:
+            known = ", ".join(nodes) if nodes else "the scheduler reports none for it"
+            raise SpawnError(
+                f"Job {self.job_id} says its server listens on {where}, which is not one of "
+                f"the job's nodes ({known}); {refusing}"
+            )
+        return node, port
+
+    async def _job_nodes(self, cluster: Cluster) -> list[str]:
+        """The job's nodes as the scheduler reports them; looked up once more if the
+        monitor has none yet (a job that started between two of its rounds)."""
+        view = cluster.monitor.get(self.job_id)
+        if view is None or view.info is None or not view.info.nodes:
+            view = await cluster.monitor.refresh(self.job_id, timeout=self.command_timeout)
+        return list(view.info.nodes) if view is not None and view.info is not None else []
 
     async def _note_pending(self, info: JobInfo) -> None:
         self.job.reason = info.reason
@@ -660,12 +784,9 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         )
         return self.last_outcome
 
-    async def _log_tail(self, transport: Transport, lines: int = 20) -> str:
-        try:
-            data = await transport.read_file(f"{self.state_dir}/{JOB_LOG}")
-        except (FileNotFoundError, PermissionError, TransportError):
-            return ""
-        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+    async def _log_tail(self, transport: Transport) -> str:
+        """The job's last lines: read from the end of its log, bounded (spawner.logtail)."""
+        return await read_log_tail(transport, f"{self.state_dir}/{JOB_LOG}")
 
     async def _abandon_start(self, cluster: Cluster, transport: Transport, reason: str) -> None:
         """Close what a failed start opened and cancel its job; keep it in state if we cannot."""
@@ -752,6 +873,8 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                 return 1
             if info.state is JobState.RUNNING and self._tunnel is None:
                 await self._reopen_tunnel(transport)
+            elif self._tunnel is not None and self.forward_hub_api and not self._tunnel.hub_forward:
+                await self._reopen_hub_forward(transport, self._tunnel)
             if self._tunnel is not None:
                 await self._tunnel.probe()  # the round trip the dashboard shows
             if info.state is JobState.RUNNING and self.job.engines:
@@ -766,16 +889,10 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         return info.exit_code if info.exit_code not in (None, 0) else 0
 
     async def _reopen_tunnel(self, transport: Transport) -> None:
-        """After a hub restart: the same forwards on the same ports, so proxy routes stay valid."""
-        tunnel = Tunnel(transport, spare_connections=self.tunnel_spare_connections)
+        """After a hub restart: the notebook forward on its old local port (proxy routes stay
+        valid), then the hub forward. The notebook forward never waits for the hub's."""
+        tunnel = self._new_tunnel(transport)
         try:
-            if self.forward_hub_api and self.job.hub_forward_port:
-                api = urlsplit(self.hub.api_url)
-                await tunnel.open_hub_forward(
-                    api.hostname or "127.0.0.1",
-                    api.port or 80,
-                    listen_port=self.job.hub_forward_port,
-                )
             self.job.local_port = await tunnel.open_notebook_forward(
                 self.job.node, self.job.remote_port, local_port=self.job.local_port
             )
@@ -785,10 +902,44 @@ class JobSpawner(JobSpawnerSettings, Spawner):
             return
         self._tunnel = tunnel
         self.log.info("Re-opened the tunnel of %s on port %d", self._log_name, self.job.local_port)
+        if self.forward_hub_api:
+            await self._reopen_hub_forward(transport, tunnel)
+
+    async def _reopen_hub_forward(self, transport: Transport, tunnel: Tunnel) -> None:
+        """The old login-node port if it can be had; else a new one, and the job follows.
+
+        While the hub was down anyone on the login node could bind the old port; the job's
+        relay reads the new one from the route file, and internal TLS keeps its hub
+        traffic from whoever holds the old one.
+        """
+        old = self.job.hub_forward_port
+        for port in ([old] if old else []) + [0]:
+            try:
+                new = await tunnel.open_hub_forward(*self._hub_api_address(), listen_port=port)
+            except TransportError as exc:
+                self.log.warning(
+                    "Hub forward of %s not re-opened on port %s: %s", self._log_name, port, exc
+                )
+                continue
+            if new != old:
+                self.log.warning(
+                    "Hub forward of %s moved from port %s to %d on the login node",
+                    self._log_name,
+                    old,
+                    new,
+                )
+                self.job.hub_forward_port = new
+                try:
+                    await self._write_hub_route(transport, new)
+                except (TransportError, OSError) as exc:
+                    self.log.error("Could not write the hub route of %s: %s", self._log_name, exc)
+                self._save_state()
+            return
 
     async def get_url(self) -> str:
         if self.job.local_port:
-            return f"http://127.0.0.1:{self.job.local_port}{self.server.base_url}"
+            scheme = "https" if self.internal_ssl else "http"
+            return f"{scheme}://127.0.0.1:{self.job.local_port}{self.server.base_url}"
         return await super().get_url()
 
     async def stop(self, now: bool = False) -> None:
@@ -809,6 +960,11 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                     ended_at=time.time(),
                 )
         self.job = JobRecord()
+
+
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def _no_credentials_yet(username: str) -> Transport:
@@ -848,6 +1004,36 @@ class SpawnError(web.HTTPError):
         self.jupyterhub_html_message = f"<p>{html.escape(message)}</p>" + (
             f"<p>Last lines of its output:</p>{html_tail}" if log_tail else ""
         )
+
+
+def _job_node(host: str, nodes: list[str]) -> str | None:
+    """The scheduler's name of the node `host` names, if it is one of `nodes`: the same
+    name, or the same first DNS label (a node's FQDN and its short name). None for any
+    other name or for an address.
+
+    >>> _job_node("cn1", ["cn1", "cn2"]), _job_node("CN2.cluster.example.org", ["cn1", "cn2"])
+    ('cn1', 'cn2')
+    >>> _job_node("cn1", ["cn1.cluster.example.org"])
+    'cn1.cluster.example.org'
+    >>> _job_node("10.213.0.2", ["cn1"]), _job_node("login", ["cn1"]), _job_node("", ["cn1"])
+    (None, None, None)
+    """
+    wanted = _first_label(host)
+    if not wanted:
+        return None
+    for node in nodes:
+        if _first_label(node) == wanted:
+            return node
+    return None
+
+
+def _first_label(name: str) -> str:
+    name = name.strip().rstrip(".").lower()
+    try:
+        ipaddress.ip_address(name)
+        return name  # an address is whole, never "10" of 10.213.0.2
+    except ValueError:
+        return name.split(".", 1)[0]
 
 
 def _same_job(written: str, ours: str) -> bool:

@@ -10,13 +10,19 @@ import json
 import os
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_FILE = "env.json"  # written by the hub, 0600: the server's token lives here, never in argv
 CONNECTION_FILE = "connection.json"  # written here, read by the hub over SFTP
+# Set in env.json when the server reaches the hub through the relay (spawner/hubrelay.py).
+RELAY_ENV = "HUBDASH_HUB_RELAY"
+HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
+CERT_VARIABLES = ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA")
 
 
 def free_port() -> int:
@@ -42,9 +48,54 @@ def server_environment(hub_env: dict[str, str], port: int) -> dict[str, str]:
     bindir = os.path.dirname(sys.executable)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     prefix = hub_env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    # jupyterhub-singleuser binds to the host and port of this URL.
-    env["JUPYTERHUB_SERVICE_URL"] = f"http://0.0.0.0:{port}{prefix}"
+    # jupyterhub-singleuser binds to the host and port of this URL; https with internal TLS.
+    scheme = urlsplit(hub_env.get("JUPYTERHUB_SERVICE_URL", "")).scheme or "http"
+    env["JUPYTERHUB_SERVICE_URL"] = f"{scheme}://0.0.0.0:{port}{prefix}"
+    env.pop(RELAY_ENV, None)
+    for name in CERT_VARIABLES:
+        # The hub put the certificates in the server's folder, named from $HOME.
+        if env.get(name):
+            env[name] = os.path.join(os.path.expanduser("~"), env[name])
     return env
+
+
+def start_hub_relay(state_dir: Path) -> int:
+    """Start the relay to the hub beside the server; returns its port on this node's loopback.
+
+    The socket is bound here and handed over, so the port is known and held before the
+    server is told about it.
+    """
+    from .hubrelay import listen_on_loopback
+
+    listener = listen_on_loopback()
+    port = listener.getsockname()[1]
+    subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spawner.hubrelay",
+            "--state-dir",
+            str(state_dir),
+            "--fd",
+            str(listener.fileno()),
+            "--parent",
+            str(os.getpid()),
+        ],
+        pass_fds=(listener.fileno(),),
+        stdin=subprocess.DEVNULL,
+    )
+    listener.close()
+    return port
+
+
+def through_relay(env: dict[str, str], port: int) -> dict[str, str]:
+    """The hub's URLs pointed at the relay on this node (scheme and path unchanged)."""
+    moved = {}
+    for name in HUB_URL_VARIABLES:
+        if env.get(name):
+            parts = urlsplit(env[name])
+            moved[name] = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+    return moved
 
 
 def start_engines(state_dir: Path, args: argparse.Namespace, hub_env: dict[str, str]) -> dict:
@@ -98,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     port = free_port()
     env = server_environment(hub_env, port)
+    if hub_env.get(RELAY_ENV):
+        try:
+            env.update(through_relay(env, start_hub_relay(state_dir)))
+        except OSError as exc:
+            print(f"hubdash: cannot start the relay to the hub: {exc}", file=sys.stderr)
+            return 2
     if args.engines > 0:
         env.update(start_engines(state_dir, args, hub_env))
     host = socket.gethostname()

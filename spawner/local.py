@@ -11,18 +11,24 @@ import logging
 import os
 import posixpath
 import shlex
+import stat
 import tempfile
 from collections.abc import Sequence
 
 from .relay import FarSide, RelayedConnection, RelayListener, open_socket_far_side
 from .transport import (
+    DEFAULT_MAX_OUTPUT,
     CommandResult,
+    FileTooLarge,
     Forward,
     ListenerForward,
+    OutputTooLarge,
     Transport,
     TransportError,
     command_line,
+    output_limit_error,
     output_text,
+    read_outputs,
     timeout_error,
 )
 
@@ -31,7 +37,13 @@ _log = logging.getLogger(__name__)
 # Scripts for file access under a prefix (sudo -u USER ...). Paths and modes arrive as "$1",
 # "$2": never part of the script text. A relative path is taken from the user's home.
 _CD_HOME = 'h=$(getent passwd "$(id -u)" | cut -d: -f6); cd -- "${h:-$HOME}" || exit 1; '
-_READ = '[ -e "$1" ] || exit 66; exec cat -- "$1"'
+# Read: 66 missing, 65 not a regular file, 67 (with the size) too large; else at most $2 + 1
+# bytes (GNU stat and head, as on any Linux login node).
+_READ = (
+    '[ -e "$1" ] || exit 66; [ -f "$1" ] || exit 65; s=$(stat -L -c %s -- "$1") || exit 1;'
+    ' if [ "$s" -gt "$2" ]; then echo "$s"; exit 67; fi; exec head -c "$(($2 + 1))" -- "$1"'
+)
+_TAIL = '[ -e "$1" ] || exit 66; [ -f "$1" ] || exit 65; exec tail -c "$2" -- "$1"'
 _WRITE = (
     'umask 077; d=$(dirname -- "$1") && mkdir -p -- "$d" && t=$(mktemp -- "$d/.hubdash.XXXXXX")'
     ' || exit 1; if cat > "$t" && chmod -- "$2" "$t" && mv -f -- "$t" "$1"; then exit 0; fi;'
@@ -53,8 +65,15 @@ class LocalTransport(Transport):
     destination itself.
     """
 
-    def __init__(self, prefix: Sequence[str] = (), *, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        prefix: Sequence[str] = (),
+        *,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.prefix = list(prefix)
+        self.max_output = max_output  # bytes of stdout, and of stderr, kept of a command
         self.log = log or _log
         self._forwards: set[Forward] = set()
 
@@ -62,9 +81,10 @@ class LocalTransport(Transport):
         return f"<LocalTransport prefix={self.prefix!r}>"
 
     async def _exec(
-        self, argv: Sequence[str], stdin: bytes | None, timeout: float
+        self, argv: Sequence[str], stdin: bytes | None, timeout: float, limit: int | None = None
     ) -> tuple[int, bytes, bytes]:  # noqa: ASYNC109
         command = command_line(argv)
+        limit = self.max_output if limit is None else limit
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.prefix,
@@ -79,14 +99,23 @@ class LocalTransport(Transport):
                     f"Cannot start {self.prefix[0]!r}, the command prefix: {exc.strerror}."
                 ) from None
             return 127, b"", f"{argv[0]}: command not found\n".encode()
+        feeding = asyncio.ensure_future(_feed(proc, stdin))
         try:
             async with asyncio.timeout(timeout):
-                out, err = await proc.communicate(stdin)
+                # Read as it comes, never communicate(): that buffers all output.
+                assert proc.stdout is not None and proc.stderr is not None
+                out, err = await read_outputs(proc.stdout.read, proc.stderr.read, limit)
+                await proc.wait()
         except BaseException as exc:
             await _stop(proc)
             if isinstance(exc, TimeoutError):
                 raise timeout_error("here", timeout, command) from None
+            if isinstance(exc, OutputTooLarge):
+                raise output_limit_error("here", exc.stream, limit, command) from None
             raise
+        finally:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)
         assert proc.returncode is not None
         return proc.returncode, out, err
 
@@ -104,18 +133,38 @@ class LocalTransport(Transport):
         path: str,
         *args: str,
         stdin: bytes | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes, str]:
         if not posixpath.isabs(path):
             script = _CD_HOME + script
-        status, out, err = await self._exec(["sh", "-c", script, "sh", path, *args], stdin, 60)
-        return status, out, output_text(err).strip()
-
-    async def read_file(self, path: str) -> bytes:
-        if not self.prefix:
-            return await asyncio.to_thread(_read_here, path)
-        status, out, err = await self._script(_READ, path)
+        argv = ["sh", "-c", script, "sh", path, *args]
+        status, out, err = await self._exec(argv, stdin, 60, limit)
         if status == 66:
             raise FileNotFoundError(errno.ENOENT, "No such file", path)
+        if status == 65:
+            raise TransportError(f"{path} is not a regular file; not read.")
+        return status, out, output_text(err).strip()
+
+    async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
+        if not self.prefix:
+            return await asyncio.to_thread(_read_here, path, max_bytes, what)
+        # The size line of a refusal, or the file and one byte more: never more is read.
+        status, out, err = await self._script(_READ, path, str(max_bytes), limit=max_bytes + 64)
+        if status == 67:
+            size = int(out.strip() or 0)
+            raise FileTooLarge(path, size, max_bytes, where="this machine", what=what)
+        if status != 0:
+            raise _file_error("read", path, self.prefix, err)
+        if len(out) > max_bytes:  # it grew between the size and the read
+            raise FileTooLarge(
+                path, len(out), max_bytes, where="this machine", what=what, at_least=True
+            )
+        return out
+
+    async def read_tail(self, path: str, *, max_bytes: int) -> bytes:
+        if not self.prefix:
+            return await asyncio.to_thread(_tail_here, path, max_bytes)
+        status, out, err = await self._script(_TAIL, path, str(max_bytes), limit=max_bytes)
         if status != 0:
             raise _file_error("read", path, self.prefix, err)
         return out
@@ -163,17 +212,36 @@ class LocalTransport(Transport):
             await forward.close()
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """TERM first (sudo passes it on to the command), KILL after two seconds."""
-    if proc.returncode is not None:
+async def _feed(proc: asyncio.subprocess.Process, stdin: bytes | None) -> None:
+    """Write stdin beside the reading of the output (a command may answer as it reads)."""
+    if stdin is None or proc.stdin is None:
         return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(stdin)
+        await proc.stdin.drain()
+        proc.stdin.close()
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """TERM first (sudo passes it on to the command), KILL after two seconds; then our ends
+    of its pipes are closed.
+
+    Not proc.wait(): that also waits for the pipes to close, which a child the command left
+    behind (the `yes` of `sh -c 'yes'`) may hold open forever, blocked on a pipe we no
+    longer read. With our ends closed its next write fails, and it ends.
+    """
     with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 2)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:
+            proc.terminate()
+            for _ in range(40):
+                if proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                proc.kill()
+    transport = getattr(proc, "_transport", None)  # asyncio keeps it private
+    if transport is not None:
+        transport.close()
 
 
 def _file_error(what: str, path: str, prefix: list[str], err: str) -> Exception:
@@ -186,9 +254,35 @@ def _here(path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(os.path.expanduser("~"), path)
 
 
-def _read_here(path: str) -> bytes:
-    with open(_here(path), "rb") as f:
-        return f.read()
+def _open_regular(path: str) -> tuple[int, int]:
+    """An open descriptor of a regular file, and its size. O_NONBLOCK: opening a FIFO
+    returns at once (then refused) instead of waiting for a writer."""
+    fd = os.open(_here(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise TransportError(f"{path} is not a regular file; not read.")
+    return fd, info.st_size
+
+
+def _read_here(path: str, max_bytes: int, what: str) -> bytes:
+    fd, size = _open_regular(path)
+    with open(fd, "rb") as f:
+        if size > max_bytes:
+            raise FileTooLarge(path, size, max_bytes, where="this machine", what=what)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLarge(
+            path, len(data), max_bytes, where="this machine", what=what, at_least=True
+        )
+    return data
+
+
+def _tail_here(path: str, max_bytes: int) -> bytes:
+    fd, size = _open_regular(path)
+    with open(fd, "rb") as f:
+        f.seek(max(0, size - max_bytes))
+        return f.read(max_bytes)
 
 
 def _write_here(path: str, data: bytes, mode: int) -> None:

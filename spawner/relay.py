@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 # Bytes a client may send before its far side is open; beyond that its socket is paused.
+# The same bound holds the other way: what a spare's far side sends before a client came.
 EARLY_DATA_LIMIT = 256 * 1024
 ACCEPT_BACKLOG = 100
 ACCEPT_RETRY_DELAY = 1.0  # seconds without accepting after running out of file descriptors
@@ -64,6 +65,8 @@ class RelayedConnection(asyncio.Protocol):
         self._early: list[bytes] = []  # from the client, before the far side is open
         self._early_size = 0
         self._far_early: list[bytes] = []  # from the far side, before the client's transport
+        self._far_early_size = 0
+        self._far_paused = False  # by us, for _far_early; resumed once it is passed on
         self._near_eof = self._far_eof = self._far_gone = False
         self._closed = self._answered = False
         self._opening: asyncio.Task[None] | None = None
@@ -80,9 +83,13 @@ class RelayedConnection(asyncio.Protocol):
             return
         self._near = transport  # TCP_NODELAY is set already, at accept
         self._listener._connections.add(self)
+        if self._far_paused and self._far is not None:
+            # Before the flush: writing it may pause the far side again (pause_writing).
+            self._far_paused = False
+            self._far.resume_reading()
         if self._far_early:
-            self.far_data(b"".join(self._far_early))
-            self._far_early.clear()
+            early, self._far_early, self._far_early_size = b"".join(self._far_early), [], 0
+            self.far_data(early)
         if self._far_eof:
             self.far_eof()
         if self._far_gone:
@@ -128,7 +135,17 @@ class RelayedConnection(asyncio.Protocol):
                 self._answered = True
                 self._listener._refill()
         else:
+            # A spare's far side may talk before any client comes, and never stop: hold
+            # EARLY_DATA_LIMIT of it, then stop reading it until a client takes it.
             self._far_early.append(data)
+            self._far_early_size += len(data)
+            self._pause_far_if_full()
+
+    def _pause_far_if_full(self) -> None:
+        full = self._far_early_size > EARLY_DATA_LIMIT
+        if full and self._far is not None and not self._far_paused:
+            self._far_paused = True
+            self._far.pause_reading()
 
     def far_eof(self) -> None:
         if self.spare:
@@ -173,6 +190,8 @@ class RelayedConnection(asyncio.Protocol):
             far.close()
             return
         self._far = far
+        if self._near is None:
+            self._pause_far_if_full()  # it talked before it was ours to pause
         if self._early:
             far.write(b"".join(self._early))
             self._early.clear()

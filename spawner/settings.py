@@ -142,6 +142,24 @@ class JobSpawnerSettings(LoggingConfigurable):
         short-lived certificates at login. Empty: a plain key.""",
     ).tag(config=True)
 
+    ssh_idle_timeout = Float(
+        600.0,
+        help="""Seconds after which a user's SSH connection to the login node is closed when
+        nothing uses it: no server of theirs (its forwards), no command, no file transfer.
+        Their sshd process on the login node ends with it; the next command connects
+        again. Keep it well above monitor_interval: the job monitor's status queries run
+        over the connection of a user with a queued or running job. 0: never close.""",
+    ).tag(config=True)
+
+    @validate("ssh_idle_timeout")
+    def _validate_ssh_idle_timeout(self, proposal: dict) -> float:
+        if proposal["value"] < 0:
+            raise TraitError(
+                "JobSpawner.ssh_idle_timeout must be 0 (never) or more seconds, "
+                f"not {proposal['value']!r}"
+            )
+        return proposal["value"]
+
     @validate("ssh_max_concurrent_connects", "ssh_connects_per_second")
     def _validate_connect_limits(self, proposal: dict) -> Any:
         if proposal["value"] <= 0:
@@ -254,7 +272,15 @@ class JobSpawnerSettings(LoggingConfigurable):
     hub_address_for_jobs = Unicode(
         "",
         help="""The login node's address as the compute nodes see it, used with
-        forward_hub_api. Empty: login_host.""",
+        forward_hub_api: jobs reach the hub forward there. Empty: login_host.""",
+    ).tag(config=True)
+
+    hub_forward_listen_address = Unicode(
+        "",
+        help="""Where the hub forward listens on the login node (sshd needs 'GatewayPorts
+        clientspecified'). Empty: hub_address_for_jobs (or login_host), the one address
+        compute nodes use, so the forward is not on the login node's public face.
+        '0.0.0.0' listens on every interface and is logged as a warning at hub start.""",
     ).tag(config=True)
 
     # --- the job ----------------------------------------------------------------------------

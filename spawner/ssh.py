@@ -10,24 +10,30 @@ import errno
 import logging
 import os
 import posixpath
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncssh
+from asyncssh.constants import FILEXFER_TYPE_REGULAR
 
 from .credentials import CredentialsError, KeyMaterial, KeySource
 from .metrics import SSH_CONNECTIONS
 from .relay import FarSide, FarSideEvents, RelayedConnection, RelayListener
 from .throttle import ConnectThrottle
 from .transport import (
+    DEFAULT_MAX_OUTPUT,
     CommandResult,
+    FileTooLarge,
     Forward,
     HostKeyError,
     ListenerForward,
+    OutputTooLarge,
     Transport,
     TransportError,
     command_line,
+    output_limit_error,
     output_text,
+    read_outputs,
     timeout_error,
 )
 
@@ -117,6 +123,10 @@ class SSHTransport(Transport):
     given, from memory (e.g. the authenticator's auth_state): such a key never touches disk.
     Both are read again on every connect. A `connect_throttle` shared by all transports to
     one login node bounds how many connection attempts run at once (sshd's MaxStartups).
+
+    With `idle_timeout` (seconds; 0: never) the connection is closed once nothing has used
+    it for that long: no forward, no command or SFTP session, no kept stat session. Its
+    sshd process on the login node ends with it; the next use connects again.
     """
 
     def __init__(
@@ -133,9 +143,11 @@ class SSHTransport(Transport):
         keepalive_interval: float = 15,
         keepalive_count_max: int = 3,
         max_sessions: int = 8,
+        max_output: int = DEFAULT_MAX_OUTPUT,
         connect_attempts: int = 4,
         pty_first: bool = True,
         connect_throttle: ConnectThrottle | None = None,
+        idle_timeout: float = 0,
         log: logging.Logger | None = None,
     ) -> None:
         if not known_hosts:
@@ -146,6 +158,8 @@ class SSHTransport(Transport):
             raise ValueError("give client_keys or a key_source, not both")
         if max_sessions < 1 or connect_attempts < 1:
             raise ValueError("max_sessions and connect_attempts must be at least 1")
+        if idle_timeout < 0:
+            raise ValueError("idle_timeout must be 0 (never) or more seconds")
         self.host, self.port, self.username = host, port, username
         self.client_keys, self.client_certs = list(client_keys), list(client_certs)
         self.key_source = key_source
@@ -154,6 +168,7 @@ class SSHTransport(Transport):
         self.connect_timeout, self.connect_attempts = connect_timeout, connect_attempts
         self.keepalive_interval, self.keepalive_count_max = keepalive_interval, keepalive_count_max
         self.max_sessions, self.pty_first = max_sessions, pty_first
+        self.max_output = max_output  # bytes of stdout, and of stderr, kept of a command
         self.log = log or _log
         self._sessions = asyncio.Semaphore(max_sessions)
         self._connect_lock = asyncio.Lock()
@@ -166,6 +181,11 @@ class SSHTransport(Transport):
         self._stat_lock = asyncio.Lock()
         self._stat_sftp: tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient] | None = None
         self._stat_idle: asyncio.TimerHandle | None = None
+        # Idle closing: what uses the connection now (sessions, waiters, the kept stat
+        # session), and the timer that closes it once nothing has for idle_timeout.
+        self.idle_timeout = idle_timeout
+        self._users = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -324,6 +344,7 @@ class SSHTransport(Transport):
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         """The live connection, (re)connecting first if there is none."""
+        self._touch()
         if self.connected:
             assert self._conn is not None
             return self._conn
@@ -341,6 +362,7 @@ class SSHTransport(Transport):
                 conn.close()
                 raise TransportError(f"The SSH transport to {self.host} has been closed.")
             self._conn = conn
+            self._touch()  # connecting may have taken longer than idle_timeout
             self.log.info("SSH connection to %s@%s:%d open", self.username, self.host, self.port)
             self._spawn(self._watch(conn))
             if self._ever_connected:
@@ -405,8 +427,12 @@ class SSHTransport(Transport):
     async def _reopen_remote(
         self, forward: _RemoteForward, conn: asyncssh.SSHClientConnection
     ) -> None:
-        """Ask again for the same port until it works: the sshd of the old connection may
-        hold it a while, and a job already knows that port."""
+        """Ask again for the same port: the sshd of the old connection may hold it a while.
+
+        A forward that `may_move` (its users follow it, see Tunnel.on_hub_port_moved) takes
+        any free port after `connect_attempts` refusals: someone else may have bound the
+        old one meanwhile, and waiting for it would leave the job without a hub.
+        """
         delay, failures = BACKOFF_START, 0
         while not forward._closed and not conn.is_closed():
             try:
@@ -416,6 +442,16 @@ class SSHTransport(Transport):
                 return
             except (OSError, asyncssh.Error, asyncssh.ChannelListenError) as exc:
                 failures += 1
+                if failures == self.connect_attempts and forward.may_move:
+                    self.log.warning(
+                        "%s does not give port %d back for a forward (%s); moving it to a "
+                        "new port",
+                        self.host,
+                        forward.listen_port,
+                        exc,
+                    )
+                    forward.listen_port = 0
+                    continue
                 if failures == self.connect_attempts:
                     self.log.error(
                         "%s does not give port %d back for a forward yet (%s); trying on",
@@ -425,6 +461,55 @@ class SSHTransport(Transport):
                     )
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+    # -- closing when idle ------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _in_use(self) -> AsyncIterator[None]:
+        """The connection is in use meanwhile (waiting for a session slot counts)."""
+        self._busy()
+        try:
+            yield
+        finally:
+            self._free()
+
+    def _busy(self) -> None:
+        self._users += 1
+        self._touch()
+
+    def _free(self) -> None:
+        self._users -= 1
+        self._touch()
+
+    def _touch(self) -> None:
+        """(Re)start the idle countdown, if nothing holds the connection open."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.idle_timeout <= 0 or self._closed or self._users or self._forwards:
+            return  # whatever holds it calls _free() or _forget_forward() when done
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.idle_timeout, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle_timer = None
+        conn = self._conn
+        if self._users or self._forwards or self._closed or conn is None or conn.is_closed():
+            return
+        # Dropped from _conn first: _watch takes it as ours to close, not as a lost one.
+        self._conn = None
+        self.log.info(
+            "SSH connection to %s@%s:%d closed after %g s unused",
+            self.username,
+            self.host,
+            self.port,
+            self.idle_timeout,
+        )
+        conn.close()
+
+    def _forget_forward(self, forward: Forward) -> None:
+        self._forwards.discard(forward)
+        self._touch()
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -467,7 +552,7 @@ class SSHTransport(Transport):
         Never run twice: opening its session is retried, the command itself never is.
         """
         command = command_line(argv)
-        async with self._sessions:
+        async with self._in_use(), self._sessions:
             _, process = await self._open_session(
                 command,
                 lambda conn: conn.create_process(
@@ -477,21 +562,33 @@ class SSHTransport(Transport):
                     encoding=None,
                 ),
             )
+            out = err = b""
             try:
                 async with asyncio.timeout(timeout):
-                    done = await process.wait(check=False)
-            except TimeoutError:
+                    # Read as it comes, never process.wait(): that buffers all output.
+                    out, err = await read_outputs(
+                        process.stdout.read, process.stderr.read, self.max_output
+                    )
+                    await process.wait_closed()
+            except (TimeoutError, OutputTooLarge) as exc:
                 with contextlib.suppress(Exception):
                     process.send_signal("KILL")  # honoured by OpenSSH ≥ 7.9
+                if isinstance(exc, OutputTooLarge):
+                    raise output_limit_error(
+                        f"on {self.host}", exc.stream, self.max_output, command
+                    ) from None
                 raise timeout_error(f"on {self.host}", timeout, command) from None
+            except (OSError, asyncssh.Error):
+                pass  # the connection was lost: no exit status, said below
             finally:
                 process.close()
-        if done.returncode is None:
+            returncode = process.returncode
+        if returncode is None:
             raise TransportError(
                 f"The connection to {self.host} was lost while a command ran; it may or may "
                 f"not have completed: {command}"
             )
-        return CommandResult(done.returncode, output_text(done.stdout), output_text(done.stderr))
+        return CommandResult(returncode, output_text(out), output_text(err))
 
     async def _sftp(
         self, path: str, what: str, op: Callable[[asyncssh.SFTPClient], Awaitable[T]]
@@ -500,7 +597,7 @@ class SSHTransport(Transport):
         for attempt in (1, 2):
             conn = None
             try:
-                async with self._sessions:
+                async with self._in_use(), self._sessions:
                     conn, sftp = await self._open_session(
                         f"SFTP ({what} {path})", lambda c: c.start_sftp_client()
                     )
@@ -529,12 +626,42 @@ class SSHTransport(Transport):
                 ) from None
         raise AssertionError("unreachable")
 
-    async def read_file(self, path: str) -> bytes:
+    async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
         async def op(sftp: asyncssh.SFTPClient) -> bytes:
+            self._check_regular(await sftp.stat(path), path)
             async with sftp.open(path, "rb") as f:
-                return await f.read()
+                size = await self._regular_size(f, path)
+                if size > max_bytes:
+                    raise FileTooLarge(path, size, max_bytes, where=self.host, what=what)
+                data = await f.read(max_bytes + 1, 0)  # bounded even if it grew since
+                if len(data) > max_bytes:
+                    raise FileTooLarge(
+                        path, len(data), max_bytes, where=self.host, what=what, at_least=True
+                    )
+                return data
 
         return await self._sftp(path, "read", op)
+
+    async def read_tail(self, path: str, *, max_bytes: int) -> bytes:
+        async def op(sftp: asyncssh.SFTPClient) -> bytes:
+            self._check_regular(await sftp.stat(path), path)
+            async with sftp.open(path, "rb") as f:
+                size = await self._regular_size(f, path)
+                return await f.read(max_bytes, max(0, size - max_bytes))
+
+        return await self._sftp(path, "read the end of", op)
+
+    async def _regular_size(self, f: asyncssh.SFTPClientFile, path: str) -> int:
+        """The size of the file open as `f`: the one being read, whatever the path names now."""
+        attrs = await f.stat()
+        self._check_regular(attrs, path)
+        return attrs.size or 0
+
+    def _check_regular(self, attrs: asyncssh.SFTPAttrs, path: str) -> None:
+        # Looked at before opening too: opening a FIFO waits for a writer that may never
+        # come, and a device (a link to /dev/zero) has no size and no end.
+        if attrs.type != FILEXFER_TYPE_REGULAR:
+            raise TransportError(f"{path} on {self.host} is not a regular file; not read.")
 
     async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         parent, name = posixpath.split(path)
@@ -596,12 +723,14 @@ class SSHTransport(Transport):
                     return sftp
                 self._drop_stat_client()
             await self._sessions.acquire()  # released by _drop_stat_client
+            self._busy()  # the kept session holds the connection open until dropped
             try:
                 conn, sftp = await self._open_session(
                     "SFTP (watching for files)", lambda c: c.start_sftp_client()
                 )
             except BaseException:
                 self._sessions.release()
+                self._free()
                 raise
             self._stat_sftp = (conn, sftp)
             return sftp
@@ -621,6 +750,7 @@ class SSHTransport(Transport):
             self._stat_sftp = None
             sftp.exit()
             self._sessions.release()
+            self._free()
 
     # -- forwards --------------------------------------------------------------------------
 
@@ -645,14 +775,14 @@ class SSHTransport(Transport):
         listener = await RelayListener.start(
             listen_host, listen_port, open_far, spares=spares, log=self.log
         )
-        forward = ListenerForward(listener, lambda: self.connected, self._forwards.discard)
+        forward = ListenerForward(listener, lambda: self.connected, self._forget_forward)
         self._forwards.add(forward)
         return forward
 
     async def open_remote_forward(
         self, listen_host: str, listen_port: int, dest_host: str, dest_port: int
     ) -> Forward:
-        forward = _RemoteForward(listen_host, (dest_host, dest_port), self._forwards.discard)
+        forward = _RemoteForward(listen_host, (dest_host, dest_port), self._forget_forward)
         forward.listen_port = listen_port
         conn = await self._connection()
         try:
@@ -673,6 +803,8 @@ class SSHTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         self._drop_stat_client()
         for forward in list(self._forwards):
             await forward.close()

@@ -9,7 +9,7 @@ import abc
 import asyncio
 import logging
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # re-exported below, loaded on first use (ssh.py and local.py
 
 __all__ = [
     "CommandResult",
+    "FileTooLarge",
     "Forward",
     "HostKeyError",
     "LocalTransport",
@@ -32,6 +33,12 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+# Bytes of stdout, and of stderr, a command may print before it is stopped: its output is
+# held in memory, and a command's output can be steered by any cluster user (job names,
+# reasons, queue listings).
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+READ_CHUNK = 64 * 1024
+
 
 @dataclass
 class CommandResult:
@@ -42,6 +49,30 @@ class CommandResult:
 
 class TransportError(Exception):
     """The transport failed (connection, authentication, timeout); never a command's own failure."""
+
+
+class FileTooLarge(TransportError):
+    """A file is larger than the hub reads of its kind; nothing of it was kept.
+
+    The files the hub reads live in the user's folders: a 20 GB one must be an error, not
+    20 GB in the hub's memory.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        size: int,
+        limit: int,
+        *,
+        where: str,
+        what: str = "a file",
+        at_least: bool = False,
+    ) -> None:
+        size_text = f"at least {size}" if at_least else str(size)  # it grew while read
+        super().__init__(
+            f"{path} on {where} is {size_text} bytes, over the {limit}-byte limit for {what}."
+        )
+        self.path, self.size, self.limit = path, size, limit
 
 
 class HostKeyError(TransportError):
@@ -72,6 +103,9 @@ class Forward:
         self.listen_port = listen_port
         self.reopened = asyncio.Event()  # the owner may clear it to wait for the next one
         self.on_reopen: Callable[[Forward], object] | None = None
+        # A remote forward whose users follow its port may be re-opened on another one
+        # when the old port is taken (see SSHTransport._reopen_remote).
+        self.may_move = False
         self._closed = False
 
     @property
@@ -126,10 +160,23 @@ class Transport(abc.ABC):
     async def run(
         self, argv: list[str], *, input: str | None = None, timeout: float = 30
     ) -> CommandResult:  # noqa: ASYNC109 (the contract)
-        """Run argv (quoted for a POSIX shell); on `timeout` seconds, TransportError."""
+        """Run argv (quoted for a POSIX shell); on `timeout` seconds, TransportError. So too
+        (the command stopped) when it prints more than the transport's bound on stdout or
+        stderr (`max_output`): output is held in memory."""
 
     @abc.abstractmethod
-    async def read_file(self, path: str) -> bytes: ...
+    async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
+        """The whole of a regular file of at most `max_bytes`.
+
+        FileTooLarge, naming it as `what` (e.g. "a connection file"), when it is larger: by
+        its size, and by what was read, never more than max_bytes + 1 bytes even if it grows
+        meanwhile. TransportError for a FIFO, device or directory.
+        """
+
+    @abc.abstractmethod
+    async def read_tail(self, path: str, *, max_bytes: int) -> bytes:
+        """The last `max_bytes` (at most) of a regular file, read from its end: a log of
+        any size costs the same."""
 
     @abc.abstractmethod
     async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
@@ -143,10 +190,10 @@ class Transport(abc.ABC):
     async def exists(self, path: str) -> bool:
         """Whether `path` exists; cheap enough to ask every second (watching for a file).
 
-        This default reads the file; transports with a cheaper way override it.
+        This default reads a byte of the file; transports with a cheaper way override it.
         """
         try:
-            await self.read_file(path)
+            await self.read_tail(path, max_bytes=1)
         except FileNotFoundError:
             return False
         return True
@@ -177,6 +224,56 @@ class Transport(abc.ABC):
 
 def timeout_error(where: str, timeout: float, command: str) -> TransportError:
     return TransportError(f"A command {where} timed out after {timeout:g} s: {command}")
+
+
+def output_limit_error(where: str, stream: str, limit: int, command: str) -> TransportError:
+    return TransportError(
+        f"A command {where} printed more than {limit} bytes on {stream} and was stopped: {command}"
+    )
+
+
+class OutputTooLarge(Exception):
+    """Internal: a stream passed its limit (the transport turns it into a TransportError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+async def read_capped(read: Callable[[int], Awaitable[bytes]], limit: int, stream: str) -> bytes:
+    """A stream to its end, chunk by chunk; OutputTooLarge as soon as it passes `limit`
+    (nothing more is read: the caller stops the command)."""
+    chunks: list[bytes] = []
+    size = 0
+    while data := await read(READ_CHUNK):
+        size += len(data)
+        if size > limit:
+            raise OutputTooLarge(stream)
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+async def read_outputs(
+    stdout: Callable[[int], Awaitable[bytes]],
+    stderr: Callable[[int], Awaitable[bytes]],
+    limit: int,
+) -> tuple[bytes, bytes]:
+    """stdout and stderr at once (a command blocked on a full stderr would never end its
+    stdout); OutputTooLarge from the first to pass `limit`, the other read no further."""
+    tasks = [
+        asyncio.ensure_future(read_capped(stdout, limit, "stdout")),
+        asyncio.ensure_future(read_capped(stderr, limit, "stderr")),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return tasks[0].result(), tasks[1].result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def output_text(output: object) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .transport import Forward, Transport
@@ -26,10 +28,12 @@ class Tunnel:
         remote_port: int | None = None,
         hub_host: str | None = None,
         hub_port: int | None = None,
-        remote_listen_host: str = "0.0.0.0",
+        remote_listen_host: str = "127.0.0.1",
         local_port: int = 0,
         hub_forward_port: int = 0,
         spare_connections: int = 0,
+        probe_ssl: ssl.SSLContext | None = None,
+        on_hub_port_moved: Callable[[int], object] | None = None,
     ) -> None:
         self.transport = transport
         self.node, self.remote_port = node, remote_port
@@ -37,6 +41,10 @@ class Tunnel:
         self.remote_listen_host = remote_listen_host
         self.local_port, self.hub_forward_port = local_port, hub_forward_port
         self.spare_connections = spare_connections
+        # With internal TLS the server answers only TLS clients holding a hub certificate.
+        self.probe_ssl = probe_ssl
+        # Called with the new login-side port when the hub forward had to move there.
+        self.on_hub_port_moved = on_hub_port_moved
         self.hub_forward: Forward | None = None
         self.notebook_forward: Forward | None = None
         self.rtt_ms: float | None = None
@@ -58,11 +66,21 @@ class Tunnel:
             raise ValueError("open_hub_forward needs the hub API's host and port")
         if self.hub_forward is not None:
             await self.hub_forward.close()
+            self.hub_forward = None
         self.hub_forward = await self.transport.open_remote_forward(
             self.remote_listen_host, self.hub_forward_port, self.hub_host, self.hub_port
         )
         self.hub_forward_port = self.hub_forward.listen_port
+        self.hub_forward.on_reopen = self._hub_forward_reopened
+        self.hub_forward.may_move = self.on_hub_port_moved is not None
         return self.hub_forward_port
+
+    def _hub_forward_reopened(self, forward: Forward) -> None:
+        """After an SSH reconnect: the forward is back, on its old port or a new one."""
+        if forward.listen_port != self.hub_forward_port:
+            self.hub_forward_port = forward.listen_port
+            if self.on_hub_port_moved is not None:
+                self.on_hub_port_moved(forward.listen_port)
 
     async def open_notebook_forward(
         self,
@@ -101,11 +119,16 @@ class Tunnel:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection("127.0.0.1", forward.listen_port)
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1",
+                    forward.listen_port,
+                    ssl=self.probe_ssl,
+                    server_hostname="127.0.0.1" if self.probe_ssl else None,
+                )
                 writer.write(_PROBE_REQUEST)
                 await writer.drain()
                 answer = await reader.readexactly(5)
-        except (OSError, EOFError, TimeoutError):
+        except (OSError, EOFError, TimeoutError):  # ssl.SSLError is an OSError
             answer = b""
         finally:
             if writer is not None:

@@ -46,5 +46,59 @@
     if (el) el.classList.toggle("d-none", !visible);
   }
 
-  window.hubdash = { duration: duration, clockTime: clockTime, dateTime: dateTime, tick: tick, show: show };
+  var JSON_REQUEST = { headers: { Accept: "application/json" }, credentials: "same-origin" };
+
+  // The page's live event stream. The dashboard refuses it with 429 when this user, or
+  // everyone together, has as many live pages open as it allows; EventSource cannot see a
+  // status, so a stream that closes before it ever opened is asked once more with fetch()
+  // to learn why. On 429, onRefused(message, seconds) runs and the page polls instead. A
+  // fetch that gets a stream after all (a place came free meanwhile) is dropped at once.
+  function openEvents(url, onRefused) {
+    var source = new EventSource(url);
+    var opened = false;
+    source.addEventListener("open", function () { opened = true; });
+    source.addEventListener("error", function () {
+      if (opened || source.readyState !== EventSource.CLOSED || !window.fetch) return;
+      var probe = new AbortController();
+      fetch(url, Object.assign({ signal: probe.signal }, JSON_REQUEST)).then(function (response) {
+        if (response.status !== 429) { probe.abort(); return; }
+        var seconds = Number(response.headers.get("Retry-After")) || 20;
+        return response.json().then(function (body) { onRefused(body.message || "", seconds); });
+      }).catch(function () { /* nothing more to learn */ });
+    });
+    return source;
+  }
+
+  // Reads a JSON URL every `seconds` (the first time after one interval: the page is fresh);
+  // onData(json) on success, onProblem(message) on failure. Returns a function that stops it.
+  function poll(url, seconds, onData, onProblem) {
+    var timer = null;
+    var stopped = false;
+    function once() {
+      fetch(url, JSON_REQUEST).then(function (response) {
+        return response.json().then(function (body) {
+          if (!response.ok) throw new Error(body.message || "The dashboard answered " + response.status);
+          if (!stopped) onData(body);
+        });
+      }).catch(function (error) {
+        if (!stopped) onProblem(error.message);
+      }).then(function () {
+        if (!stopped) timer = setTimeout(once, seconds * 1000);
+      });
+    }
+    timer = setTimeout(once, seconds * 1000);
+    return function () { stopped = true; clearTimeout(timer); };
+  }
+
+  // What a refused page says, quietly, instead of an alert.
+  function pollingNote(el, message, seconds) {
+    el.textContent = (message ? message + " " : "") + "This page refreshes every " + seconds +
+      " s instead of live.";
+    show(el, true);
+  }
+
+  window.hubdash = {
+    duration: duration, clockTime: clockTime, dateTime: dateTime, tick: tick, show: show,
+    openEvents: openEvents, poll: poll, pollingNote: pollingNote
+  };
 })();

@@ -17,9 +17,7 @@
   hd.tick(cards);
   setInterval(function () { hd.tick(cards); }, 1000);
 
-  var source = new EventSource(cards.dataset.eventsUrl);
-  source.addEventListener("cards", function (event) {
-    var data = JSON.parse(event.data);
+  function showCards(data) {
     // Keep keyboard focus where it was when the cards are drawn anew.
     var focused = document.activeElement && cards.contains(document.activeElement)
       ? document.activeElement.closest("[data-server]") : null;
@@ -35,7 +33,19 @@
         }
       });
     }
-  });
+  }
+
+  function pollInstead(message, seconds) {
+    hd.show(problem, false);
+    hd.pollingNote(document.getElementById("live-note"), message, seconds);
+    hd.poll(cards.dataset.pollUrl, seconds, showCards, function (text) {
+      problem.textContent = text;
+      hd.show(problem, true);
+    });
+  }
+
+  var source = hd.openEvents(cards.dataset.eventsUrl, pollInstead);
+  source.addEventListener("cards", function (event) { showCards(JSON.parse(event.data)); });
   source.addEventListener("problem", function (event) {
     problem.textContent = JSON.parse(event.data).message;
     hd.show(problem, true);

@@ -1,6 +1,7 @@
 /* A server's live status page: everything arrives over one event stream from the dashboard
    (the hub's progress events as they happen, and the server's state now and then); the
-   browser itself only counts the clock. No polling, no reloads. */
+   browser itself only counts the clock. No polling, no reloads, unless the dashboard refuses
+   the stream (429, too many live pages): then the server's state is polled now and then. */
 (function () {
   "use strict";
   var hd = window.hubdash;
@@ -255,9 +256,9 @@
     render();
   }
 
-  var source = new EventSource(root.dataset.eventsUrl);
-  source.addEventListener("server", function (e) {
-    view = JSON.parse(e.data);
+  // A fresh reading of the server's state, from the stream or (refused a stream) a poll.
+  function onView(data) {
+    view = data;
     clockOffset = Date.now() / 1000 - view.time;
     if (view.pending === "spawn" && finished === "failed") {
       finished = null; // started again meanwhile
@@ -273,9 +274,23 @@
     if (sawStart && view.ready && view.url) {
       // The hub's "ready" event is on its way too; whichever comes first opens the server.
       source.close();
+      stopPolling();
       window.location.replace(view.url);
     }
-  });
+  }
+
+  var stopPolling = function () {};
+  function pollInstead(message, seconds) {
+    hd.show(el("problem"), false);
+    hd.pollingNote(el("live-note"), message, seconds);
+    stopPolling = hd.poll(root.dataset.pollUrl, seconds, onView, function (text) {
+      el("problem").textContent = text;
+      hd.show(el("problem"), true);
+    });
+  }
+
+  var source = hd.openEvents(root.dataset.eventsUrl, pollInstead);
+  source.addEventListener("server", function (e) { onView(JSON.parse(e.data)); });
   source.addEventListener("progress", function (e) { onProgress(JSON.parse(e.data)); });
   source.addEventListener("ready", function (e) {
     finished = "ready";

@@ -13,11 +13,21 @@ load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config
 hubapi = os.path.join(os.environ["HUBDASH_ROOT"], "tests", "e2e", "hubapi.py")
 run_path(hubapi)["add_api_service"](c, "hubdash-tests", os.environ["HUBDASH_TEST_TOKEN"])
 c.JupyterHub.log_level = "DEBUG"
+# One hub serves a whole session, whose tests start more named servers per user than the
+# demo's limit (a stopped one still counts until deleted).
+c.JupyterHub.named_server_limit_per_user = 0
 # Jobs of this test session carry its tag, so the queue check after the session counts
 # only them (other hubs may share the test cluster).
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_JOB_PREFIX"]
 # Queue access under test: batch is bob's alone (the form, opt- URLs and the API refuse alice).
 c.JobSpawner.queues["batch"]["users"] = ["bob"]
+
+# Options for the dashboard service: a test cannot reach into the service list from its
+# extra config (a subconfig's list replaces the whole list).
+dash_args = os.environ.get("HUBDASH_TEST_DASH_ARGS", "").split()
+for service in c.JupyterHub.services:
+    if service["name"] == "hubdash" and dash_args:
+        service["command"] = [*service["command"], *dash_args]
 
 # A test may add settings of its own (a short queue limit, a broken command ...).
 if os.environ.get("HUBDASH_TEST_EXTRA_CONFIG"):

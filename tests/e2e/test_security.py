@@ -340,6 +340,17 @@ def test_no_secret_in_any_command_line_and_secret_files_are_the_users_alone(hub:
         for path in holding:
             info = path.stat()
             assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, alice), path
+        # The server's internal-TLS key and certificates: the user's alone, and the key's
+        # text nowhere else (not in the job script, env.json or any command line).
+        certs = sorted((folder / "certs").iterdir())
+        assert [p.name for p in certs] == ["server.crt", "server.key", "trusted-ca.crt"]
+        for path in [folder / "certs", *certs]:
+            info = path.stat()
+            mode = 0o700 if path.is_dir() else 0o600
+            assert (stat.S_IMODE(info.st_mode), info.st_uid) == (mode, alice), path
+        key_line = (folder / "certs" / "server.key").read_text().splitlines()[1]
+        assert not [p for p in folder.glob("*") if p.is_file() and key_line in p.read_text()]
+        assert not [pid for pid, line in command_lines().items() if key_line.encode() in line]
     finally:
         hub.stop("alice", name)
     hub.wait_for(lambda: job_id not in live_jobs(), timeout=60)

@@ -133,12 +133,12 @@ async def test_write_file_is_0600_for_the_user_from_the_start(alice):
     try:
         result = await alice.run(["stat", "-c", "%a %U", ".hubdash-it/conn.json", ".hubdash-it"])
         assert result.stdout == "600 alice\n700 alice\n"
-        assert await alice.read_file(".hubdash-it/conn.json") == b'{"port": 1}'
+        assert await alice.read_file(".hubdash-it/conn.json", max_bytes=100) == b'{"port": 1}'
     finally:
         await alice.remove(".hubdash-it/conn.json")
         await alice.run(["rmdir", ".hubdash-it"])
     with pytest.raises(FileNotFoundError):
-        await alice.read_file(".hubdash-it/conn.json")
+        await alice.read_file(".hubdash-it/conn.json", max_bytes=100)
 
 
 async def test_users_act_as_themselves(cluster_up):
@@ -164,7 +164,7 @@ async def test_local_transport_with_a_prefix_acts_as_the_user(cluster_up):
             ]
         )
         assert result.stdout == "600 alice\n700 alice\n"
-        assert await alice_here.read_file(".hubdash-it-local/conn.json") == b"{}"
+        assert await alice_here.read_file(".hubdash-it-local/conn.json", max_bytes=100) == b"{}"
         assert (await alice_here.run(["printf", "%s\n", HOSTILE])).stdout == HOSTILE + "\n"
     finally:
         await alice_here.remove(".hubdash-it-local/conn.json")
@@ -198,14 +198,14 @@ async def test_local_forward_reaches_a_compute_node(alice, cn1_http):
 
 
 async def test_remote_forward_is_reachable_from_a_compute_node(alice, hub_api):
-    forward = await alice.open_remote_forward("0.0.0.0", 0, "127.0.0.1", hub_api)
+    forward = await alice.open_remote_forward(LOGIN_HOST, 0, "127.0.0.1", hub_api)
     assert "hub api" in await get_from_cn1(forward.listen_port)
 
 
 async def test_tunnel_reopens_both_forwards_on_the_same_ports_after_a_drop(
     alice, cn1_http, hub_api
 ):
-    tunnel = Tunnel(alice, hub_host="127.0.0.1", hub_port=hub_api)
+    tunnel = Tunnel(alice, hub_host="127.0.0.1", hub_port=hub_api, remote_listen_host=LOGIN_HOST)
     hub_side = await tunnel.open_hub_forward()
     local = await tunnel.open_notebook_forward(CN1, cn1_http)
     assert await tunnel.probe() is not None

@@ -8,7 +8,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from spawner.transport import CommandResult, Forward, Transport, TransportError
+from spawner.transport import CommandResult, FileTooLarge, Forward, Transport, TransportError
 
 
 @dataclass
@@ -132,7 +132,17 @@ class PaperTransport(Transport):
             raise TransportError("A command on login timed out after 30 s")
         return self.scheduler.answer(argv)
 
-    async def read_file(self, path: str) -> bytes:
+    async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
+        data = self._file(path)
+        if len(data) > max_bytes:
+            raise FileTooLarge(path, len(data), max_bytes, where="paper", what=what)
+        return data
+
+    async def read_tail(self, path: str, *, max_bytes: int) -> bytes:
+        data = self._file(path)
+        return data[max(0, len(data) - max_bytes) :]
+
+    def _file(self, path: str) -> bytes:
         if self.scheduler.transport_down:
             raise TransportError("connection lost")
         try:

@@ -29,6 +29,7 @@ class FakeHubState:
     stopped: list[tuple[str, str, str]] = field(default_factory=list)  # (user, server, token)
     metrics_text: str = ""
     progress_readers: int = 0
+    requests: int = 0  # every request the hub was asked, whatever its answer
 
 
 def server_model(
@@ -56,6 +57,7 @@ def server_model(
 class FakeHubHandler(web.RequestHandler):
     def initialize(self, hub: FakeHubState) -> None:
         self.hub = hub
+        hub.requests += 1
 
     def token(self) -> str:
         return self.request.headers.get("Authorization", "").partition(" ")[2]

@@ -31,7 +31,7 @@ class FileSequence:
         self.contents = list(contents)
         self.reads = 0
 
-    async def read_file(self, path: str) -> bytes:
+    async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
         assert path == PATH
         self.reads += 1
         content = self.contents[0] if len(self.contents) == 1 else self.contents.pop(0)

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from types import SimpleNamespace
 
 import pytest
+from tornado import web
 from traitlets.config import Config
 
 from spawner import formpage
@@ -55,7 +56,7 @@ class Page(HTMLParser):
         return " ".join(self.by_id[element_id]["text"].split())
 
 
-def make_spawner(user="alice", user_options=None, others=None, **settings) -> JobSpawner:
+def make_spawner(user="alice", user_options=None, others=None, server="", **settings) -> JobSpawner:
     config = Config()
     config.JobSpawner.queues = TABLE
     for key, value in settings.items():
@@ -68,6 +69,7 @@ def make_spawner(user="alice", user_options=None, others=None, **settings) -> Jo
         config=config,
         user=SimpleNamespace(name=user, groups=[], orm_spawners=orm_spawners),
         hub=SimpleNamespace(base_url="/hub/"),
+        orm_spawner=SimpleNamespace(name=server, server=None, state=None) if server else None,
     )
     spawner.user_options = user_options or {}
 
@@ -151,6 +153,21 @@ def test_a_refused_opt_url_shows_the_form_with_its_entries():
     page = render(spawner)
     assert "may not submit to queue 'batch'" in page.text("queue-feedback")
     assert page.by_id["walltime"]["value"] == "45"
+
+
+def test_a_refused_form_fills_only_the_form_of_its_own_server():
+    refused = {"queue": ["debug"], "walltime": ["2:00:00"], "nodes": ["2"], "engines": ["0"]}
+    gpu = make_spawner(server="gpu")
+    with pytest.raises(web.HTTPError):
+        gpu.options_from_form(refused)
+    # The user's other servers, and another user's server of that name, get a fresh form.
+    for other in (make_spawner(), make_spawner(server="big"), make_spawner("bob", server="gpu")):
+        page = render(other)
+        assert page.by_id["walltime"]["value"] == "0:30:00"
+        assert "is-invalid" not in page.by_id["walltime"]["class"]
+    page = render(gpu)
+    assert page.by_id["walltime"]["value"] == "2:00:00"
+    assert "is-invalid" in page.by_id["walltime"]["class"]
 
 
 def test_extras_show_their_fields_with_the_queues_choices():

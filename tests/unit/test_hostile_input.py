@@ -14,7 +14,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tornado import web
 from traitlets.config import Config
@@ -331,11 +331,13 @@ def test_nul_in_an_argument_is_refused_before_it_is_sent():
 
 # --- server names ---------------------------------------------------------------------------
 
-KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,48}")
+KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,81}")
+# Names as users type them, and names long enough to be cut short in a key.
+server_names = st.one_of(hostile_text, st.text(min_size=30, max_size=90))
 
 
 @settings(max_examples=300, deadline=None)
-@given(hostile_text)
+@given(server_names)
 def test_any_server_name_gives_a_safe_folder_and_job_name(name):
     spawner = make_spawner(name)
     with TALLY.trying(name):
@@ -344,18 +346,55 @@ def test_any_server_name_gives_a_safe_folder_and_job_name(name):
         assert check_directive_value("job_name", spawner.job_name) == spawner.job_name
 
 
+@pytest.mark.parametrize("flavor", ["pbspro", "torque"])
+def test_the_longest_job_name_is_one_pbs_takes(flavor):
+    # PBS Pro's qsub -N: a letter first, then letters, digits, _ - +, at most 230 in all.
+    config = Config()
+    config.JobSpawner.scheduler = "pbs"
+    config.JobSpawner.pbs_flavor = flavor
+    config.JobSpawner.job_name_prefix = "j" + "." * 31
+    config.JobSpawner.remote_username = "a." + "b" * 30
+    user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", escaped_name="alice")
+    row = SimpleNamespace(name="é" * 40, display_name="", server=None, state=None)
+    job_name = JobSpawner(config=config, user=user, orm_spawner=row).job_name
+    assert len(job_name) == 32 + 1 + 32 + 1 + 82 <= 230  # the longest of each part
+    if flavor == "pbspro":
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]*", job_name), job_name
+    else:  # Torque takes any printable characters: the names stay as the admin wrote them
+        assert job_name.startswith(f"j{'.' * 31}-a.{'b' * 30}-__c3_a9")
+
+
+def key_of(name: str) -> str:
+    return make_spawner(name).server_key
+
+
+@st.composite
+def two_server_names(draw) -> tuple[str, str]:
+    """Two names, the second often the key of the first: a key is a name a user can type too.
+
+    A key that rewrites an unsafe name ("a~b" -> "a_b-941528e5") must not be what another
+    name, safe as it stands, is kept as: independent draws would never hit that hash.
+    """
+    first = draw(server_names)
+    second = draw(st.one_of(server_names, st.just(key_of(first)), st.just(key_of(first)[:-1])))
+    return draw(st.permutations([first, second]))
+
+
 @settings(max_examples=300, deadline=None)
-@given(hostile_text, hostile_text)
-def test_different_server_names_never_share_a_folder(first, second):
+@example(("a~b", "a_b-941528e5"))  # shared a folder and a job name until keys were escaped
+@example(("a b", "_a_20b"))  # the escaped form of one name, typed as another
+@given(two_server_names())
+def test_different_server_names_never_share_a_folder(names):
+    first, second = names
     if first != second:
-        assert make_spawner(first).server_key != make_spawner(second).server_key
+        assert key_of(first) != key_of(second)
 
 
 def test_look_alike_server_names_get_folders_of_their_own():
-    names = ["", "default", ".", "..", "-rf", "a b", "a_b", "a/b", "a\nb"]
+    names = ["", "default", ".", "..", "-rf", "a b", "a_b", "a/b", "a\nb", "a~b", "a_b-941528e5"]
     keys = [make_spawner(name).server_key for name in names]
     assert len(set(keys)) == len(names), keys
-    assert keys[0] == "default" and keys[6] == "a_b"
+    assert keys[0] == "default" and keys[6] == "a_b" and keys[10] == "a_b-941528e5"
 
 
 def test_a_shell_would_read_the_directive_alphabet_as_plain_words():

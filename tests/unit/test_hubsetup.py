@@ -1,5 +1,7 @@
 """setup_hub: the form's queue API routes, and spawner settings checked as the hub reads them."""
 
+import logging
+
 import pytest
 from jupyterhub.app import JupyterHub
 from traitlets import TraitError
@@ -62,3 +64,37 @@ def test_good_settings_pass_and_other_spawners_are_not_checked():
     other = Config()
     other.JobSpawner.queues = {"debug": {"max_walltime": "soon"}}  # unused: not the spawner
     hub_reading(other)
+
+
+@pytest.mark.parametrize(
+    "settings, warned",
+    [
+        ({"internal_ssl": True}, []),
+        ({"internal_ssl": False}, ["without c.JupyterHub.internal_ssl"]),
+        (
+            {"internal_ssl": True, "hub_forward_listen_address": "0.0.0.0"},
+            ["every interface of the login node"],
+        ),
+        ({"internal_ssl": False, "forward_hub_api": False}, []),
+    ],
+)
+def test_an_exposed_channel_to_the_hub_is_warned_about_once_at_start(settings, warned):
+    c = Config()
+    c.JupyterHub.spawner_class = JobSpawner
+    c.JupyterHub.internal_ssl = settings.pop("internal_ssl")
+    for name, value in settings.items():
+        setattr(c.JobSpawner, name, value)
+    app = JupyterHub()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    app.log.addHandler(handler)
+    try:
+        hubsetup._check_when_configured(app, c)
+        app.update_config(c)
+    finally:
+        app.log.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert len(messages) == len(warned), messages
+    for message, expected in zip(messages, warned, strict=True):
+        assert expected in message

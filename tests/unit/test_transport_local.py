@@ -182,14 +182,14 @@ async def test_local_write_file_replaces_atomically_and_leaves_no_temporary(loca
 async def test_local_file_names_with_spaces_and_dashes_are_taken_literally(local, tmp_path):
     path = tmp_path / "-n $(x) 'q'.txt"
     await local.write_file(str(path), b"x")
-    assert await local.read_file(str(path)) == b"x"
+    assert await local.read_file(str(path), max_bytes=100) == b"x"
     await local.remove(str(path))
     assert not path.exists()
 
 
 async def test_local_read_missing_file_is_file_not_found(local, tmp_path):
     with pytest.raises(FileNotFoundError):
-        await local.read_file(str(tmp_path / "missing"))
+        await local.read_file(str(tmp_path / "missing"), max_bytes=100)
 
 
 async def test_local_remove_missing_file_is_fine(local, tmp_path):
@@ -201,7 +201,7 @@ async def test_local_relative_paths_start_at_home(tmp_path, monkeypatch):
     transport = LocalTransport()
     await transport.write_file(".hubdash/x/state", b"1")
     assert (tmp_path / ".hubdash" / "x" / "state").read_bytes() == b"1"
-    assert await transport.read_file(".hubdash/x/state") == b"1"
+    assert await transport.read_file(".hubdash/x/state", max_bytes=100) == b"1"
 
 
 # -- LocalTransport: forwards -----------------------------------------------------------------
@@ -397,7 +397,7 @@ async def test_max_sessions_is_never_exceeded(sshd):
         started = time.monotonic()
         await asyncio.gather(
             *(transport.run(["sleep", "0.2"]) for _ in range(5)),
-            *(transport.read_file("data") for _ in range(5)),
+            *(transport.read_file("data", max_bytes=4096) for _ in range(5)),
         )
         assert sshd.max_sessions_seen == 2
         assert time.monotonic() - started >= 0.5  # 5 sleeps, two at a time
@@ -448,11 +448,11 @@ async def test_ssh_write_file_mode_parents_and_atomic_replace(ssh, sshd):
 
 async def test_ssh_read_and_remove(ssh, sshd):
     (sshd.home / "conn.json").write_bytes(b'{"port": 1}')
-    assert await ssh.read_file("conn.json") == b'{"port": 1}'
+    assert await ssh.read_file("conn.json", max_bytes=100) == b'{"port": 1}'
     await ssh.remove("conn.json")
     await ssh.remove("conn.json")  # missing is fine
     with pytest.raises(FileNotFoundError):
-        await ssh.read_file("conn.json")
+        await ssh.read_file("conn.json", max_bytes=100)
 
 
 async def test_ssh_local_forward_relays_both_ways_with_nodelay(ssh, echo_port):
@@ -548,6 +548,35 @@ async def test_remote_forward_waits_for_its_port_to_come_free(sshd, echo_port):
         await transport.close()
 
 
+async def test_a_forward_that_may_move_takes_a_new_port_when_its_old_one_is_taken(sshd, echo_port):
+    from spawner.tunnel import Tunnel
+
+    transport = ssh_transport(sshd, connect_attempts=2)
+    moved: list[int] = []
+    tunnel = Tunnel(
+        transport, hub_host="127.0.0.1", hub_port=echo_port, on_hub_port_moved=moved.append
+    )
+    try:
+        old = await tunnel.open_hub_forward()
+        server_port = sshd.port
+        await sshd.stop()
+        with socket.socket() as squatter:  # someone keeps the old port
+            for _ in range(50):
+                with contextlib.suppress(OSError):
+                    squatter.bind(("127.0.0.1", old))
+                    break
+                await asyncio.sleep(0.02)
+            squatter.listen()
+            await sshd.start(server_port)
+            await asyncio.wait_for(tunnel.hub_forward.reopened.wait(), 10)
+            assert moved == [tunnel.hub_forward.listen_port] and moved[0] != old
+            assert tunnel.state["hub_forward"] == {"port": moved[0], "open": True}
+            assert await echo_through(moved[0]) == b"hellobye"
+    finally:
+        await tunnel.close()
+        await transport.close()
+
+
 async def test_commands_reconnect_after_the_connection_drops(ssh, sshd):
     await ssh.run(["true"])
     sshd.drop_connections()
@@ -558,7 +587,7 @@ async def test_commands_reconnect_after_the_connection_drops(ssh, sshd):
 async def test_file_operations_retry_on_a_new_connection_after_a_drop(ssh, sshd):
     await ssh.write_file("state", b"1")
     sshd.drop_connections()
-    assert await ssh.read_file("state") == b"1"
+    assert await ssh.read_file("state", max_bytes=100) == b"1"
 
 
 async def test_reconnect_reopens_the_local_forward_on_the_same_port(ssh, sshd, echo_port):
