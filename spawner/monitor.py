@@ -136,6 +136,10 @@ class _Entry:
 
     def announce(self) -> None:
         self.view.version += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Let waiters look again (refresh() waits for a lookup, changed or not)."""
         self.changed.set()
         self.changed = asyncio.Event()
 
@@ -403,6 +407,7 @@ class JobMonitor:
             else:
                 self._answered(entry, info)
             self._schedule(entry)
+            entry.wake()  # an answer that changed nothing still ends a refresh()
 
     def _answered(self, entry: _Entry, info: JobInfo) -> None:
         view = entry.view

@@ -444,8 +444,7 @@ class SSHTransport(Transport):
                 failures += 1
                 if failures == self.connect_attempts and forward.may_move:
                     self.log.warning(
-                        "%s does not give port %d back for a forward (%s); moving it to a "
-                        "new port",
+                        "%s does not give port %d back for a forward (%s); moving it to a new port",
                         self.host,
                         forward.listen_port,
                         exc,

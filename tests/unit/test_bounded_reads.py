@@ -11,7 +11,6 @@ import time
 import pytest
 
 from spawner import local as local_module
-from spawner import ssh as ssh_module
 from spawner.enginestatus import STATUS_FILE_LIMIT, read_engine_status
 from spawner.logtail import LINE_CHARS, TAIL_LINES, read_log_tail, tail_text
 from spawner.relay import EARLY_DATA_LIMIT, RelayedConnection, RelayListener

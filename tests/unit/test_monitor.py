@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from functools import partial
 
 import pytest
@@ -219,6 +220,24 @@ async def test_refresh_asks_at_once_even_for_a_settled_job():
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
         view = await cluster.monitor.refresh("41", timeout=PATIENCE)
         assert view.state is JobState.RUNNING
+    finally:
+        await cluster.close()
+
+
+async def test_refresh_of_a_job_that_did_not_change_returns_after_its_lookup():
+    # Its answer changes nothing a reader sees: refresh() must still end with the lookup,
+    # not at its timeout.
+    scheduler = PaperScheduler()
+    cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))
+    try:
+        scheduler.jobs["42"] = PaperJob("RUNNING", nodes="cn1")
+        cluster.monitor.track("42", "alice", starting=False)
+        await until(cluster.monitor, "42", lambda v: v.info is not None, "the first answer")
+        checks = cluster.monitor.get("42").checks
+        started = time.monotonic()
+        view = await cluster.monitor.refresh("42", timeout=30)
+        assert time.monotonic() - started < 5
+        assert view.checks == checks + 1 and view.info.nodes == ["cn1"]
     finally:
         await cluster.close()
 

@@ -48,13 +48,17 @@ class RecordingTransport(PaperTransport):
 
 
 @pytest.fixture
-def paper(monkeypatch):
-    monkeypatch.setattr(cluster_module, "_CLUSTERS", {})
+async def paper(monkeypatch):
+    clusters: dict = {}
+    monkeypatch.setattr(cluster_module, "_CLUSTERS", clusters)
     box = SimpleNamespace(scheduler=None)
     monkeypatch.setattr(
         JobSpawner, "_make_transport", lambda self, user: RecordingTransport(box.scheduler, user)
     )
-    return box
+    monkeypatch.setattr(JobSpawner, "_save_state", lambda self: None)  # no hub database here
+    yield box
+    for cluster in clusters.values():
+        await cluster.close()  # its monitor's task too
 
 
 def make_spawner(name: str) -> JobSpawner:
@@ -64,7 +68,8 @@ def make_spawner(name: str) -> JobSpawner:
     config.JobSpawner.forward_hub_api = False
     config.JobSpawner.startup_timeout = 5
     user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice", groups=[])
-    spawner = JobSpawner(config=config, user=user, hub=Hub(base_url="/hub/"), name=name)
+    row = SimpleNamespace(name=name, display_name=name, server=None, state=None)
+    spawner = JobSpawner(config=config, user=user, hub=Hub(base_url="/hub/"), orm_spawner=row)
     spawner.api_token = "token"
     spawner.user_options = {"queue": "debug", "walltime": "0:10:00", "nodes": 1}
     return spawner
@@ -141,9 +146,7 @@ async def test_a_connection_file_over_its_limit_fails_the_start_naming_its_size(
         ("n01", "n[01-02].cluster.example.org", "n01.cluster.example.org"),
     ],
 )
-async def test_a_host_of_the_job_is_reached_by_the_schedulers_name_for_it(
-    paper, host, nodes, node
-):
+async def test_a_host_of_the_job_is_reached_by_the_schedulers_name_for_it(paper, host, nodes, node):
     scheduler = RoutedScheduler({"host": host, "port": 41234}, nodes)
     assert await tunnel_opened_to(paper, scheduler, "bnd-ok") == (node, 41234)
 
