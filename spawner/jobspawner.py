@@ -679,7 +679,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
 
     async def _checked_address(
         self, cluster: Cluster, host: object, port: object
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int] | None:
         """The tunnel's destination from what the job wrote, only if it is the job's own.
 
         The file is the user's to write: taken as it is, it would point the hub's tunnel
@@ -695,9 +695,18 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                 f"not an unprivileged port (1024-65535); {refusing}"
             )
         nodes = await self._job_nodes(cluster)
+        if not nodes:
+            # The scheduler cannot tell yet (a failing or slow status command, a job not yet
+            # seen running): no answer is no route; look again, within the start's limits.
+            self.log.info(
+                "Job %s wrote where its server listens; waiting for the scheduler to name "
+                "its nodes before tunnelling there",
+                self.job_id,
+            )
+            return None
         node = _job_node(host, nodes) if isinstance(host, str) else None
         if node is None:
-            known = ", ".join(nodes) if nodes else "the scheduler reports none for it"
+            known = ", ".join(nodes)
             raise SpawnError(
                 f"Job {self.job_id} says its server listens on {where}, which is not one of "
                 f"the job's nodes ({known}); {refusing}"

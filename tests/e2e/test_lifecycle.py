@@ -123,8 +123,8 @@ def test_failing_status_command_does_not_stop_a_running_server(fault_dir, make_h
     # fault_dir first: set up before the hub, so it is removed only after the hub stopped.
     fault = fault_dir
     flag = fault / "fail"
-    # squeue/qstat that fail while the flag exists, and otherwise are the real ones.
-    for command in ("squeue", "qstat", "sbatch", "scancel", "qsub", "qdel"):
+    # Status commands that fail while the flag exists, and otherwise are the real ones.
+    for command in ("squeue", "scontrol", "qstat", "sbatch", "scancel", "qsub", "qdel"):
         wrapper = fault / command
         wrapper.write_text(
             "#!/bin/sh\n"

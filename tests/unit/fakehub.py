@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
 
 SERVICE_TOKEN = "service-token"
 TOKENS = {"alice-token": "alice", "bob-token": "bob", "root-token": "root"}
@@ -177,4 +179,26 @@ def make_fake_hub(hub: FakeHubState) -> web.Application:
             (rf"/hub/api/users/([^/]+)/{server}/progress", Progress, kwargs),
             (r"/hub/metrics", Metrics, kwargs),
         ]
+    )
+
+
+def serve_fake_hub(hub: FakeHubState) -> tuple[HTTPServer, str]:
+    """The fake hub listening on a free loopback port; (its server, its API URL)."""
+    sock, port = bind_unused_port()
+    server = HTTPServer(make_fake_hub(hub))
+    server.add_sockets([sock])
+    return server, f"http://127.0.0.1:{port}/hub/api"
+
+
+def service_auth(auth_class: type, api_url: str, prefix: str) -> Any:
+    """The dashboard's HubOAuth (or a subclass) against the fake hub; cache_max_age=0 keeps
+    a token it asked about known for the whole test."""
+    return auth_class(
+        api_url=api_url,
+        api_token=SERVICE_TOKEN,
+        oauth_client_id="service-hubdash",
+        base_url=prefix,
+        hub_prefix="/hub/",
+        access_scopes={"access:services!service=hubdash"},
+        cache_max_age=0,
     )

@@ -26,14 +26,6 @@ def local(request) -> LocalTransport:
     return LocalTransport() if request.param == "direct" else LocalTransport(prefix=["env"])
 
 
-@pytest.fixture
-async def sshd(tmp_path, monkeypatch):
-    server = await InProcessSSHD(tmp_path).start()
-    monkeypatch.chdir(server.home)
-    yield server
-    await server.stop()
-
-
 def ssh_for(sshd: InProcessSSHD, **kwargs) -> SSHTransport:
     return SSHTransport(
         "127.0.0.1",

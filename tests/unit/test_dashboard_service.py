@@ -19,7 +19,7 @@ from tornado.web import create_signed_value
 from hubdash.app import HubDash
 from hubdash.hubapi import HubAPI
 
-from .fakehub import SERVICE_TOKEN, FakeHubState, make_fake_hub, server_model
+from .fakehub import SERVICE_TOKEN, FakeHubState, serve_fake_hub, server_model, service_auth
 
 PREFIX = "/services/hubdash/"
 
@@ -107,21 +107,10 @@ class Dashboard:
 @pytest.fixture
 async def dash():
     hub = FakeHubState()
-    hub_sock, hub_port = bind_unused_port()
-    hub_server = HTTPServer(make_fake_hub(hub))
-    hub_server.add_sockets([hub_sock])
-    api_url = f"http://127.0.0.1:{hub_port}/hub/api"
+    hub_server, api_url = serve_fake_hub(hub)
 
     config = HubDash(service_prefix=PREFIX, state_interval=0.5, walltime_warning_minutes=10)
-    auth = HubOAuth(
-        api_url=api_url,
-        api_token=SERVICE_TOKEN,
-        oauth_client_id="service-hubdash",
-        base_url=PREFIX,
-        hub_prefix="/hub/",
-        access_scopes={"access:services!service=hubdash"},
-        cache_max_age=0,
-    )
+    auth = service_auth(HubOAuth, api_url, PREFIX)
     app = config.make_app(hub_auth=auth, hub_api=HubAPI(api_url, SERVICE_TOKEN))
     sock, port = bind_unused_port()
     server = HTTPServer(app)

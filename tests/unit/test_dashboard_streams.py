@@ -25,7 +25,7 @@ from hubdash.hubauth import SharedLookupHubOAuth
 from hubdash.streamlimits import StreamLimits
 
 from . import fakehub
-from .fakehub import SERVICE_TOKEN, FakeHubState, make_fake_hub, server_model
+from .fakehub import SERVICE_TOKEN, FakeHubState, serve_fake_hub, server_model, service_auth
 from .test_dashboard_service import PREFIX, Dashboard, queued_alice
 
 CARDS = f"{PREFIX}api/users/alice/events"
@@ -72,10 +72,7 @@ class Streams(Dashboard):
 @pytest.fixture
 async def streams():
     hub = FakeHubState()
-    hub_sock, hub_port = bind_unused_port()
-    hub_server = HTTPServer(make_fake_hub(hub))
-    hub_server.add_sockets([hub_sock])
-    api_url = f"http://127.0.0.1:{hub_port}/hub/api"
+    hub_server, api_url = serve_fake_hub(hub)
     config = HubDash(
         # Open streams read the hub once, then not again within a test.
         service_prefix=PREFIX,
@@ -83,15 +80,7 @@ async def streams():
         max_streams_per_user=2,
         max_streams_total=3,
     )
-    auth = SharedLookupHubOAuth(
-        api_url=api_url,
-        api_token=SERVICE_TOKEN,
-        oauth_client_id="service-hubdash",
-        base_url=PREFIX,
-        hub_prefix="/hub/",
-        access_scopes={"access:services!service=hubdash"},
-        cache_max_age=0,  # forever: a token asked about once is known after
-    )
+    auth = service_auth(SharedLookupHubOAuth, api_url, PREFIX)
     app = config.make_app(hub_auth=auth, hub_api=HubAPI(api_url, SERVICE_TOKEN))
     sock, port = bind_unused_port()
     server = HTTPServer(app)

@@ -176,3 +176,31 @@ async def test_a_file_written_before_the_monitor_saw_the_job_run_is_checked_afte
     monkeypatch.setattr(cluster_module.JobMonitor, "get", get_without_nodes_before_a_refresh)
     assert await tunnel_opened_to(paper, scheduler, "bnd-late") == ("cn1", 41234)
     assert calls == ["1000"]
+
+
+async def test_a_file_is_not_taken_while_the_scheduler_names_no_nodes(paper, monkeypatch):
+    # A status command that fails or hangs is no answer: the start waits (no tunnel, no
+    # refusal) until the scheduler names the job's nodes.
+    scheduler = RoutedScheduler({"host": "cn1", "port": 41234})
+    real_get = cluster_module.JobMonitor.get
+    answering = asyncio.Event()
+
+    def get(self, job_id):
+        view = real_get(self, job_id)
+        if view is not None and view.info is not None and not answering.is_set():
+            view.info.nodes = []
+        return view
+
+    monkeypatch.setattr(cluster_module.JobMonitor, "get", get)
+    paper.scheduler = scheduler
+    spawner = make_spawner("bnd-wait")
+    start = asyncio.ensure_future(spawner.start())
+    try:
+        await asyncio.sleep(2)
+        assert not start.done() and scheduler.forward_to == []
+        answering.set()
+        await asyncio.wait_for(scheduler.notebook_forward_opened.wait(), 10)
+        assert scheduler.forward_to[0] == ("cn1", 41234)
+    finally:
+        start.cancel()
+        await asyncio.gather(start, return_exceptions=True)

@@ -20,19 +20,8 @@ from spawner.transport import TransportError
 
 from .inprocess_sshd import InProcessSSHD
 
-
-@pytest.fixture
-async def sshd(tmp_path, monkeypatch):
-    server = await InProcessSSHD(tmp_path).start()
-    monkeypatch.chdir(server.home)  # the in-process SFTP server starts in the cwd
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
-    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
+# Reconnects in tenths of a second (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def transport(sshd: InProcessSSHD, **kwargs) -> SSHTransport:

@@ -23,18 +23,8 @@ IDLE = 1.0  # seconds; every wait below is an upper bound or a multiple of it
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture
-async def sshd(tmp_path, monkeypatch):
-    server = await InProcessSSHD(tmp_path).start()
-    monkeypatch.chdir(server.home)  # the in-process SFTP server starts in the cwd
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
-    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
+# Reconnects in tenths of a second (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def transport(sshd: InProcessSSHD, **kwargs) -> SSHTransport:

@@ -71,14 +71,6 @@ async def echo_port():
     server.close()
 
 
-@pytest.fixture
-async def sshd(tmp_path, monkeypatch):
-    server = await InProcessSSHD(tmp_path).start()
-    monkeypatch.chdir(server.home)  # the in-process SFTP server starts in the cwd, like a home
-    yield server
-    await server.stop()
-
-
 def ssh_transport(sshd: InProcessSSHD, **kwargs) -> SSHTransport:
     options = dict(
         username="alice",
@@ -97,10 +89,8 @@ async def ssh(sshd):
     await transport.close()
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
-    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
+# Reconnects in tenths of a second (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 # -- LocalTransport: commands -----------------------------------------------------------------

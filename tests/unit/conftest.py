@@ -1,0 +1,25 @@
+"""Fixtures shared by the unit tests that talk to an in-process SSH server."""
+
+from __future__ import annotations
+
+import pytest
+
+from spawner import ssh as ssh_module
+
+from .inprocess_sshd import InProcessSSHD
+
+
+@pytest.fixture
+async def sshd(tmp_path, monkeypatch):
+    """An SSH server in this process, with alice's key and its host key in known_hosts."""
+    server = await InProcessSSHD(tmp_path).start()
+    monkeypatch.chdir(server.home)  # the in-process SFTP server starts in the cwd, like a home
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """Reconnects in tenths of a second, not seconds (use with pytest.mark.usefixtures)."""
+    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
