@@ -663,7 +663,8 @@ class JobSpawner(JobSpawnerSettings, Spawner):
             return None
         except FileTooLarge as exc:
             raise SpawnError(
-                f"The connection file of job {self.job_id} is too large to read: {exc}"
+                f"The connection file of job {self.job_id} is too large to read: {exc}",
+                await self._log_tail(transport),
             ) from None
         except (ValueError, TransportError) as exc:
             self.log.debug("Connection file of %s not readable yet: %s", self._log_name, exc)

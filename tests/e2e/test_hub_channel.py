@@ -273,3 +273,65 @@ def test_ports_taken_while_the_hub_is_down_change_nothing_for_its_servers(
     assert b"Authorization" not in everything and b"GET /" not in everything
     for server in servers:
         again.stop(*server)
+
+
+# A server command that, for the server named "big", fills its folder as a hostile user
+# (or a runaway job) would: 2 GB of output, 20 GB sparse connection and engine files, then
+# it fails. Every other server starts as usual.
+BIG_JOB = r"""
+c.JobSpawner.cmd = ["/bin/sh", "-c", '''
+if [ "$JUPYTERHUB_SERVER_NAME" = big ]; then
+    folder="$HOME/.hubdash/servers/big"
+    yes "filler line of a job that talks too much" | head -c 2G
+    echo
+    echo "LAST WORDS OF THE BIG JOB"
+    truncate -s 20G "$folder/connection.json" "$folder/engines.json"
+    exit 1
+fi
+exec /opt/hubdash/venv/bin/jupyterhub-singleuser "$@"
+''', "sh"]
+"""
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_huge_files_and_output_in_a_users_folder_cost_the_hub_no_memory(make_hub):
+    hub = make_hub(BIG_JOB)
+    hub.spawn("bob", "steady", queue="debug", walltime="10")
+    steady = hub.wait_ready("bob", "steady")
+    bob_url = f"{hub.url}/user/bob/steady/api/status"
+    rss_before = rss_kib(hub.process.pid)
+    folder = server_folder("alice", "big")
+    try:
+        hub.spawn("alice", "big", queue="debug", walltime="10")
+        failed = None
+        deadline = time.monotonic() + 240
+        while failed is None:
+            assert time.monotonic() < deadline, "alice's start neither failed nor ended"
+            # bob's notebook answers all along
+            reply = requests.get(
+                bob_url, headers={"Authorization": f"token {hub.token}"}, timeout=10
+            )
+            assert reply.status_code == 200, reply.status_code
+            server = hub.server("alice", "big") or {}
+            if not server.get("pending") and not server.get("ready"):
+                outcome = hub.api("GET", "/users/alice").json()["servers"].get("big") or {}
+                failed = (outcome.get("state") or {}).get("last_outcome") or outcome
+                break
+            time.sleep(1)
+        grown = rss_kib(hub.process.pid) - rss_before
+        assert grown < 50 * 1024, f"the hub's memory grew by {grown} KiB"
+        events = hub.progress_events("alice", "big", timeout=30)
+        text = json.dumps(events) + json.dumps(failed)
+        assert "LAST WORDS OF THE BIG JOB" in text, text[-2000:]
+        assert rss_kib(hub.process.pid) - rss_before < 50 * 1024
+    finally:
+        for name in ("job.log", "connection.json", "engines.json"):
+            (folder / name).unlink(missing_ok=True)
+    assert steady["state"]["job_id"] in {line.split()[0] for line in cluster_jobs()}
+    hub.stop("bob", "steady")
