@@ -85,7 +85,7 @@ def test_hostile_api_options_are_refused_and_submit_nothing(hub: Hub, marker):
                 assert (f"{field}: " if field else "unknown option") in message, message
     server = hub.server("alice", "hostile") or {}
     assert not server.get("pending") and not server.get("ready")
-    assert all_jobs() == before
+    assert all_jobs() <= before  # nothing new (old finished jobs may leave the list)
 
 
 def test_hostile_server_names_are_refused_and_submit_nothing(hub: Hub, marker):
@@ -99,7 +99,7 @@ def test_hostile_server_names_are_refused_and_submit_nothing(hub: Hub, marker):
                 json={"user_options": {"queue": "debug", "walltime": "5"}},
             )
             assert answer.status_code in (400, 404), (name[:60], answer.status_code)
-    assert all_jobs() == before
+    assert all_jobs() <= before  # nothing new (old finished jobs may leave the list)
 
 
 @slurm_only
@@ -133,7 +133,7 @@ def test_hostile_opt_urls_and_form_posts_get_the_form_back_with_the_refusal(
                 assert "<script>window.hubdashPwned" not in text
                 assert '<img src=x onerror="window.hubdashPwned' not in text
     assert dialogs == []
-    assert all_jobs() == before
+    assert all_jobs() <= before  # nothing new (old finished jobs may leave the list)
 
 
 # --- host keys --------------------------------------------------------------------------------
@@ -173,8 +173,9 @@ def test_changed_login_host_key_stops_the_spawn_before_anything_is_sent(make_hub
     assert "10.213.0.2" in message and "has changed" in message, message
     assert any(fingerprint(pub) in message for pub in HOST_KEYS), message
     assert fingerprint(impostor.with_suffix(".pub")) not in message
-    # Nothing reached the host: no job, no settings file, no folder for the server.
-    assert all_jobs(("alice",)) == before
+    # Nothing reached the host: no job, no settings file, no folder for the server. (Earlier
+    # tests' finished jobs may leave slurmctld's memory meanwhile: only new ones count.)
+    assert all_jobs(("alice",)) <= before
     assert not (home("alice") / ".hubdash" / "servers" / name).exists()
 
 
