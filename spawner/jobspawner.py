@@ -12,8 +12,9 @@ import ipaddress
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import sqlalchemy
 from jupyterhub.spawner import Spawner
@@ -38,7 +39,7 @@ from .hubrelay import ROUTE_FILE
 from .internaltls import CERT_FILES, probe_context
 from .jobrecord import JobOutcome, JobRecord
 from .jobscript import JobScript, render_job_script
-from .launcher import CONNECTION_FILE, ENV_FILE, RELAY_ENV
+from .launcher import CONNECTION_FILE, ENV_FILE, RELAY_ENV, hub_urls_at
 from .logtail import read_log_tail
 from .monitor import MonitorSettings
 from .options import (
@@ -332,7 +333,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         env = self.get_env()
         if self.forward_hub_api:
             self.job.hub_forward_port = await tunnel.open_hub_forward(*self._hub_api_address())
-            env.update(self._hub_urls_for_jobs(env, self.job.hub_forward_port))
+            env.update(hub_urls_at(env, f"{self._hub_address_for_jobs}:{tunnel.hub_forward_port}"))
             env[RELAY_ENV] = "1"  # the launcher starts the relay that follows the forward
             await self._write_hub_route(transport, self.job.hub_forward_port)
 
@@ -461,23 +462,26 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         )
 
     def _hub_port_moved(self, transport: Transport, port: int) -> None:
-        """The hub forward moved to `port` after a reconnect: the job follows it."""
+        """The transport moved the hub forward to `port` after a reconnect."""
+        task = asyncio.ensure_future(self._follow_hub_port(transport, port))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _follow_hub_port(self, transport: Transport, port: int) -> None:
+        """The hub forward now listens on `port`: saved, and the job's relay told."""
         self.log.warning(
-            "The hub forward of %s moved to port %d on the login node", self._log_name, port
+            "Hub forward of %s moved from port %s to %d on the login node",
+            self._log_name,
+            self.job.hub_forward_port,
+            port,
         )
         self.job.hub_forward_port = port
         self._save_state()
-        task = asyncio.ensure_future(self._write_hub_route(transport, port))
-        self._background.add(task)
-        task.add_done_callback(self._route_written)
-
-    def _route_written(self, task: asyncio.Future) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        try:
+            await self._write_hub_route(transport, port)
+        except (TransportError, OSError) as exc:
             self.log.error(
-                "Could not tell the job of %s where the hub forward moved: %s",
-                self._log_name,
-                task.exception(),
+                "Could not tell the job of %s where the hub forward moved: %s", self._log_name, exc
             )
 
     async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
@@ -491,23 +495,13 @@ class JobSpawner(JobSpawnerSettings, Spawner):
         moved = {}
         try:
             for kind, name in CERT_FILES.items():
-                data = await asyncio.to_thread(_read_local, paths[kind])
+                data = await asyncio.to_thread(Path(paths[kind]).read_bytes)
                 target = f"{self.state_dir}/certs/{name}"
                 await transport.write_file(target, data, mode=0o600)
                 moved[kind] = target
         except (TransportError, OSError) as exc:
             raise SpawnError(f"Could not give the server its TLS certificates: {exc}") from exc
         return moved
-
-    def _hub_urls_for_jobs(self, env: dict[str, str], port: int) -> dict[str, str]:
-        """The hub's API URLs rewritten to the remote forward on the login node."""
-        host = self._hub_address_for_jobs
-        rewritten = {}
-        for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
-            if env.get(key):
-                parts = urlsplit(env[key])
-                rewritten[key] = urlunsplit(parts._replace(netloc=f"{host}:{port}"))
-        return rewritten
 
     def _job_request(self, options: JobOptions) -> JobRequest:
         return JobRequest(
@@ -932,18 +926,7 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                 )
                 continue
             if new != old:
-                self.log.warning(
-                    "Hub forward of %s moved from port %s to %d on the login node",
-                    self._log_name,
-                    old,
-                    new,
-                )
-                self.job.hub_forward_port = new
-                try:
-                    await self._write_hub_route(transport, new)
-                except (TransportError, OSError) as exc:
-                    self.log.error("Could not write the hub route of %s: %s", self._log_name, exc)
-                self._save_state()
+                await self._follow_hub_port(transport, new)
             return
 
     async def get_url(self) -> str:
@@ -970,11 +953,6 @@ class JobSpawner(JobSpawnerSettings, Spawner):
                     ended_at=time.time(),
                 )
         self.job = JobRecord()
-
-
-def _read_local(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
 
 
 def _no_credentials_yet(username: str) -> Transport:

@@ -88,13 +88,14 @@ def start_hub_relay(state_dir: Path) -> int:
     return port
 
 
-def through_relay(env: dict[str, str], port: int) -> dict[str, str]:
-    """The hub's URLs pointed at the relay on this node (scheme and path unchanged)."""
+def hub_urls_at(env: dict[str, str], netloc: str) -> dict[str, str]:
+    """The hub's URLs in `env` pointed at `netloc` (scheme and path unchanged): the hub
+    points them at its forward on the login node, the launcher at the relay on this node."""
     moved = {}
     for name in HUB_URL_VARIABLES:
         if env.get(name):
             parts = urlsplit(env[name])
-            moved[name] = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+            moved[name] = urlunsplit(parts._replace(netloc=netloc))
     return moved
 
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     env = server_environment(hub_env, port)
     if hub_env.get(RELAY_ENV):
         try:
-            env.update(through_relay(env, start_hub_relay(state_dir)))
+            env.update(hub_urls_at(env, f"127.0.0.1:{start_hub_relay(state_dir)}"))
         except OSError as exc:
             print(f"hubdash: cannot start the relay to the hub: {exc}", file=sys.stderr)
             return 2

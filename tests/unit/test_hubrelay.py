@@ -15,7 +15,7 @@ import pytest
 
 from spawner import hubrelay
 from spawner.hubrelay import ROUTE_FILE, RouteError, read_route
-from spawner.launcher import server_environment, through_relay
+from spawner.launcher import hub_urls_at, server_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_the_server_is_pointed_at_the_relay_with_its_certificates_from_home(monk
         "HUBDASH_HUB_RELAY": "1",
     }
     env = server_environment(hub_env, 5555)
-    env.update(through_relay(env, 7777))
+    env.update(hub_urls_at(env, "127.0.0.1:7777"))
     assert env["JUPYTERHUB_SERVICE_URL"] == "https://0.0.0.0:5555/user/alice/"
     assert env["JUPYTERHUB_API_URL"] == "https://127.0.0.1:7777/hub/api"
     assert env["JUPYTERHUB_ACTIVITY_URL"].startswith("https://127.0.0.1:7777/hub/api/users/")
