@@ -7,7 +7,7 @@ Started by bench/hubs.py, which sets the HUBDASH_* variables read here and in th
 import os
 from runpy import run_path
 
-from spawner.hubsetup import setup_hub
+from hubdash.spawner.hubsetup import setup_hub
 
 c = get_config()  # noqa: F821
 load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821

@@ -39,8 +39,8 @@ CLIENT = [str(VENV / "bin" / "python"), str(ROOT / "bench" / "httpclient.py")]
 def worker(args: argparse.Namespace) -> int:
     """One run against one tree: prints {"p50_ms", "cpu_ms_per_request"}."""
     sys.path.insert(0, str(Path(args.src).resolve()))
-    from spawner.ssh import SSHTransport
-    from spawner.tunnel import Tunnel
+    from hubdash.spawner.tunnel import Tunnel
+    from hubdash.transport.ssh import SSHTransport
 
     async def run() -> dict:
         transport = SSHTransport(

@@ -40,11 +40,11 @@ from common import (
 )
 
 sys.path.insert(0, str(ROOT))  # the checkout's spawner: the code under test
-from spawner.cluster import Cluster  # noqa: E402
-from spawner.monitor import MonitorSettings  # noqa: E402
-from spawner.schedulers import adapter_for  # noqa: E402
-from spawner.ssh import SSHTransport  # noqa: E402
-from spawner.transport import TransportError  # noqa: E402
+from hubdash.cluster.cluster import Cluster  # noqa: E402
+from hubdash.cluster.monitor import MonitorSettings  # noqa: E402
+from hubdash.schedulers import adapter_for  # noqa: E402
+from hubdash.transport.base import TransportError  # noqa: E402
+from hubdash.transport.ssh import SSHTransport  # noqa: E402
 
 STATUS_FORMAT = "%i|%T|%r|%P|%N|%S|%Q"
 

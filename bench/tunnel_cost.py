@@ -49,8 +49,8 @@ from common import (
 from hubs import start_hub
 
 sys.path.insert(0, str(ROOT))  # the checkout's spawner: the code under test
-from spawner.ssh import SSHTransport  # noqa: E402
-from spawner.tunnel import Tunnel  # noqa: E402
+from hubdash.spawner.tunnel import Tunnel  # noqa: E402
+from hubdash.transport.ssh import SSHTransport  # noqa: E402
 
 USER = "carol"
 SERVER = "tunnel"

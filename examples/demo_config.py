@@ -65,7 +65,7 @@ c.JobSpawner.queues = {
 
 # The form's live queue figures and start estimates (/hub/api/hubdash/*), and a check of
 # the JobSpawner settings above when the hub starts: a bad one stops it, naming the setting.
-from spawner.hubsetup import setup_hub  # noqa: E402
+from hubdash.spawner.hubsetup import setup_hub  # noqa: E402
 
 setup_hub(c)
 

@@ -50,6 +50,6 @@ c.JobSpawner.account_pattern = r"[a-z]{3}[0-9]{4}"
 c.JobSpawner.account_required = True
 
 # Serves the form's live queue information and stops the hub at start on a bad setting.
-from spawner.hubsetup import setup_hub  # noqa: E402
+from hubdash.spawner.hubsetup import setup_hub  # noqa: E402
 
 setup_hub(c)

@@ -74,6 +74,6 @@ c.JobSpawner.accounts = {
 c.JobSpawner.queue_info_ttl = 30
 
 # Serves the form's live queue information and stops the hub at start on a bad setting.
-from spawner.hubsetup import setup_hub  # noqa: E402
+from hubdash.spawner.hubsetup import setup_hub  # noqa: E402
 
 setup_hub(c)

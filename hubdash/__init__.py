@@ -1,4 +1,6 @@
-"""hubdash's dashboard: a JupyterHub service showing users their batch-job servers.
+"""hubdash: Jupyter on a supercomputer, from the browser.
 
-Talks to the hub's REST API only; never SSH or scheduler commands of its own.
+Subpackages: spawner (the JupyterHub spawner), cluster (scheduler client, monitor), schedulers
+(adapters), transport (SSH and local), job (runs inside the batch job), dashboard (the service).
+Kept free of imports so the job side starts fast on compute nodes.
 """

@@ -1,5 +1,6 @@
-"""`python -m hubdash`: the dashboard service, as the hub starts it (see hubdash.app)."""
+"""`python -m hubdash`: the dashboard service, as the hub starts it (see hubdash.dashboard.app)."""
 
-from .app import main
+if __name__ == "__main__":
+    from hubdash.dashboard.app import main
 
-main()
+    main()

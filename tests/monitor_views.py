@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from spawner.monitor import JobMonitor, JobView
+from hubdash.cluster.monitor import JobMonitor, JobView
 
 
 async def view_once(

@@ -3,7 +3,7 @@
 import os
 from runpy import run_path
 
-from spawner.hubsetup import setup_hub
+from hubdash.spawner.hubsetup import setup_hub
 
 c = get_config()  # noqa: F821
 load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821

@@ -53,7 +53,7 @@ def parallel_processes(job_id: str) -> dict[int, str]:
     return {
         pid: cmd
         for pid, cmd in job_processes(job_id).items()
-        if "ipyparallel" in cmd or "spawner.engines" in cmd
+        if "ipyparallel" in cmd or "hubdash.job.engines" in cmd
     }
 
 

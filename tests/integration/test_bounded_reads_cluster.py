@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from spawner import cluster as cluster_module
-from spawner.enginestatus import read_engine_status
-from spawner.jobrecord import JobRecord
-from spawner.jobspawner import JobSpawner, SpawnError
-from spawner.launcher import CONNECTION_FILE
-from spawner.schedulers.base import JobInfo, JobState
-from spawner.transport import SSHTransport, TransportError
+from hubdash.cluster import cluster as cluster_module
+from hubdash.job.launcher import CONNECTION_FILE
+from hubdash.schedulers.base import JobInfo, JobState
+from hubdash.spawner.enginestatus import read_engine_status
+from hubdash.spawner.jobrecord import JobRecord
+from hubdash.spawner.jobspawner import JobSpawner, SpawnError
+from hubdash.transport.base import SSHTransport, TransportError
 
 from ..conftest import JOB_PREFIX, KEY_DIR, KNOWN_HOSTS, LOGIN_HOST
 

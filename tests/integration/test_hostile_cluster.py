@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from traitlets.config import Config
 
-from spawner import cluster as cluster_module
-from spawner.jobspawner import JobSpawner
-from spawner.schedulers.base import JobRequest
-from spawner.schedulers.pbs import PBSAdapter
-from spawner.transport import SSHTransport, TransportError
+from hubdash.cluster import cluster as cluster_module
+from hubdash.schedulers.base import JobRequest
+from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.transport.base import SSHTransport, TransportError
 
 from ..conftest import KEY_DIR, KNOWN_HOSTS, LOGIN_HOST
 from ..hostile import ODD_VALUES, TALLY, marker_name, payloads

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from spawner.cluster import Cluster
-from spawner.monitor import MonitorSettings
-from spawner.schedulers import adapter_for
-from spawner.schedulers.base import JobState
-from spawner.ssh import SSHTransport
+from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.monitor import MonitorSettings
+from hubdash.schedulers import adapter_for
+from hubdash.schedulers.base import JobState
+from hubdash.transport.ssh import SSHTransport
 from tests.conftest import JOB_PREFIX
 from tests.monitor_views import view_once
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from spawner.metrics import SSH_CONNECTIONS
-from spawner.ssh import SSHTransport
-from spawner.throttle import ConnectThrottle
+from hubdash.metrics import SSH_CONNECTIONS
+from hubdash.transport.ssh import SSHTransport
+from hubdash.transport.throttle import ConnectThrottle
 
 pytestmark = pytest.mark.integration
 

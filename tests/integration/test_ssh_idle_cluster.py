@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from spawner.ssh import SSHTransport
+from hubdash.transport.ssh import SSHTransport
 
 from .test_transport_ssh import KEYS, KNOWN_HOSTS, LOGIN_HOST
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from spawner.transport import HostKeyError, LocalTransport, SSHTransport
-from spawner.tunnel import Tunnel
+from hubdash.spawner.tunnel import Tunnel
+from hubdash.transport.base import HostKeyError, LocalTransport, SSHTransport
 
 pytestmark = pytest.mark.integration
 

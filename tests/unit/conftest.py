@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spawner import ssh as ssh_module
+from hubdash.transport import ssh as ssh_module
 
 from .inprocess_sshd import InProcessSSHD
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from spawner.transport import CommandResult, FileTooLarge, Forward, Transport, TransportError
+from hubdash.transport.base import CommandResult, FileTooLarge, Forward, Transport, TransportError
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spawner.schedulers.base import JobRequest
+from hubdash.schedulers.base import JobRequest
 
 # Each field that ends up in a directive, with a value every adapter takes.
 HARMLESS_VALUES: dict[str, object] = {

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from spawner import local as local_module
-from spawner.enginestatus import STATUS_FILE_LIMIT, read_engine_status
-from spawner.logtail import LINE_CHARS, TAIL_LINES, read_log_tail, tail_text
-from spawner.relay import EARLY_DATA_LIMIT, RelayedConnection, RelayListener
-from spawner.transport import FileTooLarge, LocalTransport, SSHTransport, TransportError
+from hubdash.spawner.enginestatus import STATUS_FILE_LIMIT, read_engine_status
+from hubdash.spawner.logtail import LINE_CHARS, TAIL_LINES, read_log_tail, tail_text
+from hubdash.transport import local as local_module
+from hubdash.transport.base import FileTooLarge, LocalTransport, SSHTransport, TransportError
+from hubdash.transport.relay import EARLY_DATA_LIMIT, RelayedConnection, RelayListener
 
 from .inprocess_sshd import InProcessSSHD
 
@@ -308,7 +308,7 @@ async def test_a_spare_whose_server_floods_holds_a_bounded_buffer_and_its_client
     port = server.sockets[0].getsockname()[1]
 
     async def open_far(near):
-        from spawner.relay import open_socket_far_side
+        from hubdash.transport.relay import open_socket_far_side
 
         return await open_socket_far_side(near, "127.0.0.1", port)
 

@@ -9,10 +9,10 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from spawner import ssh
-from spawner.jobspawner import JobSpawner
-from spawner.ssh import SSHTransport
-from spawner.transport import TransportError
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.transport import ssh
+from hubdash.transport.base import TransportError
+from hubdash.transport.ssh import SSHTransport
 
 from ..hostile import TALLY
 

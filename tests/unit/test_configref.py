@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from spawner.configref import reference
-from spawner.jobspawner import JobSpawner
+from hubdash.spawner.configref import reference
+from hubdash.spawner.jobspawner import JobSpawner
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
 
@@ -11,7 +11,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
 def test_config_reference_is_current():
     assert DOC.read_text() == reference(JobSpawner), (
         "docs/config-reference.md is stale: run "
-        "`python -m spawner.configref > docs/config-reference.md`"
+        "`python -m hubdash.spawner.configref > docs/config-reference.md`"
     )
 
 

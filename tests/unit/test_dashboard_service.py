@@ -16,8 +16,8 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from tornado.web import create_signed_value
 
-from hubdash.app import HubDash
-from hubdash.hubapi import HubAPI
+from hubdash.dashboard.app import HubDash
+from hubdash.dashboard.hubapi import HubAPI
 
 from .fakehub import SERVICE_TOKEN, FakeHubState, serve_fake_hub, server_model, service_auth
 

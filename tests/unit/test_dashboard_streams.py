@@ -16,13 +16,13 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from traitlets import TraitError
 
-import hubdash.streamlimits
-from hubdash import live
-from hubdash.app import HubDash
-from hubdash.handlers import POLL_SECONDS
-from hubdash.hubapi import HubAPI
-from hubdash.hubauth import SharedLookupHubOAuth
-from hubdash.streamlimits import StreamLimits
+import hubdash.dashboard.streamlimits
+from hubdash.dashboard import live
+from hubdash.dashboard.app import HubDash
+from hubdash.dashboard.handlers import POLL_SECONDS
+from hubdash.dashboard.hubapi import HubAPI
+from hubdash.dashboard.hubauth import SharedLookupHubOAuth
+from hubdash.dashboard.streamlimits import StreamLimits
 
 from . import fakehub
 from .fakehub import SERVICE_TOKEN, FakeHubState, serve_fake_hub, server_model, service_auth
@@ -164,7 +164,7 @@ async def test_a_refused_ownership_check_gives_the_place_back(streams):
 
 async def test_a_hub_that_does_not_answer_gives_the_place_back(streams, monkeypatch):
     async def hub_down(*args, **kwargs):
-        from hubdash.hubapi import HubAPIError
+        from hubdash.dashboard.hubapi import HubAPIError
 
         raise HubAPIError(599, "connection refused")
 
@@ -238,5 +238,5 @@ def test_stream_caps_must_be_at_least_one():
 
 
 def test_stream_limits_examples():
-    failures, _ = doctest.testmod(hubdash.streamlimits, optionflags=doctest.ELLIPSIS)
+    failures, _ = doctest.testmod(hubdash.dashboard.streamlimits, optionflags=doctest.ELLIPSIS)
     assert failures == 0

@@ -7,14 +7,20 @@ import importlib
 
 import pytest
 
-from hubdash.schedulerrate import SchedulerRate, command_totals
-from hubdash.sse import EventStreamParser
-from hubdash.views import server_view
+from hubdash.dashboard.schedulerrate import SchedulerRate, command_totals
+from hubdash.dashboard.sse import EventStreamParser
+from hubdash.dashboard.views import server_view
 
 
 @pytest.mark.parametrize(
     "name",
-    ["hubdash.views", "hubdash.sse", "hubdash.schedulerrate", "hubdash.hubapi", "hubdash.handlers"],
+    [
+        "hubdash.dashboard.views",
+        "hubdash.dashboard.sse",
+        "hubdash.dashboard.schedulerrate",
+        "hubdash.dashboard.hubapi",
+        "hubdash.dashboard.handlers",
+    ],
 )
 def test_docstring_examples(name):
     failures, _ = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)

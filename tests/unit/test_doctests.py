@@ -6,11 +6,11 @@ import pkgutil
 
 import pytest
 
-import spawner
+import hubdash
 
 
 def _modules():
-    for info in pkgutil.walk_packages(spawner.__path__, "spawner."):
+    for info in pkgutil.walk_packages(hubdash.__path__, "hubdash."):
         yield info.name
 
 

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spawner.engineplan import (
+from hubdash.schedulers import adapter_for
+from hubdash.schedulers.base import JobRequest
+from hubdash.spawner.engineplan import (
     LAUNCHER_PRESETS,
     EngineLayout,
     LauncherError,
@@ -15,9 +17,7 @@ from spawner.engineplan import (
     launcher_template,
     plan_layout,
 )
-from spawner.jobscript import JobScript, render_job_script
-from spawner.schedulers import adapter_for
-from spawner.schedulers.base import JobRequest
+from hubdash.spawner.jobscript import JobScript, render_job_script
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_pbsdsh_preset_filters_slots_through_the_engines_module():
         "--",
         "/opt/py/bin/python",
         "-m",
-        "spawner.engines",
+        "hubdash.job.engines",
         "slot",
         "--first",
         "6",

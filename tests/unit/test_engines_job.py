@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spawner import engines
+from hubdash.job import engines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,7 @@ def slot(index, first=2):
     if index is not None:
         env["PBS_VNODENUM"] = str(index)
     return subprocess.run(
-        [sys.executable, "-m", "spawner.engines", "slot", "--first", str(first), "--"]
+        [sys.executable, "-m", "hubdash.job.engines", "slot", "--first", str(first), "--"]
         + ["echo", "engine"],
         capture_output=True,
         text=True,
@@ -124,7 +124,7 @@ def marked_processes(mark: str) -> list[str]:
 
 def launch(state: Path, engines_count: int, launcher: str, server: list[str], mark: str):
     return subprocess.run(
-        [sys.executable, "-m", "spawner.launcher", "--state-dir", str(state), "--job-id", "7"]
+        [sys.executable, "-m", "hubdash.job.launcher", "--state-dir", str(state), "--job-id", "7"]
         + ["--engines", str(engines_count), "--engine-launcher", launcher, "--", *server],
         capture_output=True,
         text=True,

@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from spawner.enginestatus import (
+from hubdash.spawner.enginestatus import (
     EngineStatus,
     parse_engine_status,
     read_engine_status,
     watch_engines,
 )
-from spawner.jobrecord import JobRecord
-from spawner.jobspawner import JobSpawner
-from spawner.transport import TransportError
+from hubdash.spawner.jobrecord import JobRecord
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.transport.base import TransportError
 
 STATE_DIR = ".hubdash/servers/default"
 PATH = f"{STATE_DIR}/engines.json"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
-from spawner.jobspawner import JobSpawner
+from hubdash.spawner.jobspawner import JobSpawner
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,11 +6,11 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from spawner.extras import ExtraConfigError, parse_extra_settings, parse_memory
-from spawner.jobspawner import JobSpawner
-from spawner.options import ConfigError, OptionsError, parse_queue_table, validate_options
-from spawner.schedulers.pbs import PBSAdapter
-from spawner.schedulers.slurm import SlurmAdapter
+from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.slurm import SlurmAdapter
+from hubdash.spawner.extras import ExtraConfigError, parse_extra_settings, parse_memory
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.options import ConfigError, OptionsError, parse_queue_table, validate_options
 
 TABLE = {
     "debug": {"max_walltime": "1:00:00", "max_nodes": 2, "max_memory": "16G"},

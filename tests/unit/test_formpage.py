@@ -11,8 +11,8 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
-from spawner import formpage
-from spawner.jobspawner import JobSpawner
+from hubdash.spawner import formpage
+from hubdash.spawner.jobspawner import JobSpawner
 
 TABLE = {
     "debug": {"max_walltime": "1:00:00", "default_walltime": "0:30:00", "max_nodes": 2},

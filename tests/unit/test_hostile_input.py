@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from tornado import web
 from traitlets.config import Config
 
-from spawner.extras import DEFAULT_ACCOUNT_PATTERN, parse_extra_settings
-from spawner.jobscript import JobScript, render_job_script
-from spawner.jobspawner import JobSpawner
-from spawner.options import JobOptions, OptionsError, parse_queue_table, validate_options
-from spawner.schedulers.base import JobRequest, check_directive_value
-from spawner.schedulers.pbs import PBSAdapter
-from spawner.schedulers.slurm import SlurmAdapter
-from spawner.transport import command_line
+from hubdash.schedulers.base import JobRequest, check_directive_value
+from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.slurm import SlurmAdapter
+from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, parse_extra_settings
+from hubdash.spawner.jobscript import JobScript, render_job_script
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.options import JobOptions, OptionsError, parse_queue_table, validate_options
+from hubdash.transport.base import command_line
 
 from ..hostile import ODD_VALUES, TALLY, payloads
 
@@ -240,7 +240,7 @@ def test_rendered_script_runs_hostile_values_only_as_arguments(
         assert all(head[i].startswith("# Jupyter server for ") for i in differ)
         # bash runs exactly the one command, with every value as one argument of its own.
         assert run_script(sandbox, script) == [
-            "-m", "spawner.launcher", "--state-dir", ".hubdash/servers/x", "--job-id", "77",
+            "-m", "hubdash.job.launcher", "--state-dir", ".hubdash/servers/x", "--job-id", "77",
             "--", "jupyterhub-singleuser", *args,
         ]  # fmt: skip
         assert not marker.exists()

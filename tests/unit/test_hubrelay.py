@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from spawner import hubrelay
-from spawner.hubrelay import ROUTE_FILE, RouteError, read_route
-from spawner.launcher import hub_urls_at, server_environment
+from hubdash.job import hubrelay
+from hubdash.job.hubrelay import ROUTE_FILE, RouteError, read_route
+from hubdash.job.launcher import hub_urls_at, server_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,7 +120,7 @@ def test_the_launcher_starts_the_relay_and_it_ends_with_the_server(tmp_path):
         [
             sys.executable,
             "-m",
-            "spawner.launcher",
+            "hubdash.job.launcher",
             "--state-dir",
             str(state),
             "--job-id",

@@ -7,9 +7,9 @@ from jupyterhub.app import JupyterHub
 from traitlets import TraitError
 from traitlets.config import Config
 
-from spawner import hubsetup
-from spawner.jobspawner import JobSpawner
-from spawner.queueapi import EstimateHandler, QueuesHandler
+from hubdash.spawner import hubsetup
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.queueapi import EstimateHandler, QueuesHandler
 
 
 class AdminHandler:

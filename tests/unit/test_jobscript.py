@@ -3,8 +3,8 @@
 import shlex
 import subprocess
 
-from spawner.jobscript import JobScript, render_job_script
-from spawner.schedulers.base import JobRequest, SchedulerAdapter
+from hubdash.schedulers.base import JobRequest, SchedulerAdapter
+from hubdash.spawner.jobscript import JobScript, render_job_script
 
 
 class RecordingAdapter(SchedulerAdapter):

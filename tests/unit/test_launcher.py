@@ -26,7 +26,7 @@ def launch(state_dir, *command):
         [
             sys.executable,
             "-m",
-            "spawner.launcher",
+            "hubdash.job.launcher",
             "--state-dir",
             str(state_dir),
             "--job-id",

@@ -9,10 +9,10 @@ from functools import partial
 
 import pytest
 
-from spawner.cluster import Cluster
-from spawner.monitor import JobEnded, MonitorSettings
-from spawner.schedulers import adapter_for
-from spawner.schedulers.base import JobState
+from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.monitor import JobEnded, MonitorSettings
+from hubdash.schedulers import adapter_for
+from hubdash.schedulers.base import JobState
 
 from ..monitor_views import view_once
 from .fake_cluster import PaperJob, PaperScheduler, PaperTransport

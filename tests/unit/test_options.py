@@ -2,14 +2,14 @@
 
 import pytest
 
-from spawner.options import (
+from hubdash.spawner.options import (
     ConfigError,
     OptionsError,
     allowed_queues,
     parse_queue_table,
     validate_options,
 )
-from spawner.walltime import WalltimeError, parse_walltime
+from hubdash.walltime import WalltimeError, parse_walltime
 
 QUEUES = parse_queue_table(
     {

@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pytest
 
-from spawner.schedulers import adapter_for
-from spawner.schedulers.base import JobRequest, JobState, SchedulerError
-from spawner.schedulers.pbs import PBSAdapter, exec_host_nodes, parse_records
+from hubdash.schedulers import adapter_for
+from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
+from hubdash.schedulers.pbs import PBSAdapter, exec_host_nodes, parse_records
 
 from .job_requests import request_with
 from .scheduler_samples import DATA, recorded, sample

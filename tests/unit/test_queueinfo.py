@@ -7,12 +7,12 @@ from datetime import datetime
 
 import pytest
 
-from spawner.cluster import Cluster
-from spawner.queueinfo import QueueInformation
-from spawner.schedulers.base import JobRequest, QueueSummary, SchedulerError
-from spawner.schedulers.pbs import PBSAdapter
-from spawner.schedulers.slurm import SlurmAdapter
-from spawner.transport import CommandResult, TransportError
+from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.queueinfo import QueueInformation
+from hubdash.schedulers.base import JobRequest, QueueSummary, SchedulerError
+from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.slurm import SlurmAdapter
+from hubdash.transport.base import CommandResult, TransportError
 
 from .scheduler_samples import sample
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from spawner.relay import RelayedConnection, RelayListener, open_socket_far_side
+from hubdash.transport.relay import RelayedConnection, RelayListener, open_socket_far_side
 
 
 class CountingServer:
@@ -214,7 +214,7 @@ async def test_running_out_of_file_descriptors_pauses_accepting_then_it_resumes(
 ):
     import errno
 
-    from spawner import relay
+    from hubdash.transport import relay
 
     monkeypatch.setattr(relay, "ACCEPT_RETRY_DELAY", 0.05)
     listener = await start_listener(server.port)

@@ -1,4 +1,4 @@
-"""`python -m spawner.render`: the admin's preview of a job script, from the hub's config file."""
+"""`python -m hubdash.spawner.render`: the admin's preview of a job script from the hub config."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from spawner import render as render_module
-from spawner import ssh as ssh_module
+from hubdash.spawner import render as render_module
+from hubdash.transport import ssh as ssh_module
 
 CONFIG = textwrap.dedent(
     """
@@ -54,7 +54,7 @@ def test_prints_the_script_for_the_user_and_options(config_file, capsys):
         "#SBATCH --time=0:45:00",
         "#SBATCH --nodes=2",
         "module load python/3.11",
-        "exec /opt/hubdash/venv/bin/python -m spawner.launcher \\",
+        "exec /opt/hubdash/venv/bin/python -m hubdash.job.launcher \\",
     ):
         assert line in out.splitlines()
 

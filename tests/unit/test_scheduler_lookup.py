@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spawner.schedulers.base import JobState, SchedulerError
-from spawner.schedulers.pbs import PBSAdapter
-from spawner.schedulers.slurm import SlurmAdapter
+from hubdash.schedulers.base import JobState, SchedulerError
+from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.slurm import SlurmAdapter
 
 from .scheduler_samples import sample
 

@@ -14,8 +14,8 @@ import pytest
 from jupyterhub.objects import Hub
 from traitlets.config import Config
 
-from spawner import cluster as cluster_module
-from spawner.jobspawner import JobSpawner
+from hubdash.cluster import cluster as cluster_module
+from hubdash.spawner.jobspawner import JobSpawner
 
 from .fake_cluster import PaperScheduler, PaperTransport
 

@@ -14,9 +14,9 @@ import pytest
 from jupyterhub.objects import Hub
 from traitlets.config import Config
 
-from spawner import cluster as cluster_module
-from spawner.jobspawner import CONNECTION_FILE_LIMIT, JobSpawner, SpawnError
-from spawner.transport import Forward
+from hubdash.cluster import cluster as cluster_module
+from hubdash.spawner.jobspawner import CONNECTION_FILE_LIMIT, JobSpawner, SpawnError
+from hubdash.transport.base import Forward
 
 from .fake_cluster import PaperScheduler, PaperTransport
 

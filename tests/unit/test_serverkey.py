@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from spawner.serverkey import HASHED_KEY_LENGTHS, MAX_KEY, server_key
+from hubdash.spawner.serverkey import HASHED_KEY_LENGTHS, MAX_KEY, server_key
 
 # Any text a hub may hold, lone surrogates too, and names long enough to be hashed.
 any_name = st.one_of(

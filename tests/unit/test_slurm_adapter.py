@@ -11,9 +11,9 @@ from datetime import datetime
 
 import pytest
 
-from spawner.schedulers import adapter_for
-from spawner.schedulers.base import JobRequest, JobState, SchedulerError
-from spawner.schedulers.slurm import SlurmAdapter, expand_hostlist, slurm_state
+from hubdash.schedulers import adapter_for
+from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
+from hubdash.schedulers.slurm import SlurmAdapter, expand_hostlist, slurm_state
 
 from .job_requests import request_with
 from .scheduler_samples import recorded, sample

@@ -10,13 +10,13 @@ import os
 import asyncssh
 import pytest
 
-from spawner import ssh as ssh_module
-from spawner import throttle as throttle_module
-from spawner.credentials import CredentialsError, KeyMaterial, auth_state_key_source
-from spawner.metrics import SSH_CONNECTIONS
-from spawner.ssh import SSHTransport
-from spawner.throttle import ConnectThrottle, shared_throttle
-from spawner.transport import TransportError
+from hubdash.metrics import SSH_CONNECTIONS
+from hubdash.transport import ssh as ssh_module
+from hubdash.transport import throttle as throttle_module
+from hubdash.transport.base import TransportError
+from hubdash.transport.credentials import CredentialsError, KeyMaterial, auth_state_key_source
+from hubdash.transport.ssh import SSHTransport
+from hubdash.transport.throttle import ConnectThrottle, shared_throttle
 
 from .inprocess_sshd import InProcessSSHD
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from spawner import ssh as ssh_module
-from spawner.cluster import Cluster
-from spawner.jobspawner import JobSpawner
-from spawner.monitor import MonitorSettings
-from spawner.schedulers import adapter_for
-from spawner.schedulers.base import JobState
-from spawner.ssh import SSHTransport
+from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.monitor import MonitorSettings
+from hubdash.schedulers import adapter_for
+from hubdash.schedulers.base import JobState
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.transport import ssh as ssh_module
+from hubdash.transport.ssh import SSHTransport
 
 from ..monitor_views import view_once
 from .inprocess_sshd import InProcessSSHD

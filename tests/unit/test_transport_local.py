@@ -13,8 +13,8 @@ import time
 import asyncssh
 import pytest
 
-from spawner import ssh as ssh_module
-from spawner.transport import (
+from hubdash.transport import ssh as ssh_module
+from hubdash.transport.base import (
     HostKeyError,
     LocalTransport,
     SSHTransport,
@@ -539,7 +539,7 @@ async def test_remote_forward_waits_for_its_port_to_come_free(sshd, echo_port):
 
 
 async def test_a_forward_that_may_move_takes_a_new_port_when_its_old_one_is_taken(sshd, echo_port):
-    from spawner.tunnel import Tunnel
+    from hubdash.spawner.tunnel import Tunnel
 
     transport = ssh_transport(sshd, connect_attempts=2)
     moved: list[int] = []

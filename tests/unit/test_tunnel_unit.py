@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from spawner import ssh as ssh_module
-from spawner.transport import LocalTransport, SSHTransport
-from spawner.tunnel import Tunnel
+from hubdash.spawner.tunnel import Tunnel
+from hubdash.transport import ssh as ssh_module
+from hubdash.transport.base import LocalTransport, SSHTransport
 
 from .inprocess_sshd import InProcessSSHD
 

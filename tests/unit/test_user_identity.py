@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from spawner import cluster as cluster_module
-from spawner.jobspawner import JobSpawner
-from spawner.transport import TransportError
+from hubdash.cluster import cluster as cluster_module
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.transport.base import TransportError
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,184 @@
+"""Runs inside the batch job: picks a port, tells the hub where the server is, starts it.
+
+Runs on a compute node as the user; imports nothing of the hub side so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ENV_FILE = "env.json"  # written by the hub, 0600: the server's token lives here, never in argv
+CONNECTION_FILE = "connection.json"  # written here, read by the hub over SFTP
+# Set in env.json when the server reaches the hub through the relay (hubdash/job/hubrelay.py).
+RELAY_ENV = "HUBDASH_HUB_RELAY"
+HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
+CERT_VARIABLES = ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now on this node."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("0.0.0.0", 0))
+        return sock.getsockname()[1]
+
+
+def write_private_json(path: Path, data: dict) -> None:
+    """Write JSON readable by the owner only, replacing the file in one step."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def server_environment(hub_env: dict[str, str], port: int) -> dict[str, str]:
+    """The job's own environment plus the hub's variables and this server's address."""
+    env = dict(os.environ)
+    env.update(hub_env)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    prefix = hub_env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    # jupyterhub-singleuser binds to the host and port of this URL; https with internal TLS.
+    scheme = urlsplit(hub_env.get("JUPYTERHUB_SERVICE_URL", "")).scheme or "http"
+    env["JUPYTERHUB_SERVICE_URL"] = f"{scheme}://0.0.0.0:{port}{prefix}"
+    env.pop(RELAY_ENV, None)
+    for name in CERT_VARIABLES:
+        # The hub put the certificates in the server's folder, named from $HOME.
+        if env.get(name):
+            env[name] = os.path.join(os.path.expanduser("~"), env[name])
+    return env
+
+
+def start_hub_relay(state_dir: Path) -> int:
+    """Start the relay to the hub beside the server; returns its port on this node's loopback.
+
+    The socket is bound here and handed over, so the port is known and held before the
+    server is told about it.
+    """
+    from hubdash.job.hubrelay import listen_on_loopback
+
+    listener = listen_on_loopback()
+    port = listener.getsockname()[1]
+    subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubdash.job.hubrelay",
+            "--state-dir",
+            str(state_dir),
+            "--fd",
+            str(listener.fileno()),
+            "--parent",
+            str(os.getpid()),
+        ],
+        pass_fds=(listener.fileno(),),
+        stdin=subprocess.DEVNULL,
+    )
+    listener.close()
+    return port
+
+
+def hub_urls_at(env: dict[str, str], netloc: str) -> dict[str, str]:
+    """The hub's URLs in `env` pointed at `netloc` (scheme and path unchanged): the hub
+    points them at its forward on the login node, the launcher at the relay on this node."""
+    moved = {}
+    for name in HUB_URL_VARIABLES:
+        if env.get(name):
+            parts = urlsplit(env[name])
+            moved[name] = urlunsplit(parts._replace(netloc=netloc))
+    return moved
+
+
+def start_engines(state_dir: Path, args: argparse.Namespace, hub_env: dict[str, str]) -> dict:
+    """Start the engines' watcher beside the server; returns the server's extra variables.
+
+    The server starts even when the engines cannot: the status file tells the hub why.
+    """
+    from hubdash.job import engines  # only jobs with engines pay for it
+
+    try:
+        extra = engines.prepare(state_dir, args.job_id, args.engines, hub_env)
+        launcher = shlex.split(args.engine_launcher)
+        if not launcher:
+            raise ValueError("no engine launcher was given")
+        # The watcher gets the job's own environment, not the hub's token.
+        engines.start_watcher(
+            state_dir,
+            args.job_id,
+            args.engines,
+            launcher,
+            engines.controller_address(hub_env),
+            {**os.environ, **extra},
+        )
+    except (OSError, ValueError) as exc:
+        print(f"hubdash: the parallel engines cannot start: {exc}", file=sys.stderr, flush=True)
+        try:
+            engines.write_status(state_dir, args.job_id, args.engines, 0, "failed", str(exc))
+        except OSError:
+            pass
+        return {}
+    return extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hubdash.job.launcher")
+    parser.add_argument("--state-dir", required=True, help="the server's folder, from $HOME")
+    parser.add_argument("--job-id", default="unknown")
+    parser.add_argument("--engines", type=int, default=0, help="IPython-parallel engines to start")
+    parser.add_argument(
+        "--engine-launcher", default="", help="shell-quoted command that starts the engines"
+    )
+    parser.add_argument("command", nargs="+", help="the single-user server's command")
+    args = parser.parse_args(argv)
+
+    state_dir = Path(args.state_dir).expanduser()
+    env_path = state_dir / ENV_FILE
+    try:
+        hub_env = json.loads(env_path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"hubdash: cannot read the server's settings {env_path}: {exc}", file=sys.stderr)
+        return 2
+    port = free_port()
+    env = server_environment(hub_env, port)
+    if hub_env.get(RELAY_ENV):
+        try:
+            env.update(hub_urls_at(env, f"127.0.0.1:{start_hub_relay(state_dir)}"))
+        except OSError as exc:
+            print(f"hubdash: cannot start the relay to the hub: {exc}", file=sys.stderr)
+            return 2
+    if args.engines > 0:
+        env.update(start_engines(state_dir, args, hub_env))
+    host = socket.gethostname()
+    write_private_json(
+        state_dir / CONNECTION_FILE,
+        {
+            "host": host,
+            "port": port,
+            "job_id": args.job_id,
+            "pid": os.getpid(),
+            "written": time.time(),
+        },
+    )
+    # Timestamped, so the job's log shows when the server's own start-up began.
+    stamp = datetime.now().isoformat(sep=" ", timespec="milliseconds")
+    print(f"hubdash: {stamp} job {args.job_id} starts the server on {host}:{port}", flush=True)
+    try:
+        os.execvpe(args.command[0], args.command, env)
+    except OSError as exc:
+        print(f"hubdash: cannot start {args.command[0]!r}: {exc}", file=sys.stderr)
+        return 127
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

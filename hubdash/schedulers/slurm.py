@@ -1,0 +1,543 @@
+"""Slurm: the argument lists for sbatch, squeue, scancel, sinfo and scontrol, and how to read them.
+
+Pure: builds commands and parses their text; running them is the caller's business (Cluster).
+
+What the caller does around these methods:
+
+- monitor rounds: `lookup_command([id], user)` is `scontrol --local -o show job ID`: one
+  RPC (REQUEST_JOB_INFO_SINGLE, ≈0.14 ms, the same with 10 or 100,000 jobs queued), where
+  `squeue -j A,B` loads every job in the system and `squeue -j ID` adds two more RPCs.
+  For a user with `lookup_batch_min` jobs or more, one `squeue --local -u USER` answers
+  for all of them. `parse_lookup` gives state, reason, node(s), estimated start and
+  (scontrol only) exit code.
+- status: run `status_command(ids)`. Exit 0: `parse_status`. Non-zero exit: only when
+  `status_failure_means_gone` says so (squeue's "Invalid job id specified", printed when a
+  single asked-for id is unknown) are the jobs GONE; anything else is a SchedulerError and
+  the last known state stands.
+- position: `status_command` cannot tell it. For each queue with pending jobs, run
+  `position_command(queue)` and copy `parse_positions(stdout).get(job_id)` into
+  JobInfo.position. The order is by priority, then id: the best guess without running
+  the scheduler's own simulation.
+- estimated start: `parse_status` already fills it for pending jobs when the backfill
+  scheduler has one (squeue's %S; for other states %S is not an estimate and is dropped).
+  `start_command` asks for pending jobs only; `test_only_command` asks Slurm when a job
+  of that size would start if submitted now (nothing is submitted).
+- exit code: squeue has none. `job_detail_command` (scontrol) reads it while slurmctld
+  still holds the job (MinJobAge, 300 s by default).
+- queues: `queues_command` (sinfo) gives nodes and limits per partition;
+  `pending_counts_command` (squeue) gives pending jobs per partition.
+
+Times: Slurm prints the cluster's local time without a zone; parsed into naive datetimes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from hubdash.schedulers.base import (
+    JobInfo,
+    JobRequest,
+    JobState,
+    QueueSummary,
+    SchedulerAdapter,
+    SchedulerError,
+    check_count,
+    check_directive_value,
+    check_job_ids,
+    format_walltime,
+)
+from hubdash.walltime import parse_walltime
+
+# squeue's long state names (%T).
+_STATES = {
+    "PENDING": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,  # nodes allocated, booting: not running yet
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING,
+    "RESV_DEL_HOLD": JobState.PENDING,
+    "SPECIAL_EXIT": JobState.PENDING,  # requeued and held by the site's epilog
+    "SUSPENDED": JobState.PENDING,  # holds its nodes but its server cannot answer
+    "STOPPED": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "COMPLETING": JobState.COMPLETING,
+    "STAGE_OUT": JobState.COMPLETING,
+    "COMPLETED": JobState.DONE,
+    "FAILED": JobState.FAILED,
+    "TIMEOUT": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,  # federation: a sibling cluster runs it instead
+}
+
+# Words Slurm prints where there is no value.
+_NONE_WORDS = {"", "N/A", "(null)", "None", "Unknown", "NONE"}
+
+_SUBMITTED = re.compile(r"^(\d+)(?:;\S+)?$")
+_TEST_ONLY = re.compile(r"\bJob \d+ to start at (\S+)")
+# One scontrol field: a key that follows whitespace (or the line's start) and an '='.
+_SCONTROL_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z][\w:/.+\-]*)=")
+
+
+class SlurmAdapter(SchedulerAdapter):
+    """sbatch/squeue/scancel/sinfo/scontrol, as in Slurm 22.05 to 24.x."""
+
+    name = "slurm"
+    directive_prefix = "#SBATCH"
+    job_id_variable = "SLURM_JOB_ID"
+
+    status_format = "%i|%T|%r|%P|%N|%S|%Q"
+    start_format = "%i|%T|%r|%S"
+    queues_format = "%P|%a|%l|%D|%F"
+
+    # --- the job script and submission -------------------------------------------------
+
+    def submit_options(self, request: JobRequest) -> list[str]:
+        options = []
+        if request.job_name:
+            options.append(f"--job-name={check_directive_value('job_name', request.job_name)}")
+        if request.queue:
+            options.append(f"--partition={check_directive_value('queue', request.queue)}")
+        seconds = check_count("walltime_seconds", request.walltime_seconds)
+        options.append(f"--time={format_walltime(seconds)}")
+        options.append(f"--nodes={check_count('nodes', request.nodes)}")
+        options.append(f"--ntasks-per-node={check_count('tasks_per_node', request.tasks_per_node)}")
+        if request.output_path:
+            # Relative paths are relative to --chdir, as JobRequest means them.
+            options.append(f"--output={check_directive_value('output_path', request.output_path)}")
+        if request.workdir:
+            options.append(f"--chdir={check_directive_value('workdir', request.workdir)}")
+        if request.account:
+            options.append(f"--account={check_directive_value('account', request.account)}")
+        if request.memory_mb is not None:
+            options.append(f"--mem={check_count('memory_mb', request.memory_mb)}M")
+        if request.gpus:
+            options.append(f"--gres=gpu:{check_count('gpus', request.gpus)}")
+        # After a node failure Slurm would start the job again elsewhere, a new server that
+        # no tunnel leads to, while the hub still counts the old one as running.
+        options.append("--no-requeue")
+        return options
+
+    def submit_command(self, script_path: str, request: JobRequest | None = None) -> list[str]:
+        # The script carries every option; request is not needed here.
+        return ["sbatch", "--parsable", check_directive_value("script_path", script_path)]
+
+    def parse_submit(self, stdout: str) -> str:
+        """The job id from `sbatch --parsable`: `123`, or `123;cluster` on a multi-cluster site."""
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+        match = _SUBMITTED.match(lines[-1]) if lines else None
+        if match is None:
+            raise SchedulerError(f"sbatch did not print a job id; it printed {stdout.strip()!r}")
+        return match.group(1)
+
+    # --- job status ----------------------------------------------------------------------
+
+    def status_command(self, job_ids: list[str]) -> list[str]:
+        ids = ",".join(check_job_ids(job_ids))
+        return ["squeue", "-h", "--states=all", "-j", ids, "-o", self.status_format]
+
+    def parse_status(self, stdout: str, job_ids: list[str]) -> dict[str, JobInfo]:
+        wanted = set(job_ids)
+        found: dict[str, JobInfo] = {}
+        for line in stdout.splitlines():
+            parts = line.strip().split("|")
+            if parts[0] not in wanted:
+                continue  # another job (an array element, say) or stray text
+            if len(parts) < 7:
+                # Our job, but not in our format: no verdict on it.
+                raise SchedulerError(f"squeue printed a line we cannot read: {line.strip()!r}")
+            # The reason may hold anything; every other field is fixed, so count from the right.
+            job_id, raw_state = parts[0], parts[1]
+            reason = "|".join(parts[2:-4])
+            queue, nodes, start = parts[-4], parts[-3], parts[-2]
+            state = slurm_state(raw_state)
+            found[job_id] = JobInfo(
+                job_id=job_id,
+                state=state,
+                raw_state=raw_state,
+                reason=_value(reason),
+                queue=queue,
+                nodes=_nodes(nodes),
+                estimated_start=parse_slurm_time(start) if state is JobState.PENDING else None,
+            )
+        return {
+            job_id: found.get(job_id) or JobInfo(job_id=job_id, state=JobState.GONE)
+            for job_id in job_ids
+        }
+
+    def status_failure_means_gone(self, exit_status: int, stderr: str) -> bool:
+        # squeue -j with one id that slurmctld does not know: exit 1 and this message.
+        # With several ids it exits 0 and leaves the unknown ones out.
+        return exit_status == 1 and "Invalid job id specified" in stderr
+
+    # --- the monitor's lookup ------------------------------------------------------------
+
+    # From bench/query_shapes.py (1,050 jobs queued): scontrol for one id ≈0.14 ms, squeue
+    # for all of a user's jobs ≈0.5-1.0 ms (and growing with the queue); so from six jobs
+    # of one user on, one squeue is the cheaper way.
+    lookup_batch_min = 6
+
+    def lookup_command(self, job_ids: list[str], username: str) -> list[str]:
+        ids = check_job_ids(job_ids)
+        if len(ids) == 1:
+            # --local: no federation lookup; one RPC (REQUEST_JOB_INFO_SINGLE) in all.
+            return ["scontrol", "--local", "-o", "show", "job", ids[0]]
+        # Several: every job of the user in one RPC (REQUEST_JOB_USER_INFO); a list of ids
+        # would make squeue load every job in the system.
+        user = check_directive_value("username", username)
+        return ["squeue", "--local", "-h", "--states=all", "-u", user, "-o", self.status_format]
+
+    def parse_lookup(
+        self, exit_status: int, stdout: str, stderr: str, job_ids: list[str]
+    ) -> dict[str, JobInfo]:
+        """One id: the job as scontrol shows it (state, reason, nodes, estimated start, exit
+        code). Several: the user's jobs as squeue lists them. GONE where slurmctld does not
+        know the id; SchedulerError for any other failure."""
+        if len(job_ids) > 1:
+            return super().parse_lookup(exit_status, stdout, stderr, job_ids)
+        (job_id,) = job_ids
+        if exit_status == 0:
+            info = self.parse_job_detail(stdout)
+            info.job_id = job_id
+            return {job_id: info}
+        if self.status_failure_means_gone(exit_status, stderr):
+            return {job_id: JobInfo(job_id=job_id, state=JobState.GONE)}
+        raise SchedulerError(
+            f"scontrol show job {job_id} failed (exit {exit_status}): "
+            f"{(stderr or stdout).strip()[-400:] or '(no output)'}"
+        )
+
+    # --- place in the queue and start estimates ------------------------------------------
+
+    def position_command(self, queue: str) -> list[str]:
+        queue = check_directive_value("queue", queue)
+        return ["squeue", "-h", "--states=PENDING", "-p", queue, "--sort=-p,i", "-o", "%i"]
+
+    def parse_positions(self, stdout: str) -> dict[str, int]:
+        job_ids = [line.strip() for line in stdout.splitlines() if line.strip()]
+        return {job_id: place for place, job_id in enumerate(job_ids, start=1)}
+
+    def start_command(self, job_ids: list[str]) -> list[str]:
+        """Expected start times of pending jobs (squeue --start lists pending jobs only)."""
+        ids = ",".join(check_job_ids(job_ids))
+        return ["squeue", "-h", "--start", "-j", ids, "-o", self.start_format]
+
+    def parse_start(self, stdout: str) -> dict[str, datetime | None]:
+        """Job id -> expected start; None where the scheduler has no estimate yet."""
+        starts: dict[str, datetime | None] = {}
+        for line in stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 4:
+                starts[parts[0]] = parse_slurm_time(parts[-1])
+        return starts
+
+    def test_only_command(self, request: JobRequest, script_path: str = "") -> list[str]:
+        """Ask when a job of this size would start if submitted now; nothing is submitted.
+
+        Slurm answers on stderr; read it with `parse_test_only`. Without a script,
+        `--wrap=true` stands in for one (Slurm reads the script, it never runs it).
+        """
+        script = [check_directive_value("script_path", script_path)] if script_path else []
+        options = self.submit_options(request)
+        return ["sbatch", "--test-only", *options, *(script or ["--wrap=true"])]
+
+    def parse_test_only(self, stderr: str) -> datetime:
+        match = _TEST_ONLY.search(stderr)
+        start = parse_slurm_time(match.group(1)) if match else None
+        if start is None:
+            raise SchedulerError(f"sbatch --test-only gave no start time: {stderr.strip()!r}")
+        return start
+
+    # --- cancelling ----------------------------------------------------------------------
+
+    def cancel_command(self, job_ids: list[str]) -> list[str]:
+        return ["scancel", *check_job_ids(job_ids)]
+
+    def jobs_named_command(self, job_name: str, user: str) -> list[str]:
+        name = check_directive_value("job_name", job_name)
+        return [
+            "squeue",
+            "-h",
+            "-u",
+            check_directive_value("user", user),
+            "-n",
+            name,
+            "-t",
+            "PENDING,RUNNING,SUSPENDED,CONFIGURING",
+            "-o",
+            "%i",
+        ]
+
+    # --- one job in detail ----------------------------------------------------------------
+
+    def job_detail_command(self, job_id: str) -> list[str]:
+        """Everything slurmctld holds about one job, on one line (with its exit code)."""
+        return ["scontrol", "show", "job", "-o", *check_job_ids([job_id])]
+
+    def parse_job_detail(self, stdout: str) -> JobInfo:
+        """The job from `scontrol show job`, one-line (-o) or as several indented lines."""
+        fields = parse_scontrol_line(_first_record(stdout))
+        if "JobId" not in fields or "JobState" not in fields:
+            raise SchedulerError(f"scontrol printed no job: {stdout.strip()!r}")
+        raw_state = fields["JobState"]
+        state = slurm_state(raw_state)
+        return JobInfo(
+            job_id=fields["JobId"],
+            state=state,
+            raw_state=raw_state,
+            reason=_value(fields.get("Reason", "")),
+            queue=_value(fields.get("Partition", "")),
+            nodes=_nodes(fields.get("NodeList", "")),
+            estimated_start=parse_slurm_time(fields.get("StartTime", ""))
+            if state is JobState.PENDING
+            else None,
+            exit_code=parse_exit_code(fields.get("ExitCode", "")) if state.is_finished else None,
+            output_path=_value(fields.get("StdOut", "")),
+        )
+
+    # --- queues ---------------------------------------------------------------------------
+
+    def queues_command(self) -> list[str]:
+        return ["sinfo", "-h", "-o", self.queues_format]
+
+    def parse_queues(self, stdout: str) -> dict[str, QueueSummary]:
+        queues: dict[str, QueueSummary] = {}
+        for line in stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) != 5:
+                continue
+            name, availability, limit, _, counts = parts
+            is_default = name.endswith("*")
+            name = name.rstrip("*")
+            allocated_idle_other_total = [_int(n) for n in counts.split("/")]
+            if len(allocated_idle_other_total) != 4:
+                continue
+            _, idle, _, total = allocated_idle_other_total
+            summary = queues.get(name)
+            if summary is None:
+                queues[name] = QueueSummary(
+                    name=name,
+                    nodes_total=total,
+                    nodes_free=idle,
+                    max_walltime=slurm_walltime(limit),
+                    state=availability,
+                    is_default=is_default,
+                )
+            else:
+                # sinfo splits a partition over several lines when its nodes differ.
+                summary.nodes_total = _add(summary.nodes_total, total)
+                summary.nodes_free = _add(summary.nodes_free, idle)
+        return queues
+
+    def pending_counts_command(self) -> list[str]:
+        return ["squeue", "-h", "--states=PENDING", "-o", "%P"]
+
+    def parse_pending_counts(self, stdout: str) -> dict[str, int]:
+        """Pending jobs per partition; a job waiting for several partitions counts in each."""
+        counts: dict[str, int] = {}
+        for line in stdout.splitlines():
+            for partition in line.strip().split(","):
+                if partition:
+                    counts[partition] = counts.get(partition, 0) + 1
+        return counts
+
+    def queue_detail_command(self) -> list[str]:
+        return self.pending_counts_command()
+
+    def add_queue_detail(self, queues: dict[str, QueueSummary], stdout: str) -> None:
+        counts = self.parse_pending_counts(stdout)
+        for name, summary in queues.items():
+            summary.jobs_pending = counts.get(name, 0)
+
+
+def slurm_state(raw_state: str) -> JobState:
+    """Our state for Slurm's word; a word we do not know keeps the job waiting, never ends it.
+
+    >>> slurm_state("COMPLETING")
+    <JobState.COMPLETING: 'completing'>
+    >>> slurm_state("CANCELLED+")
+    <JobState.CANCELLED: 'cancelled'>
+    >>> slurm_state("SOMETHING_NEW")
+    <JobState.PENDING: 'pending'>
+    """
+    # scontrol may print "CANCELLED by 1001"; sacct appends "+" for some states.
+    word = raw_state.strip().split(" ")[0].rstrip("+")
+    return _STATES.get(word, JobState.PENDING)
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """Node names from Slurm's compressed host list, in Slurm's order.
+
+    >>> expand_hostlist("cn[1-3,5]")
+    ['cn1', 'cn2', 'cn3', 'cn5']
+    >>> expand_hostlist("cn1,cn2")
+    ['cn1', 'cn2']
+    >>> expand_hostlist("n[01-03]")
+    ['n01', 'n02', 'n03']
+    >>> expand_hostlist("gpu[8-10],cn7")
+    ['gpu8', 'gpu9', 'gpu10', 'cn7']
+    >>> expand_hostlist("r[1-2]n[1-2]")
+    ['r1n1', 'r1n2', 'r2n1', 'r2n2']
+    >>> expand_hostlist("(null)")
+    []
+    >>> expand_hostlist("cn[1-")
+    Traceback (most recent call last):
+    ...
+    ValueError: unbalanced '[' in host list 'cn[1-'
+    """
+    text = hostlist.strip()
+    if text in _NONE_WORDS:
+        return []
+    names: list[str] = []
+    for item in _split_outside_brackets(text):
+        names.extend(_expand_item(item, hostlist))
+    return names
+
+
+def _split_outside_brackets(text: str) -> list[str]:
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [item for item in items if item]
+
+
+def _expand_item(item: str, whole: str) -> list[str]:
+    opening = item.find("[")
+    if opening < 0:
+        if "]" in item:
+            raise ValueError(f"unbalanced ']' in host list {whole!r}")
+        return [item]
+    closing = item.find("]", opening)
+    if closing < 0:
+        raise ValueError(f"unbalanced '[' in host list {whole!r}")
+    prefix, ranges, rest = item[:opening], item[opening + 1 : closing], item[closing + 1 :]
+    tails = _expand_item(rest, whole) if rest else [""]
+    return [prefix + number + tail for number in _numbers(ranges, whole) for tail in tails]
+
+
+def _numbers(ranges: str, whole: str) -> list[str]:
+    numbers = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError(f"bad range {part!r} in host list {whole!r}")
+        width = len(low)  # "01-03" keeps its zero padding
+        for n in range(int(low), int(high or low) + 1):
+            numbers.append(str(n).zfill(width))
+    return numbers
+
+
+def parse_slurm_time(text: str) -> datetime | None:
+    """A Slurm timestamp (local time, no zone); None for N/A, Unknown and the like.
+
+    >>> parse_slurm_time("2026-11-25T21:30:00")
+    datetime.datetime(2026, 11, 25, 21, 30)
+    >>> parse_slurm_time("N/A") is None
+    True
+    """
+    text = text.strip()
+    if text in _NONE_WORDS:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def slurm_walltime(text: str) -> str:
+    """A partition's time limit as H:MM:SS; empty when unlimited.
+
+    >>> slurm_walltime("1-00:00:00")
+    '24:00:00'
+    >>> slurm_walltime("30:00")
+    '0:30:00'
+    >>> slurm_walltime("infinite")
+    ''
+    """
+    try:
+        return format_walltime(parse_walltime(text))
+    except ValueError:  # WalltimeError is one
+        return ""  # "infinite", "n/s" (not set) and the like
+
+
+def parse_exit_code(text: str) -> int | None:
+    """The job's exit code from scontrol's `ExitCode=code:signal`.
+
+    A job killed by a signal reports 128 + signal, as a shell would.
+
+    >>> parse_exit_code("1:0")
+    1
+    >>> parse_exit_code("0:9")
+    137
+    >>> parse_exit_code("") is None
+    True
+    """
+    code, _, signal = text.strip().partition(":")
+    if not code.isdigit():
+        return None
+    if int(code) == 0 and signal.isdigit() and int(signal) > 0:
+        return 128 + int(signal)
+    return int(code)
+
+
+def parse_scontrol_line(line: str) -> dict[str, str]:
+    """The Key=Value fields of one `scontrol show -o` record; values may hold spaces.
+
+    >>> fields = parse_scontrol_line("JobId=7 Reason=Nodes required for job are DOWN ExitCode=0:0")
+    >>> fields["Reason"], fields["ExitCode"]
+    ('Nodes required for job are DOWN', '0:0')
+    """
+    keys = list(_SCONTROL_KEY.finditer(line))
+    ends = [following.start() for following in keys[1:]] + [len(line)]
+    # With no keys, `ends` still holds the line's end: zip stops at the shorter list.
+    pairs = zip(keys, ends, strict=False)
+    return {match.group(1): line[match.end() : end].strip() for match, end in pairs}
+
+
+def _first_record(text: str) -> str:
+    # Without -o, scontrol spreads a record over indented lines and ends it with a blank one.
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("JobId="):
+            if lines:
+                break
+            lines.append(line)
+        elif lines and line.strip():
+            lines.append(line)
+        elif lines:
+            break
+    return " ".join(line.strip() for line in lines)
+
+
+def _value(text: str) -> str:
+    text = text.strip()
+    return "" if text in _NONE_WORDS else text
+
+
+def _nodes(text: str) -> list[str]:
+    try:
+        return expand_hostlist(text)
+    except ValueError:
+        return [text.strip()]  # a spelling we do not know: show it as Slurm printed it
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.strip().isdigit() else None
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b

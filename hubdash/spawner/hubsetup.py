@@ -1,0 +1,89 @@
+"""What the hub process needs besides the spawner class: the form's queue-information API,
+and a check of the spawner's settings when the hub starts.
+
+Call `setup_hub(c)` at the end of jupyterhub_config.py. Wires things up; runs nothing itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import weakref
+from typing import Any
+
+from traitlets.config import Config
+from traitlets.config.loader import LazyConfigValue
+
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.queueapi import queue_info_handlers
+
+
+def setup_hub(c: Any) -> None:
+    """Serve /hub/api/hubdash/* to the spawn form, and stop the hub at start on a bad setting.
+
+    JupyterHub builds a spawner only when a user first spawns, so a setting that cannot
+    work (a queue table with a typo, say) would otherwise surface in front of a user.
+    Here one JobSpawner is built from the finished config as soon as the hub has read it;
+    its TraitError is then JupyterHub's own "bad config": logged with the setting's name,
+    and the hub exits with status 1.
+    """
+    handlers = c.JupyterHub.extra_handlers if "extra_handlers" in c.JupyterHub else []
+    if isinstance(handlers, LazyConfigValue):  # `.append(...)` on the (empty) default
+        handlers = handlers.get_value([])
+    routes = [route for route in queue_info_handlers() if route not in handlers]
+    c.JupyterHub.extra_handlers = [*handlers, *routes]
+    app_module = sys.modules.get("jupyterhub.app")
+    if app_module is not None and app_module.JupyterHub.initialized():
+        _check_when_configured(app_module.JupyterHub.instance(), c)
+
+
+# The config objects setup_hub saw, per hub: a file loaded with load_subconfig has its own.
+_CONFIGS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def _check_when_configured(app: Any, c: Any) -> None:
+    """Check the spawner once JupyterHub sets `spawner_class` from the config just read.
+
+    At that moment `app.config` does not hold the new file yet (traitlets merges it
+    afterwards), so the check reads the file's own config, with the command line on top.
+    """
+    configs = _CONFIGS.setdefault(app, [])
+    configs.append(c)
+    if len(configs) > 1:
+        return  # observed already
+
+    def check(_change: Any = None) -> None:
+        chosen = app.spawner_class
+        if isinstance(chosen, type) and issubclass(chosen, JobSpawner):
+            merged = Config()
+            for config in [app.config, *configs, app.cli_config]:
+                merged.merge(copy.deepcopy(config))
+            spawner = chosen(config=merged)
+            spawner.check_config()
+            internal_ssl = bool(merged.JupyterHub.get("internal_ssl", False))
+            for warning in channel_warnings(spawner, internal_ssl):
+                app.log.warning(warning)
+
+    app.observe(check, names="spawner_class")
+
+
+def channel_warnings(spawner: JobSpawner, internal_ssl: bool) -> list[str]:
+    """What in the job's channel to the hub other cluster users could abuse, said once at start."""
+    if not spawner.forward_hub_api:
+        return []
+    warnings = []
+    if not internal_ssl:
+        warnings.append(
+            "JobSpawner.forward_hub_api is on without c.JupyterHub.internal_ssl: jobs reach the "
+            "hub API in plain HTTP through a port on the login node, so another user of the "
+            "login node who takes that port while the hub is down can read the servers' API "
+            "tokens, and anyone there can reach the hub's pages. Set "
+            "c.JupyterHub.internal_ssl = True (docs/deployment.md)."
+        )
+    if spawner.hub_forward_listen_address in ("0.0.0.0", "::", "*"):
+        warnings.append(
+            f"JobSpawner.hub_forward_listen_address is {spawner.hub_forward_listen_address!r}: "
+            "the hub forward listens on every interface of the login node, its public one "
+            "too. Give the address compute nodes use instead (or leave it empty)."
+        )
+    return warnings

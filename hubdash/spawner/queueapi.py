@@ -1,0 +1,164 @@
+"""The hub's API behind the spawn form's live queue information, for the logged-in user.
+
+`GET /hub/api/hubdash/queues` (figures of the queues offered to the user) and
+`GET /hub/api/hubdash/estimate?queue=…&walltime=…` (start estimate for one choice), both
+answered from queueinfo's cache; the scheduler is asked over the user's own transport.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import needs_scope
+from jupyterhub.user import User
+from tornado import web
+
+from hubdash.cluster.queueinfo import (
+    API_PREFIX,
+    QueueFigures,
+    QueueInformation,
+    StartEstimate,
+    information_for,
+)
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.options import OptionsError, allowed_queues
+
+
+class _FormInfoHandler(APIHandler):
+    """Common ground: the asking user's JobSpawner, its cluster and the user's transport."""
+
+    def _job_spawner(self) -> Any:
+        user = self.current_user
+        if user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if not isinstance(user, User):
+            raise web.HTTPError(400, "Queue information is for users: ask with a user's token.")
+        spawner = user.spawner
+        if not isinstance(spawner, JobSpawner):
+            raise web.HTTPError(404, "This hub's spawner is not hubdash's JobSpawner.")
+        return spawner
+
+    def _cluster_parts(self, spawner: Any) -> tuple[Any, QueueInformation, Any]:
+        """The user's cluster, its cache, and the transport the user's own spawns use."""
+        cluster = spawner._cluster()
+        transport = cluster.transport_for(spawner.cluster_username, spawner._make_transport)
+        return cluster, information_for(cluster, spawner.queue_info_ttl), transport
+
+    def _send(self, data: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(data))
+
+
+class QueuesHandler(_FormInfoHandler):
+    """Free/total nodes and pending jobs of every queue the user may choose."""
+
+    async def get(self) -> None:
+        await self._get(user_name=self.current_user.name if self.current_user else "")
+
+    @needs_scope("servers")
+    async def _get(self, user_name: str) -> None:
+        spawner = self._job_spawner()
+        cluster, cache, transport = self._cluster_parts(spawner)
+        figures = await cache.figures(lambda: cluster.queue_summaries(transport))
+        groups = [group.name for group in spawner.user.groups]
+        offered = allowed_queues(spawner.queue_table, spawner.user.name, groups)
+        self._send(figures_json(figures, list(offered), cache.ttl))
+
+
+class EstimateHandler(_FormInfoHandler):
+    """When a job of the chosen size would start; the choice passes the form's own rules."""
+
+    async def get(self) -> None:
+        await self._get(user_name=self.current_user.name if self.current_user else "")
+
+    @needs_scope("servers")
+    async def _get(self, user_name: str) -> None:
+        spawner = self._job_spawner()
+        data = {
+            key: values[-1].decode("utf-8", "replace")
+            for key, values in self.request.query_arguments.items()
+            if key != "_xsrf"
+        }
+        try:
+            options = spawner._job_options(data)
+        except OptionsError as exc:
+            self._send({"errors": exc.errors, "message": str(exc)}, status=400)
+            return
+        request = spawner._job_request(options)
+        cluster, cache, transport = self._cluster_parts(spawner)
+        # One estimate per user and size: the job's name and files do not change the answer.
+        key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
+        estimate = await cache.estimate(key, lambda: cluster.estimate_start(transport, request))
+        self._send(estimate_json(estimate, cache.ttl))
+
+
+def queue_info_handlers() -> list[tuple[str, type[APIHandler]]]:
+    """The routes for `c.JupyterHub.extra_handlers` (JupyterHub puts them under /hub)."""
+    return [
+        (f"{API_PREFIX}/queues", QueuesHandler),
+        (f"{API_PREFIX}/estimate", EstimateHandler),
+    ]
+
+
+def figures_json(figures: QueueFigures, offered: list[str], ttl: float) -> dict[str, Any]:
+    """The figures of the offered queues, in the admin's order, for the page's script.
+
+    >>> from hubdash.schedulers.base import QueueSummary
+    >>> f = QueueFigures(True, {"debug": QueueSummary("debug", 2, 1, 7)}, fetched_at=time.time())
+    >>> figures_json(f, ["debug", "gpu"], 30)["queues"]  # doctest: +NORMALIZE_WHITESPACE
+    [{'name': 'debug', 'listed': True, 'nodes_free': 1, 'nodes_total': 2, 'jobs_pending': 7,
+      'jobs_running': None, 'state': ''},
+     {'name': 'gpu', 'listed': False}]
+    """
+    queues = []
+    for name in offered:
+        summary = figures.queues.get(name)
+        if summary is None:
+            queues.append({"name": name, "listed": False})
+            continue
+        queues.append(
+            {
+                "name": name,
+                "listed": True,
+                "nodes_free": summary.nodes_free,
+                "nodes_total": summary.nodes_total,
+                "jobs_pending": summary.jobs_pending,
+                "jobs_running": summary.jobs_running,
+                "state": summary.state,
+            }
+        )
+    return {
+        "available": figures.available,
+        "message": figures.message,
+        "queues": queues if figures.available else [],
+        "age_seconds": round(max(0.0, time.time() - figures.fetched_at)),
+        "ttl_seconds": ttl,
+    }
+
+
+def estimate_json(estimate: StartEstimate, ttl: float) -> dict[str, Any]:
+    """The estimate for the page's script; times are the cluster's local time, as it printed them.
+
+    >>> e = StartEstimate(True, start=datetime(2026, 1, 2, 3, 4, 5), fetched_at=time.time())
+    >>> estimate_json(e, 30)["start"]
+    '2026-01-02T03:04:05'
+    """
+    seconds = None
+    if estimate.start is not None:
+        # The hub and the cluster keep the same local time (Slurm prints no zone).
+        seconds = max(0, round((estimate.start - datetime.now()).total_seconds()))
+    return {
+        "available": estimate.available,
+        "start": estimate.start.isoformat() if estimate.start else None,
+        "seconds_from_now": seconds,
+        "refused": estimate.refused,
+        "message": estimate.message,
+        "age_seconds": round(max(0.0, time.time() - estimate.fetched_at)),
+        "ttl_seconds": ttl,
+    }

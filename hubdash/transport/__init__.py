@@ -1,0 +1,2 @@
+"""How the hub reaches a cluster as a user: the Transport interface, its SSH and local
+implementations."""
