@@ -12,9 +12,9 @@ from typing import Any
 
 
 def add_bench_access(c: Any) -> None:
-    # The same service and role the e2e tests' hub has (tests/e2e/hubapi.py), under the bench's
+    # The same service and role the e2e tests' hub has (harness/hubapi.py), under the bench's
     # name: run from its file, since this one is run from its file too (no package here).
-    hubapi = os.path.join(os.environ["HUBDASH_ROOT"], "tests", "e2e", "hubapi.py")
+    hubapi = os.path.join(os.environ["HUBDASH_ROOT"], "harness", "hubapi.py")
     run_path(hubapi)["add_api_service"](c, "hubdash-bench", os.environ["HUBDASH_BENCH_TOKEN"])
     c.Authenticator.allowed_users = {"alice", "bob", "carol", "dave", "erin"}
     c.JupyterHub.allow_named_servers = True

@@ -1,5 +1,6 @@
 """What the benchmarks share: slurmctld's RPC counters (sdiag), jobs held in the queue and their
-clean-up, sshd's login count, a hub process to measure, and small statistics. Measures nothing.
+clean-up, sshd's login count, processes and their clean-up, and small statistics. Measures
+nothing. The hubs they start are the test harness's (harness/, through bench/hubs.py).
 
 Every helper here runs as root on the hub machine with the test cluster up.
 """
@@ -18,8 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGIN_HOST = "10.213.0.2"
@@ -222,62 +221,6 @@ class LoginCounter:
 
 
 # ------------------------------------------------------------------------- processes ---
-
-
-@dataclass
-class HubProcess:
-    """A JupyterHub started by a benchmark; `api()` speaks to it with a service token."""
-
-    argv: list[str]
-    env: dict[str, str]
-    url: str  # the public URL (proxy)
-    token: str
-    log_path: Path
-    cwd: Path
-    process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90) -> HubProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the hub exited at start; see {self.log_path}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/hub/health", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.3)
-        raise RuntimeError(f"the hub did not answer within {timeout:g} s; see {self.log_path}")
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def api(self, method: str, path: str, timeout: float = 60, **kwargs) -> requests.Response:
-        headers = {"Authorization": f"token {self.token}"}
-        return requests.request(
-            method, f"{self.url}/hub/api{path}", headers=headers, timeout=timeout, **kwargs
-        )
-
-    def terminate(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
 
 def rss_mb(pid: int) -> float:

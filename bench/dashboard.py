@@ -3,7 +3,7 @@ page shows it running, and how many bytes the page costs to load.
 
 Run as root on the hub machine, with the test cluster up and a free CPU in `debug`:
 
-    /opt/hubdash/venv/bin/python bench/dashboard.py [--rounds 5] [--port 13100]
+    /opt/hubdash/venv/bin/python -m bench.dashboard [--rounds 5] [--port 13100]
 
 Per round it spawns a server of carol into `hold` (queued for ever), opens its status page
 (/services/hubdash/status/carol/<server>) logged in as carol, waits for "queued", then moves
@@ -26,16 +26,17 @@ import sys
 import time
 from dataclasses import dataclass
 
-from common import (
+from playwright.sync_api import Page, sync_playwright
+
+from bench.common import (
     Cleanup,
     free_cpus,
     percentile,
     print_table,
     run_cleanly,
 )
-from hubs import BenchHub, start_hub
-from playwright.sync_api import Page, sync_playwright
-from spawn_overhead import allocated_at
+from bench.hubs import BenchHub, start_hub
+from bench.spawn_overhead import allocated_at
 
 USER = "carol"
 DASH = "/services/hubdash/"
@@ -113,7 +114,7 @@ def main() -> int:
 
     def body(cleanup: Cleanup) -> None:
         hub = start_hub("hubdash", args.port, prefix)
-        cleanup.append(hub.process.terminate)
+        cleanup.append(hub.terminate)
         cleanup.append(lambda: hub.stop_all(timeout=120))
         hub.ensure_users([USER])
         with sync_playwright() as pw:

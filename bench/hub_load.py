@@ -6,7 +6,7 @@ with all of them pending.
 
 Run as root on the hub machine, with the test cluster up:
 
-    /opt/hubdash/venv/bin/python bench/hub_load.py [--servers 100] [--seconds 60]
+    /opt/hubdash/venv/bin/python -m bench.hub_load [--servers 100] [--seconds 60]
         [--kinds hubdash] [--port 13100]
 
 `--kinds hubdash,batchspawner` measures batchspawner the same way (its 100 spawners each run
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from common import (
+
+from bench.common import (
     USERS,
     Cleanup,
     live_jobs,
@@ -35,7 +36,7 @@ from common import (
     rss_mb,
     run_cleanly,
 )
-from hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
+from bench.hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 METRIC = "jupyterhub_event_loop_interval_seconds"
 BUCKET = re.compile(rf'^{METRIC}_bucket{{le="([^"]+)"}} (\S+)$', re.M)
@@ -54,7 +55,7 @@ class Window:
 
 
 def buckets(hub: BenchHub) -> dict[str, float]:
-    headers = {"Authorization": f"token {hub.process.token}"}
+    headers = {"Authorization": f"token {hub.token}"}
     text = requests.get(f"{hub.url}/hub/metrics", headers=headers, timeout=60).text
     return {le: float(count) for le, count in BUCKET.findall(text)}
 
@@ -69,7 +70,7 @@ def api_calls(hub: BenchHub, seconds: float, every: float = 0.2) -> list[float]:
     one user's model (with servers); their latencies in ms."""
     latencies = []
     paths = ["/users"] + [f"/users/{user}" for user in USERS]
-    headers = {"Authorization": f"token {hub.process.token}"}
+    headers = {"Authorization": f"token {hub.token}"}
     deadline = time.monotonic() + seconds
     n = 0
     while time.monotonic() < deadline:
@@ -85,13 +86,13 @@ def api_calls(hub: BenchHub, seconds: float, every: float = 0.2) -> list[float]:
 
 
 def measure(hub: BenchHub, label: str, seconds: float) -> Window:
-    log = hub.process.log_path
+    log = hub.log_path
     log_offset = log.stat().st_size
-    before_buckets, before_cpu = buckets(hub), cpu_seconds(hub.process.pid)
+    before_buckets, before_cpu = buckets(hub), cpu_seconds(hub.pid)
     started = time.monotonic()
     latencies = api_calls(hub, seconds)
     elapsed = time.monotonic() - started
-    after_buckets, after_cpu = buckets(hub), cpu_seconds(hub.process.pid)
+    after_buckets, after_cpu = buckets(hub), cpu_seconds(hub.pid)
     grown = [le for le, count in after_buckets.items() if count > before_buckets.get(le, 0) and le]
     # Cumulative buckets: the smallest `le` holding every new observation bounds the longest.
     total_new = after_buckets.get("+Inf", 0) - before_buckets.get("+Inf", 0)
@@ -112,7 +113,7 @@ def measure(hub: BenchHub, label: str, seconds: float) -> Window:
         f"<= {float(bound) * 1000:.0f} ms" if bound != "+Inf" else "> 10 s",
         max(stalls, default=0.0),
         len(stalls),
-        rss_mb(hub.process.pid),
+        rss_mb(hub.pid),
         100 * (after_cpu - before_cpu) / elapsed,
     )
     print(
@@ -155,7 +156,7 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
         try:
             hub.stop_all(timeout=300)
         finally:
-            hub.process.terminate()
+            hub.terminate()
 
 
 def main() -> int:

@@ -6,26 +6,22 @@ use, bench/batchspawner_config.py). Servers are started and stopped through the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
-from common import LOGIN_HOST, ROOT, VENV, HubProcess
 
-# Polling a hub is shared with the e2e tests and lives with them (tests/e2e/hubapi.py, which
-# imports nothing of bench/): the checkout root on sys.path makes `tests` importable here.
-sys.path.insert(0, str(ROOT))
-from tests.e2e.hubapi import wait_until  # noqa: E402
+from bench.common import LOGIN_HOST, ROOT, VENV
+from harness.hubclient import HubClient
+from harness.hubprocess import launch_hub, stop_hub, wait_for_health
 
 BENCH_VENV = Path(os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv"))
 BATCHSPAWNER = "batchspawner==1.3.0"
@@ -62,86 +58,63 @@ def ensure_bench_venv() -> Path:
 
 
 @dataclass
-class BenchHub:
-    """One hub of either kind, with the REST calls the benchmarks make."""
+class BenchHub(HubClient):
+    """One hub of either kind, started by start_hub, with the REST calls the benchmarks make."""
 
     kind: str
-    process: HubProcess
+    url: str  # the public URL (proxy)
+    token: str
+    log_path: Path
     job_prefix: str
+    process: subprocess.Popen | None = None
+
+    # A hub with 100 servers pending may take its time (hub_load.py).
+    api_timeout: ClassVar[float] = 60
+    wait_step: ClassVar[float] = 0.5
+    wait_error: ClassVar[type[Exception]] = TimeoutError
 
     @property
-    def url(self) -> str:
-        return self.process.url
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.process.api(method, path, **kwargs)
+    def terminate(self) -> None:
+        """Stop the hub, its proxy and its services."""
+        stop_hub(self.process)
 
-    @staticmethod
-    def server_path(user: str, name: str = "") -> str:
-        return f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
-
-    def spawn(self, user: str, name: str = "", **options: str) -> requests.Response:
-        body = {"user_options": options}
-        answer = self.api("POST", self.server_path(user, name), json=body)
+    def spawn(self, user: str, name: str = "", **options: Any) -> requests.Response:
+        """Ask for a server; RuntimeError when the hub refuses."""
+        answer = super().spawn(user, name, **options)
         if answer.status_code not in (201, 202):
             raise RuntimeError(
                 f"spawn of {user}/{name} refused: {answer.status_code} {answer.text}"
             )
         return answer
 
-    def stop(self, user: str, name: str = "") -> requests.Response:
-        return self.api("DELETE", self.server_path(user, name))
-
-    def server(self, user: str, name: str = "") -> dict | None:
-        """The server's model with its live spawner state, or None when there is none."""
-        return self.api("GET", f"/users/{user}").json().get("servers", {}).get(name)
-
     def job_id(self, user: str, name: str = "") -> str:
         server = self.server(user, name) or {}
         state = server.get("state") or {}
-        return str(state.get("job_id") or "")
+        # hubdash keeps its job under "job"; batchspawner has job_id at the top level.
+        return str((state.get("job") or state).get("job_id") or "")
 
     def ready_time(self, user: str, name: str = "", timeout: float = 300) -> float:
         """time.time() when the progress stream said `ready` (read from its start)."""
-        url = f"{self.url}/hub/api/users/{user}/servers/{name}/progress"
-        headers = {"Authorization": f"token {self.process.token}"}
-        with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
-            response.raise_for_status()
-            for line in response.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    if event.get("ready"):
-                        return time.time()
-                    if event.get("failed"):
-                        raise RuntimeError(f"spawn of {user}/{name} failed: {event}")
+        for event in self.progress(user, name, timeout):
+            if event.get("ready"):
+                return time.time()
+            if event.get("failed"):
+                raise RuntimeError(f"spawn of {user}/{name} failed: {event}")
         raise RuntimeError(f"the progress stream of {user}/{name} ended without `ready`")
-
-    def servers(self) -> list[tuple[str, str, dict]]:
-        """(user, server name, model) of every server the hub has."""
-        return [
-            (user["name"], name, model)
-            for user in self.api("GET", "/users").json()
-            for name, model in (user.get("servers") or {}).items()
-        ]
 
     def stop_all(self, timeout: float = 180) -> None:
         """Stop every server through the API (so the spawner cancels its job), and wait."""
-        for user, name, _ in self.servers():
-            self.stop(user, name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.servers():
-            time.sleep(0.5)
-        if left := self.servers():
+        if left := self.stop_all_servers(timeout):
             print(f"  {self.kind}: {len(left)} server(s) not stopped within {timeout:g} s")
 
     def ensure_users(self, users: list[str]) -> None:
         for user in users:
             if self.api("GET", f"/users/{user}").status_code == 404:
                 self.api("POST", f"/users/{user}")
-
-    def wait_for(self, what: Callable[[], Any], timeout: float, step: float = 0.5) -> Any:
-        """Poll `what()` until it returns something true; return that (TimeoutError if not)."""
-        return wait_until(what, timeout, step)
 
 
 def start_hub(
@@ -192,9 +165,15 @@ def start_hub(
         argv = ["nsenter", f"--net={LOGIN_NETNS}", str(venv / "bin" / "jupyterhub"), "-f", config]
         url = f"http://{LOGIN_HOST}:{port}"
     log_path = log_dir / f"bench-hub-{kind}-{port}.log"
-    process = HubProcess(argv, env, url, token, log_path, data_dir).start()
+    hub = BenchHub(kind, url, token, log_path, job_prefix)
+    hub.process = launch_hub(argv, env, data_dir, log_path)
+    try:
+        wait_for_health(hub.process, url, log_path, timeout=90)
+    except BaseException:
+        hub.terminate()  # a hub that did not come up must not hold its ports
+        raise
     print(f"{kind} hub on {url} (log {log_path})", flush=True)
-    return BenchHub(kind, process, job_prefix)
+    return hub
 
 
 def add_hub_arguments(parser: argparse.ArgumentParser, kinds: Sequence[str] = KINDS) -> None:

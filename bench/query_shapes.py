@@ -3,7 +3,7 @@ the test cluster while 1,000 other jobs wait in the queue. The JobMonitor's choi
 
 Run as root on the hub machine, with the test cluster up (scripts/testcluster up):
 
-    /opt/hubdash/venv/bin/python bench/query_shapes.py [--calls 20] [--tracked 50]
+    /opt/hubdash/venv/bin/python -m bench.query_shapes [--calls 20] [--tracked 50]
 
 It holds `--held` jobs of bob, submits `--tracked` held jobs of erin and a few of dave
 (users nobody else uses, so sdiag's per-user figures are the bench's alone), runs every
@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import delta, sdiag  # noqa: E402
-from scheduler_load import (  # noqa: E402
+from bench.common import delta, sdiag
+from bench.scheduler_load import (
     STATUS_FORMAT,
     expected_rpcs,
     run_as_root_cleanly,

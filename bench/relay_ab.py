@@ -2,82 +2,60 @@
 built from two (or more) source trees, in alternating runs, so that a change worth 0.05 ms is
 told apart from the ±0.1 ms a single run moves by on a shared machine.
 
-Run as root on the hub machine, with the test cluster up:
+Run as root on the hub machine, with the test cluster up, from the checkout's root:
 
     git worktree add /tmp/hubdash-before <commit>     # the code to compare against
-    /opt/hubdash/venv/bin/python bench/relay_ab.py --tree before=/tmp/hubdash-before \
+    /opt/hubdash/venv/bin/python -m bench.relay_ab --tree before=/tmp/hubdash-before \
         --tree after=. [--rounds 8] [--requests 2000] [--spares 1]
 
 The far side is Python's http.server on cn1 (as carol), serving one small file: next to
-nothing, so the relay's own cost shows. Each run is its own process: it imports the tree's
-`spawner`, opens an SSHTransport and a Tunnel (`--spares` spare connections, where the tree
-has them), warms up, then
-times `--requests` requests with bench/httpclient.py and the relay's CPU time. Prints every
-run's p50 and, per tree, the median of those and of CPU per request.
+nothing, so the relay's own cost shows. Each run is its own process (bench/relay_worker.py):
+it imports the tree's Tunnel and SSHTransport (from `hubdash`, or from `spawner` in trees
+from before the package got its name), opens an SSHTransport and a Tunnel (`--spares` spare
+connections, where the tree has them), warms up, then times `--requests` requests with
+bench/httpclient.py and the relay's CPU time. Prints every run's p50 and, per tree, the
+median of those and of CPU per request.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import inspect
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from common import KEYS, KNOWN_HOSTS, LOGIN_HOST, ROOT, VENV, Cleanup, run_cleanly, serve_directory
+from bench.common import (
+    KEYS,
+    KNOWN_HOSTS,
+    LOGIN_HOST,
+    ROOT,
+    VENV,
+    Cleanup,
+    run_cleanly,
+    serve_directory,
+)
 
 USER = "carol"
 NODE = "cn1"
 CLIENT = [str(VENV / "bin" / "python"), str(ROOT / "bench" / "httpclient.py")]
+WORKER = ROOT / "bench" / "relay_worker.py"
 
 
-def worker(args: argparse.Namespace) -> int:
-    """One run against one tree: prints {"p50_ms", "cpu_ms_per_request"}."""
-    sys.path.insert(0, str(Path(args.src).resolve()))
-    from hubdash.spawner.tunnel import Tunnel
-    from hubdash.transport.ssh import SSHTransport
-
-    async def run() -> dict:
-        transport = SSHTransport(
-            LOGIN_HOST, username=USER, client_keys=[str(KEYS / USER)], known_hosts=KNOWN_HOSTS
-        )
-        # Trees from before the spare connection existed have no such argument.
-        spares = (
-            {"spare_connections": args.spares}
-            if "spare_connections" in inspect.signature(Tunnel).parameters
-            else {}
-        )
-        tunnel = Tunnel(transport, **spares)
-        try:
-            port = await tunnel.open_notebook_forward(NODE, args.port)
-            url = f"http://127.0.0.1:{port}/small.txt"
-
-            async def client(n: int) -> list[float]:
-                process = await asyncio.create_subprocess_exec(
-                    *CLIENT, url, "--requests", str(n), stdout=subprocess.PIPE
-                )
-                out, _ = await process.communicate()
-                return json.loads(out)["latencies"]
-
-            await client(50)  # warm-up: connection, spares, caches
-            cpu = time.process_time()
-            latencies = await client(args.requests)
-            cpu = time.process_time() - cpu
-        finally:
-            await tunnel.close()
-            await transport.close()
-        return {
-            "p50_ms": statistics.median(latencies) * 1000,
-            "cpu_ms_per_request": cpu / args.requests * 1000,
-        }
-
-    print(json.dumps(asyncio.run(run())))
-    return 0
+def run_worker(src: str, port: int, args: argparse.Namespace) -> subprocess.CompletedProcess:
+    """One run against the tree `src`, in a process whose only source of the product is that
+    tree: `-P` keeps the worker's folder off sys.path, PYTHONPATH names the tree."""
+    tree = str(Path(src).resolve())
+    argv = [
+        sys.executable, "-P", str(WORKER), "--src", tree, "--port", str(port),
+        "--requests", str(args.requests), "--spares", str(args.spares),
+        "--login-host", LOGIN_HOST, "--user", USER, "--key", str(KEYS / USER),
+        "--known-hosts", str(KNOWN_HOSTS), "--node", NODE, "--client", json.dumps(CLIENT),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": tree}
+    return subprocess.run(argv, capture_output=True, text=True, cwd=tree, env=env)
 
 
 def bench(args: argparse.Namespace, cleanup: Cleanup) -> None:
@@ -94,11 +72,7 @@ def bench(args: argparse.Namespace, cleanup: Cleanup) -> None:
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     for n in range(args.rounds):
         for name, src in trees.items():
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", "--src", src, "--port", str(port),
-                 "--requests", str(args.requests), "--spares", str(args.spares)],
-                capture_output=True, text=True, cwd=ROOT / "bench",
-            )  # fmt: skip
+            done = run_worker(src, port, args)
             if done.returncode != 0:
                 raise RuntimeError(f"the run of {name} ({src}) failed:\n{done.stderr}")
             runs[name].append(json.loads(done.stdout))
@@ -119,12 +93,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8, help="runs per tree, alternating")
     parser.add_argument("--requests", type=int, default=2000, help="requests per run")
     parser.add_argument("--spares", type=int, default=1, help="tunnel_spare_connections")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--src", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        return worker(args)
     if os.geteuid() != 0:
         print("run as root: the far side runs in cn1's namespace as carol")
         return 2

@@ -3,7 +3,7 @@ server (`squeue -j ID` every 0.5 s, as batchspawner does), measured with sdiag o
 
 Run as root on the hub machine, with the test cluster up (scripts/testcluster up):
 
-    /opt/hubdash/venv/bin/python bench/scheduler_load.py [--seconds 60] [--levels 1,20,50]
+    /opt/hubdash/venv/bin/python -m bench.scheduler_load [--seconds 60] [--levels 1,20,50]
 
 It holds 1,000 jobs of bob in the queue (the load a real queue puts on every full scan),
 submits held `sleep` jobs of the bench user (erin by default: nobody else uses her, so
@@ -26,11 +26,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from common import (
+from bench.common import (
     KEYS,
     KNOWN_HOSTS,
     LOGIN_HOST,
-    ROOT,
     SUBMIT_LOOP,
     Cleanup,
     load_between,
@@ -38,13 +37,12 @@ from common import (
     sdiag,
     top_types,
 )
-
-sys.path.insert(0, str(ROOT))  # the checkout's spawner: the code under test
-from hubdash.cluster.cluster import Cluster  # noqa: E402
-from hubdash.cluster.monitor import MonitorSettings  # noqa: E402
-from hubdash.schedulers import adapter_for  # noqa: E402
-from hubdash.transport.base import TransportError  # noqa: E402
-from hubdash.transport.ssh import SSHTransport  # noqa: E402
+from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.config import ClusterConfig
+from hubdash.cluster.monitor import MonitorSettings
+from hubdash.metrics import commands_run
+from hubdash.transport.base import TransportError
+from hubdash.transport.ssh import SSHTransport
 
 STATUS_FORMAT = "%i|%T|%r|%P|%N|%S|%Q"
 
@@ -125,21 +123,27 @@ async def run_monitor(
     user: str, job_ids: list[str], seconds: float, warmup: float, one_per_user: bool
 ) -> tuple[Measure, dict[str, int]]:
     """A fresh monitor at the hub's default settings, following these pending jobs; what
-    slurmctld spent, and the monitor's own count of its commands in the last minute.
+    slurmctld spent, and the commands a minute the monitor ran (from the hub's metrics).
 
     `one_per_user`: look the jobs up as if each belonged to another user (one lookup per
     job, never a per-user query); slurmctld's cost of a lookup does not depend on who asks.
     """
-    adapter = adapter_for("slurm")
+    config = ClusterConfig(name=f"bench-{len(job_ids)}-{one_per_user}", monitor=MonitorSettings())
+    cluster = Cluster(config, transport_maker=lambda name, _keys: transport(name))
     if one_per_user:
-        adapter.lookup_batch_min = len(job_ids) + 1
-    cluster = Cluster("bench", adapter, transport, monitor_settings=MonitorSettings())
+        cluster.adapter.lookup_batch_min = len(job_ids) + 1
     try:
         for job_id in job_ids:
             cluster.monitor.track(job_id, user)  # starting: a spawn waiting in the queue
         await asyncio.sleep(warmup)
+        before = commands_run(config.name)
         measured = await window(seconds, user)
-        return measured, cluster.monitor.stats()["queries_per_minute"]
+        after = commands_run(config.name)
+        per_minute = {
+            command: round((count - before.get(command, 0)) * 60 / seconds)
+            for command, count in after.items()
+        }
+        return measured, per_minute
     finally:
         await cluster.close()
 

@@ -3,7 +3,7 @@ JupyterHub with 1, 10 and 50 servers pending and with some running, measured wit
 
 Run as root on the hub machine, with the test cluster up (scripts/testcluster up):
 
-    /opt/hubdash/venv/bin/python bench/scheduler_load_hubs.py [--seconds 30] [--levels 1,10,50]
+    /opt/hubdash/venv/bin/python -m bench.scheduler_load_hubs [--seconds 30] [--levels 1,10,50]
         [--running 10] [--held 1000] [--kinds hubdash,batchspawner] [--port 13100]
 
 It holds `--held` jobs of dave in the `hold` partition (the load a real queue puts on every
@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from common import (
+from bench.common import (
     Cleanup,
     LoginCounter,
     cancel_jobs,
@@ -42,7 +42,7 @@ from common import (
     sdiag,
     top_types,
 )
-from hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
+from bench.hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 USER = "carol"
 HELD_USER = "dave"
@@ -139,7 +139,7 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
         try:
             hub.stop_all(timeout=300)
         finally:
-            hub.process.terminate()
+            hub.terminate()
             # Every server was stopped through the API: a job still here is one the hub lost.
             own = f"{prefix}-{USER}" if kind == "hubdash" else f"{prefix}-bs"
             time.sleep(2)

@@ -3,7 +3,7 @@ the job to the server being ready through the hub, less the single-user server's
 
 Run as root on the hub machine, with the test cluster up and its nodes idle:
 
-    /opt/hubdash/venv/bin/python bench/spawn_overhead.py [--spawns 10]
+    /opt/hubdash/venv/bin/python -m bench.spawn_overhead [--spawns 10]
         [--kinds hubdash,batchspawner] [--port 13100]
 
 Per hub kind it spawns `--spawns` servers of carol one after the other (real
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from common import (
+from bench.common import (
     SLURMCTLD_LOG,
     Cleanup,
     free_cpus,
@@ -46,7 +46,7 @@ from common import (
     queue_is_quiet,
     run_cleanly,
 )
-from hubs import KINDS, BenchHub, add_hub_arguments, hubs_to_measure, start_hub
+from bench.hubs import KINDS, BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 USER = "carol"
 JUPYTER_LINE = re.compile(r"^\[[DIWEC] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
@@ -163,7 +163,7 @@ def bench_kind(kind: str, port: int, prefix: str, args: argparse.Namespace) -> l
         try:
             hub.stop_all(timeout=120)
         finally:
-            hub.process.terminate()
+            hub.terminate()
     return spawns
 
 

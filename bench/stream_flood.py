@@ -3,7 +3,7 @@ and keeps open, and what the flood does to the hub's REST API latency for anothe
 
 Run as root on the hub machine, with the test cluster up:
 
-    /opt/hubdash/venv/bin/python bench/stream_flood.py [--streams 300] [--requests 300]
+    /opt/hubdash/venv/bin/python -m bench.stream_flood [--streams 300] [--requests 300]
         [--cap N] [--port 13400]
 
 dave opens `--streams` event streams at once (the My servers page's stream,
@@ -33,8 +33,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import requests
-from common import ROOT, Cleanup, percentile, print_table, run_cleanly
-from hubs import BenchHub, start_hub
+
+from bench.common import ROOT, Cleanup, percentile, print_table, run_cleanly
+from bench.hubs import BenchHub, start_hub
 
 FLOODER, PROBER = "dave", "carol"
 DASH = "/services/hubdash/"
@@ -91,7 +92,7 @@ class Flood:
 
 def hub_requests(hub: BenchHub) -> float:
     """Every request the hub has answered so far (its own request-duration counters)."""
-    headers = {"Authorization": f"token {hub.process.token}"}
+    headers = {"Authorization": f"token {hub.token}"}
     text = requests.get(f"{hub.url}/hub/metrics", headers=headers, timeout=60).text
     return sum(float(value) for value in REQUESTS_METRIC.findall(text))
 
@@ -171,7 +172,7 @@ def main() -> int:
 
     def body(cleanup: Cleanup) -> None:
         hub = start_hub("hubdash", args.port, prefix, extra_config=extra)
-        cleanup.append(hub.process.terminate)
+        cleanup.append(hub.terminate)
         # The dashboard is up; asked with the prober's token: the flooder's is new to it, so
         # each stream of the flood may ask the hub who it is (the worst case).
         hub.wait_for(lambda: dashboard_answers(hub, tokens[PROBER]), 60)

@@ -7,7 +7,7 @@ directly from inside the compute node's network namespace.
 
 Run as root on the hub machine, with the test cluster up:
 
-    /opt/hubdash/venv/bin/python bench/tunnel_cost.py [--requests 300] [--downloads 3]
+    /opt/hubdash/venv/bin/python -m bench.tunnel_cost [--requests 300] [--downloads 3]
         [--size-mb 100] [--port 13100] [--target notebook|plain]
 
 It starts a hubdash hub, spawns one server of carol (queue debug), writes two files into her
@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (
+from bench.common import (
     KEYS,
     KNOWN_HOSTS,
     LOGIN_HOST,
@@ -46,11 +46,9 @@ from common import (
     serve_directory,
     ssh_argv,
 )
-from hubs import start_hub
-
-sys.path.insert(0, str(ROOT))  # the checkout's spawner: the code under test
-from hubdash.spawner.tunnel import Tunnel  # noqa: E402
-from hubdash.transport.ssh import SSHTransport  # noqa: E402
+from bench.hubs import start_hub
+from hubdash.spawner.tunnel import Tunnel
+from hubdash.transport.ssh import SSHTransport
 
 USER = "carol"
 SERVER = "tunnel"
@@ -241,7 +239,7 @@ def notebook_routes(args: argparse.Namespace, prefix: str, cleanup: Cleanup) -> 
     """A hubdash hub and one notebook server of carol; (node, port, URL path, token, routes
     that only exist with the hub)."""
     hub = start_hub("hubdash", args.port, prefix)
-    cleanup.append(hub.process.terminate)
+    cleanup.append(hub.terminate)
     cleanup.append(lambda: hub.stop_all(timeout=120))
     hub.ensure_users([USER])
     hub.spawn(USER, SERVER, queue="debug", walltime="30")
@@ -254,7 +252,7 @@ def notebook_routes(args: argparse.Namespace, prefix: str, cleanup: Cleanup) -> 
         Route("hub proxy (+ spawner's forward)", f"{hub.url}{path_part}", []),
         Route("spawner's forward", f"http://127.0.0.1:{local}{path_part}", []),
     ]
-    return node, port, path_part, hub.process.token, hub_routes
+    return node, port, path_part, hub.token, hub_routes
 
 
 def plain_server(args: argparse.Namespace, cleanup: Cleanup) -> tuple:

@@ -99,4 +99,4 @@ c.JupyterHub.load_roles = [
 # Every user may open the dashboard (JupyterHub 5+ does not grant services by default).
 c.JupyterHub.extra_user_scopes = {"access:services!service=hubdash"}
 # The hub's "server starting" page sends the user on to the dashboard's live status page.
-c.JupyterHub.template_paths = [str(files("hubdash").joinpath("templates"))]
+c.JupyterHub.template_paths = [str(files("hubdash.dashboard").joinpath("templates"))]

@@ -34,3 +34,15 @@ QUEUE_INFO_ANSWERS = Counter(
     "fetched, or unavailable (the scheduler or the connection failed)",
     ["cluster", "kind", "source"],
 )
+
+
+def commands_run(cluster: str) -> dict[str, int]:
+    """Scheduler commands run so far for one cluster, by command (all outcomes): what the
+    hub's /metrics shows, read in-process (benchmarks and tests count queries with it)."""
+    counts: dict[str, int] = {}
+    for metric in SCHEDULER_COMMANDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels.get("cluster") == cluster:
+                command = sample.labels["command"]
+                counts[command] = counts.get(command, 0) + int(sample.value)
+    return counts

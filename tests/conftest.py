@@ -37,7 +37,9 @@ def cluster_jobs(
 @pytest.fixture(scope="session")
 def test_cluster():
     """The local Slurm test cluster, brought up once per session (a no-op when it is up)."""
-    subprocess.run([str(ROOT / "scripts" / "testcluster"), "up"], check=True, timeout=900)
+    subprocess.run(
+        [str(ROOT / "scripts" / "testcluster"), "up", "--only", "slurm"], check=True, timeout=900
+    )
     yield {
         "login_host": LOGIN_HOST,
         "known_hosts": str(KNOWN_HOSTS),
@@ -78,3 +80,13 @@ def pytest_terminal_summary(terminalreporter):
         )
         for value in TALLY.let_through[:20]:
             terminalreporter.write_line(f"  NOT stopped: {value}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_hub_state():
+    """Each test's spawners share a HubState of their own (no live cluster of another test)."""
+    from hubdash.spawner.hubstate import HubState
+
+    HubState.standalone = None
+    yield
+    HubState.standalone = None

@@ -26,7 +26,7 @@ each with jitter. All lookups share a budget of `max_lookups_per_minute` (a toke
 so with many jobs each is asked less often and slurmctld's load stays flat. Queue
 positions need a full scan: asked per queue with pending jobs every `detail_interval`.
 The start of a job is not learned here: the spawner watches for the job's connection file
-(`Cluster.wait_for_file`), which costs slurmctld nothing.
+over the user's open connection, which costs slurmctld nothing.
 
 Measured with bench/scheduler_load.py (1,000 other jobs held, default settings), slurmctld
 time per minute for 1 / 20 / 50 pending servers: 13.9 / 5.7 / 18.8 ms with one server per
@@ -47,17 +47,17 @@ import copy
 import logging
 import random
 import time
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hubdash.cluster.client import SchedulerClient
 from hubdash.metrics import TRACKED_JOBS
 from hubdash.schedulers.base import JobInfo, JobState, SchedulerError, check_job_ids
-from hubdash.transport.base import TransportError
+from hubdash.transport.base import Transport, TransportError
 
-if TYPE_CHECKING:
-    from hubdash.cluster.cluster import Cluster
+# The transport of a cluster user, for the monitor's queries as that user.
+TransportFor = Callable[[str], Transport]
 
 _log = logging.getLogger(__name__)
 
@@ -116,16 +116,6 @@ class JobView:
         return self.info is not None and self.info.state.is_finished
 
 
-class JobEnded(Exception):
-    """The scheduler said definitively that a job ended; `view` tells how."""
-
-    def __init__(self, view: JobView) -> None:
-        info = view.info
-        how = (info.raw_state or info.state.value) if info else "ended"
-        super().__init__(f"job {view.job_id} ended ({how})")
-        self.view = view
-
-
 @dataclass
 class _Entry:
     view: JobView
@@ -153,17 +143,23 @@ def _visible(info: JobInfo | None) -> tuple[Any, ...] | None:
 
 
 class JobMonitor:
-    """One per Cluster (`cluster.monitor`). Runs its own task from the first `track()`."""
+    """One per cluster (`cluster.monitor`). Runs its own task from the first `track()`.
+
+    Asks through `client` as each job's user, with that user's transport (`transport_for`).
+    """
 
     def __init__(
         self,
-        cluster: Cluster,
+        client: SchedulerClient,
+        transport_for: TransportFor,
         settings: MonitorSettings | None = None,
         *,
         log: logging.Logger | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.cluster = cluster
+        self.client = client
+        self.name = client.cluster
+        self._transport_for = transport_for
         self.settings = settings or MonitorSettings()
         self.log = log or _log
         self._wall = wall_clock
@@ -175,7 +171,6 @@ class JobMonitor:
         self._tokens = float(self._burst)
         self._refilled: float | None = None
         self._positions_due: dict[str, float] = {}  # queue -> loop time
-        self._history: deque[tuple[float, str, int, bool]] = deque()  # (time, cmd, ids, ok)
         self._closed = False
 
     # --- the API spawners use ------------------------------------------------------------
@@ -230,31 +225,6 @@ class JobMonitor:
             await self._wait(job_id, lambda view: view.checks > before, timeout)
         return self.get(job_id)
 
-    def stats(self) -> dict[str, Any]:
-        """For the dashboard: jobs by state, and what the last minute of queries was."""
-        self._forget_old_history()
-        commands: Counter[str] = Counter()
-        lookups = failed = 0
-        for _, command, ids, ok in self._history:
-            commands[command] += 1
-            lookups += ids
-            failed += 0 if ok else 1
-        return {
-            "tracked": len(self._entries),
-            "starting": sum(1 for e in self._entries.values() if e.view.starting),
-            "by_state": self._counts(),
-            "queries_per_minute": dict(commands),
-            "lookups_per_minute": lookups,
-            "failed_queries_per_minute": failed,
-            "settings": {
-                "interval": self.settings.interval,
-                "starting_interval": self.settings.starting_interval,
-                "detail_interval": self.settings.detail_interval,
-                "unknown_grace": self.settings.unknown_grace,
-                "max_lookups_per_minute": self.settings.max_lookups_per_minute,
-            },
-        }
-
     async def close(self) -> None:
         self._closed = True
         tasks = [*self._tasks, *([self._runner] if self._runner else [])]
@@ -287,7 +257,7 @@ class JobMonitor:
 
     def _ensure_running(self) -> None:
         if self._closed:
-            raise RuntimeError(f"the job monitor of cluster {self.cluster.name} is closed")
+            raise RuntimeError(f"the job monitor of cluster {self.name} is closed")
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._run())
 
@@ -302,7 +272,7 @@ class JobMonitor:
                 self._forget_ended(now)
                 wait = self._next_wake(loop.time())
             except Exception:  # the monitor must outlive any bug in one round
-                self.log.exception("Job monitor of %s: round failed", self.cluster.name)
+                self.log.exception("Job monitor of %s: round failed", self.name)
                 wait = self.settings.starting_interval
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -329,7 +299,7 @@ class JobMonitor:
         due: dict[str, list[_Entry]] = {}
         for entry in self._due(now):
             due.setdefault(entry.view.username, []).append(entry)
-        batch_min = self.cluster.adapter.lookup_batch_min
+        batch_min = self.client.adapter.lookup_batch_min
         for username, entries in due.items():
             if batch_min is None:
                 chunks = [entries]  # one command answers for any number of ids
@@ -386,17 +356,15 @@ class JobMonitor:
             self._wake.set()
 
     async def _lookup(self, username: str, job_ids: list[str]) -> None:
-        command = self.cluster.adapter.lookup_command(job_ids, username)[0]
         try:
-            transport = self.cluster.transport_for(username)
-            answers = await self.cluster.lookup(transport, job_ids, username)
+            transport = self._transport_for(username)
+            answers = await self.client.lookup(transport, job_ids, username)
             error = ""
         except (SchedulerError, TransportError, OSError) as exc:
             answers, error = {}, str(exc) or type(exc).__name__
         except Exception as exc:  # a bug or bad config: still no verdict on the jobs
-            self.log.exception("Job monitor of %s: lookup of %s failed", self.cluster.name, job_ids)
+            self.log.exception("Job monitor of %s: lookup of %s failed", self.name, job_ids)
             answers, error = {}, f"{type(exc).__name__}: {exc}"
-        self._record(command, len(job_ids), not error)
         for job_id in job_ids:
             entry = self._entries.get(job_id)
             if entry is None:
@@ -471,8 +439,7 @@ class JobMonitor:
             if queue not in pending:
                 del self._positions_due[queue]
         for queue, entries in pending.items():
-            argv = self.cluster.adapter.position_command(queue)
-            if argv is None:
+            if not self.client.lists_positions(queue):
                 continue
             due = self._positions_due.setdefault(queue, now)
             if due <= now:
@@ -480,15 +447,12 @@ class JobMonitor:
                 self._spawn(self._positions(queue, entries[0].view.username))
 
     async def _positions(self, queue: str, username: str) -> None:
-        argv = self.cluster.adapter.position_command(queue)
         try:
-            transport = self.cluster.transport_for(username)
-            positions = await self.cluster.positions(transport, queue)
+            transport = self._transport_for(username)
+            positions = await self.client.positions(transport, queue)
         except Exception as exc:  # positions are a nicety: never a reason to stop
             self.log.info("Queue positions in %s unknown for now: %s", queue, exc)
-            self._record(argv[0] if argv else "positions", 0, False)
             return
-        self._record(argv[0] if argv else "positions", 0, True)
         for entry in self._entries.values():
             info = entry.view.info
             if info is None or info.state is not JobState.PENDING or info.queue != queue:
@@ -506,15 +470,6 @@ class JobMonitor:
             if entry.ended_at is not None and now - entry.ended_at > keep:
                 self.untrack(job_id)
 
-    def _record(self, command: str, ids: int, ok: bool) -> None:
-        self._history.append((time.monotonic(), command, ids, ok))
-        self._forget_old_history()
-
-    def _forget_old_history(self) -> None:
-        horizon = time.monotonic() - 60.0
-        while self._history and self._history[0][0] < horizon:
-            self._history.popleft()
-
     def _counts(self) -> dict[str, int]:
         counts = dict.fromkeys(GAUGE_STATES, 0)
         for entry in self._entries.values():
@@ -527,4 +482,4 @@ class JobMonitor:
 
     def _update_gauge(self) -> None:
         for state, count in self._counts().items():
-            TRACKED_JOBS.labels(self.cluster.name, state).set(count)
+            TRACKED_JOBS.labels(self.name, state).set(count)

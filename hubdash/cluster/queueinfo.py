@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,15 +148,3 @@ class QueueInformation:
             return str(exc) or type(exc).__name__
         self._log.exception("Queue information from %s failed", self.cluster_name)
         return "the hub could not ask the scheduler (see the hub's log)"
-
-
-_BY_CLUSTER: weakref.WeakKeyDictionary[Any, QueueInformation] = weakref.WeakKeyDictionary()
-
-
-def information_for(cluster: Any, ttl: float) -> QueueInformation:
-    """The one cache of this cluster (a Cluster object), created on first use."""
-    info = _BY_CLUSTER.get(cluster)
-    if info is None:
-        info = _BY_CLUSTER[cluster] = QueueInformation(cluster.name, ttl, log=cluster.log)
-    info.ttl = ttl
-    return info

@@ -1,14 +1,18 @@
-"""What a page shows of one server: the hub's server model (and spawner state) read into plain,
-JSON-ready fields. Pure data handling; tolerant of every field the spawner may not send yet.
+"""What a page shows of one server: the hub's server model (and the spawner's saved state, read
+through hubdash.serverstate) turned into plain, JSON-ready fields. Pure data handling.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from hubdash.walltime import WalltimeError, parse_walltime
+from hubdash.serverstate import JobOutcome, ServerState, read_server_state
+
+log = logging.getLogger("hubdash.dashboard.views")
 
 # The card's word for each status, and the Bootstrap colour it is drawn in.
 STATUS_LABELS = {
@@ -19,64 +23,49 @@ STATUS_LABELS = {
     "stopped": ("Stopped", "secondary"),
     "failed": ("Failed", "danger"),
 }
-FINISHED_JOB_STATES = {"done", "failed", "cancelled", "gone"}
+# Where the failure text ends and the job's own last lines begin (status.js splits there).
+OUTPUT_MARKER = " Last lines of its output:\n"
 
 
-def server_status(model: dict[str, Any]) -> str:
-    """queued / starting / running / stopping / stopped / failed, from a server model.
+def server_status(model: dict[str, Any], saved: ServerState) -> str:
+    """queued / starting / running / stopping / stopped / failed, from a server model and
+    its spawner's saved state.
 
-    >>> server_status({"pending": "spawn", "state": {"job_state": "pending"}})
+    >>> from hubdash.serverstate import JobOutcome, JobRecord
+    >>> server_status({"pending": "spawn"}, ServerState(job=JobRecord("7", state="pending")))
     'queued'
-    >>> server_status({"pending": "spawn", "state": {"job_state": "running"}})
+    >>> server_status({"pending": "spawn"}, ServerState(job=JobRecord("7", state="running")))
     'starting'
-    >>> server_status({"pending": None, "ready": True})
+    >>> server_status({"pending": None, "ready": True}, ServerState())
     'running'
-    >>> server_status({"pending": None, "ready": False, "state": {"last_error": "x"}})
+    >>> failed = JobOutcome("7", "failed", "Job 7 ended (FAILED).", ended_at=1.0)
+    >>> server_status({"ready": False}, ServerState(last_outcome=failed))
     'failed'
-    >>> server_status({"ready": False, "state": {"last_outcome": {"state": "cancelled"}}})
+    >>> stopped = JobOutcome("7", "cancelled", "Job 7 was stopped from the hub.", ended_at=1.0)
+    >>> server_status({"ready": False}, ServerState(last_outcome=stopped))
     'stopped'
     """
-    state = model.get("state") or {}
     pending = model.get("pending")
     if pending == "stop":
         return "stopping"
     if pending:
-        return "queued" if state.get("job_state") == "pending" else "starting"
+        return "queued" if saved.job.state == "pending" else "starting"
     if model.get("ready"):
         return "running"
-    if state.get("last_error") or state.get("job_state") == "failed" or _failed(outcome(state)):
+    if saved.job.state == "failed" or _failed(saved.last_outcome):
         return "failed"
     return "stopped"
 
 
-def outcome(state: dict[str, Any]) -> dict[str, Any] | None:
-    """How the server's last job ended, as the spawner keeps it after a stop (or None)."""
-    value = state.get("last_outcome")
-    return value if isinstance(value, dict) and value.get("message") else None
-
-
-def _failed(last: dict[str, Any] | None) -> bool:
+def _failed(last: JobOutcome | None) -> bool:
     if last is None:
         return False
-    return last.get("state") in ("failed", "gone") or last.get("exit_code") not in (None, 0)
+    return last.state in ("failed", "gone") or last.exit_code not in (None, 0)
 
 
-def walltime_seconds(value: Any) -> int | None:
-    """Seconds of a walltime as the spawner writes it ('H:MM:SS'), or None.
-
-    >>> walltime_seconds("0:30:00")
-    1800
-    >>> walltime_seconds(None) is None
-    True
-    """
-    if isinstance(value, int | float) and value > 0:
-        return int(value)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_walltime(value)
-    except WalltimeError:
-        return None
+def failure_text(last: JobOutcome) -> str:
+    """What a page says about a failed job: its message, then its last lines if any."""
+    return last.message + (OUTPUT_MARKER + last.log_tail if last.log_tail else "")
 
 
 def epoch(value: Any) -> float | None:
@@ -104,34 +93,37 @@ def _number(value: Any) -> int | None:
         return None
 
 
+def read_state(user: str, model: dict[str, Any]) -> ServerState:
+    """The spawner's saved state in a server model; what it could not read is logged."""
+    saved = read_server_state(model.get("state") or {})
+    for problem in saved.problems:
+        log.warning("State of %s/%s: %s", user, model.get("name") or "", problem)
+    return saved
+
+
 def server_view(user: str, model: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """Everything a card or a status page shows of one server (plain JSON values)."""
     now = time.time() if now is None else now
-    state = model.get("state") or {}
+    saved = read_state(user, model)
+    job = saved.job
+    # Before its job is submitted (and after it ends) a server shows what the form asked for.
     options = model.get("user_options") or {}
     name = model.get("name") or ""
-    status = server_status(model)
+    status = server_status(model, saved)
     label, colour = STATUS_LABELS[status]
 
-    walltime = state.get("walltime") or options.get("walltime") or ""
-    walltime_total = walltime_seconds(walltime)
-    started_at = epoch(state.get("started_at"))
+    walltime_total = job.walltime_seconds or None
+    walltime = walltime_text(walltime_total) if walltime_total else options.get("walltime") or ""
+    started_at = epoch(job.started_at)
     elapsed = max(0, int(now - started_at)) if started_at and status == "running" else None
     left = (
         max(0, walltime_total - elapsed)
         if walltime_total is not None and elapsed is not None
         else None
     )
-    submitted_at = epoch(state.get("submitted_at")) or epoch(model.get("started"))
-    tunnel = state.get("tunnel") if isinstance(state.get("tunnel"), dict) else None
-    history = state.get("history") if isinstance(state.get("history"), list) else []
-    last = outcome(state)
-    last_error = state.get("last_error") or ""
-    if not last_error and status == "failed" and last is not None:
-        last_error = last["message"]
-        if last.get("log_tail"):
-            last_error += " Last lines of its output:\n" + last["log_tail"]
-    node_list = state.get("node_list") or state.get("nodes_list") or []
+    submitted_at = epoch(job.submitted_at) or epoch(model.get("started"))
+    last = saved.last_outcome
+    has_job = bool(job.job_id)
 
     return {
         "user": user,
@@ -143,30 +135,39 @@ def server_view(user: str, model: dict[str, Any], now: float | None = None) -> d
         "pending": model.get("pending"),
         "ready": bool(model.get("ready")),
         "url": model.get("url") or "",
-        "queue": state.get("queue") or options.get("queue") or "",
-        "nodes": _number(state.get("nodes") or options.get("nodes")),
-        "engines": _number(state.get("engines") if "engines" in state else options.get("engines")),
-        "engines_up": _number(state.get("engines_up")),
-        "engines_state": state.get("engines_state") or "",
+        "queue": job.queue or options.get("queue") or "",
+        "nodes": job.node_count or _number(options.get("nodes")),
+        "engines": job.engines if has_job else _number(options.get("engines")),
+        "engines_up": job.engines_up if has_job else None,
+        "engines_state": job.engines_state,
         "walltime": walltime,
         "walltime_seconds": walltime_total,
-        "job_id": state.get("job_id") or "",
-        "job_state": state.get("job_state") or "",
-        "node": state.get("node") or "",
-        "node_list": [str(n) for n in node_list] if isinstance(node_list, list) else [],
-        "reason": state.get("reason") or "",
-        "position": _number(state.get("position")),
-        "estimated_start": state.get("estimated_start") or "",
+        "job_id": job.job_id,
+        "job_state": job.state,
+        "node": job.node,
+        "node_list": list(job.nodes),
+        "reason": job.reason,
+        "position": job.position,
+        "estimated_start": job.estimated_start or "",
         "submitted_at": submitted_at,
         "started_at": started_at,
         "elapsed_seconds": elapsed,
         "walltime_left_seconds": left,
-        "tunnel": tunnel,
-        "last_error": last_error,
-        "outcome": last,
-        "history": history,
+        "tunnel": saved.tunnel,
+        "last_error": failure_text(last) if status == "failed" and last is not None else "",
+        "outcome": asdict(last) if last is not None else None,
+        "history": [asdict(step) for step in saved.history],
         "time": now,
     }
+
+
+def walltime_text(seconds: int) -> str:
+    """A walltime in seconds as the spawn form spells it, H:MM:SS (hours may pass 24).
+
+    >>> walltime_text(1800), walltime_text(100 * 3600 + 61)
+    ('0:30:00', '100:01:01')
+    """
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def duration(seconds: float | None) -> str:

@@ -1,7 +1,8 @@
 """IPython-parallel inside the job: a controller on the server's node, engines on the job's nodes.
 
 Runs on the compute nodes as the user; imports nothing of the hub (ipyparallel only where it
-watches the engines). Its one report to the hub is the 0600 status file `engines.json`.
+watches the engines). Its one report to the hub is the 0600 status file `engines.json`
+(hubdash.job.contract: ENGINES_FILE, EngineReport).
 
 How one job runs its engines:
 
@@ -17,10 +18,6 @@ How one job runs its engines:
   started: a job's processes must all end with the job, whatever the scheduler tracks.
 - `python -m hubdash.job.engines slot --first N -- CMD`: for launchers that start one task per
   CPU slot (pbsdsh), only the first N slots run CMD.
-
-Status file (JSON object, written whole by rename, mode 0600):
-`{"job_id": str, "requested": int, "up": int, "state": "starting"|"running"|"failed"|"stopped",
-"message": str, "controller": "host or address", "updated": unix time}`.
 """
 
 from __future__ import annotations
@@ -39,13 +36,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hubdash.job.launcher import write_private_json
+from hubdash.job.contract import ENGINES_FILE, ENGINES_MODULE, EngineReport
+from hubdash.job.files import write_private
 
-ENGINES_FILE = "engines.json"
 IPYTHON_DIR = "ipython"  # in the server's state dir
 CLIENT_FILE = "ipcontroller-client.json"
 ENGINE_FILE = "ipcontroller-engine.json"
-STATES = ("starting", "running", "failed", "stopped")
 
 # Entries of the user's profile_default that stay per server: connection files, pid and log files.
 _LOCAL_PROFILE_ENTRIES = {"security", "pid", "log"}
@@ -70,21 +66,10 @@ def write_status(
     message: str = "",
     controller: str = "",
 ) -> None:
-    """Replace engines.json with the current count (readable by the owner only)."""
-    if state not in STATES:
-        raise ValueError(f"engine state {state!r} is not one of {STATES}")
-    write_private_json(
-        state_dir / ENGINES_FILE,
-        {
-            "job_id": job_id,
-            "requested": requested,
-            "up": up,
-            "state": state,
-            "message": message,
-            "controller": controller,
-            "updated": time.time(),
-        },
-    )
+    """Replace engines.json with the current count (readable by the owner only);
+    ValueError for a state that is not one of the contract's."""
+    report = EngineReport(requested, up, state, message, job_id, controller, time.time())
+    write_private(state_dir / ENGINES_FILE, report.encode())
 
 
 def build_ipython_dir(overlay: Path, real: Path) -> Path:
@@ -163,7 +148,7 @@ def start_watcher(
     argv = [
         sys.executable,
         "-m",
-        "hubdash.job.engines",
+        ENGINES_MODULE,
         "run",
         "--state-dir",
         str(state_dir.absolute()),
@@ -381,7 +366,7 @@ def slot_main(first: int, command: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hubdash.job.engines")
+    parser = argparse.ArgumentParser(prog=f"python -m {ENGINES_MODULE}")
     commands = parser.add_subparsers(dest="action", required=True)
     run = commands.add_parser("run", help="start the controller and engines, report their count")
     run.add_argument("--state-dir", required=True)

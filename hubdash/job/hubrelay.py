@@ -2,10 +2,11 @@
 
 The single-user server talks to 127.0.0.1:<port> on its own node; each connection is relayed
 to the hub forward on the login node, at the address the hub last wrote into the server's
-private folder (ROUTE_FILE). When the hub has to move its forward to another port (the old
-one was taken by someone else while the hub was down), it rewrites that file and the next
-connection follows: the server never needs to know. Bytes are relayed as they are: with
-internal TLS the server verifies the hub itself, end to end, whoever holds a port between.
+private folder (hubdash.job.contract: ROUTE_FILE, HubRoute). When the hub has to move its
+forward to another port (the old one was taken by someone else while the hub was down), it
+rewrites that file and the next connection follows: the server never needs to know. Bytes
+are relayed as they are: with internal TLS the server verifies the hub itself, end to end,
+whoever holds a port between.
 
 Runs on a compute node as the user; imports nothing of the hub side so it starts fast.
 """
@@ -15,14 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import sys
 from pathlib import Path
 
-ROUTE_FILE = "hub-route.json"  # written by the hub over SFTP, 0600: {"host": ..., "port": ...}
-ROUTE_FILE_LIMIT = 4096  # bytes: a route is a host and a port
+from hubdash.job.contract import ROUTE_FILE, ROUTE_FILE_LIMIT, HubRoute
+
 CONNECT_TIMEOUT = 10.0
 CHUNK = 64 * 1024
 PARENT_CHECK_INTERVAL = 5.0  # seconds between looks at whether the server still runs
@@ -43,13 +43,10 @@ def read_route(state_dir: Path) -> tuple[str, int]:
     if len(raw) > ROUTE_FILE_LIMIT:
         raise RouteError(f"{path} is over {ROUTE_FILE_LIMIT} bytes")
     try:
-        data = json.loads(raw)
-        host, port = str(data["host"]), int(data["port"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RouteError(f"{path} holds no host and port: {exc}") from None
-    if not host or not 0 < port < 65536:
-        raise RouteError(f"{path} names no usable address: {host!r} port {port}")
-    return host, port
+        route = HubRoute.decode(raw)
+    except ValueError as exc:
+        raise RouteError(f"{path} {exc}") from None
+    return route.host, route.port
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -6,7 +6,6 @@ Runs on a compute node as the user; imports nothing of the hub side so it starts
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import socket
@@ -15,13 +14,20 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-ENV_FILE = "env.json"  # written by the hub, 0600: the server's token lives here, never in argv
-CONNECTION_FILE = "connection.json"  # written here, read by the hub over SFTP
-# Set in env.json when the server reaches the hub through the relay (hubdash/job/hubrelay.py).
-RELAY_ENV = "HUBDASH_HUB_RELAY"
-HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
+from hubdash.job.contract import (
+    CONNECTION_FILE,
+    ENV_FILE,
+    LAUNCHER_MODULE,
+    RELAY_ENV,
+    ServerAddress,
+    decode_env,
+    hub_urls_at,
+)
+from hubdash.job.files import write_private
+
+# The hub names the server's certificates relative to $HOME (see move_certs).
 CERT_VARIABLES = ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA")
 
 
@@ -30,15 +36,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("0.0.0.0", 0))
         return sock.getsockname()[1]
-
-
-def write_private_json(path: Path, data: dict) -> None:
-    """Write JSON readable by the owner only, replacing the file in one step."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
 
 
 def server_environment(hub_env: dict[str, str], port: int) -> dict[str, str]:
@@ -88,17 +85,6 @@ def start_hub_relay(state_dir: Path) -> int:
     return port
 
 
-def hub_urls_at(env: dict[str, str], netloc: str) -> dict[str, str]:
-    """The hub's URLs in `env` pointed at `netloc` (scheme and path unchanged): the hub
-    points them at its forward on the login node, the launcher at the relay on this node."""
-    moved = {}
-    for name in HUB_URL_VARIABLES:
-        if env.get(name):
-            parts = urlsplit(env[name])
-            moved[name] = urlunsplit(parts._replace(netloc=netloc))
-    return moved
-
-
 def start_engines(state_dir: Path, args: argparse.Namespace, hub_env: dict[str, str]) -> dict:
     """Start the engines' watcher beside the server; returns the server's extra variables.
 
@@ -131,7 +117,7 @@ def start_engines(state_dir: Path, args: argparse.Namespace, hub_env: dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hubdash.job.launcher")
+    parser = argparse.ArgumentParser(prog=f"python -m {LAUNCHER_MODULE}")
     parser.add_argument("--state-dir", required=True, help="the server's folder, from $HOME")
     parser.add_argument("--job-id", default="unknown")
     parser.add_argument("--engines", type=int, default=0, help="IPython-parallel engines to start")
@@ -144,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir).expanduser()
     env_path = state_dir / ENV_FILE
     try:
-        hub_env = json.loads(env_path.read_text())
+        hub_env = decode_env(env_path.read_bytes())
     except (OSError, ValueError) as exc:
         print(f"hubdash: cannot read the server's settings {env_path}: {exc}", file=sys.stderr)
         return 2
@@ -159,16 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.engines > 0:
         env.update(start_engines(state_dir, args, hub_env))
     host = socket.gethostname()
-    write_private_json(
-        state_dir / CONNECTION_FILE,
-        {
-            "host": host,
-            "port": port,
-            "job_id": args.job_id,
-            "pid": os.getpid(),
-            "written": time.time(),
-        },
-    )
+    address = ServerAddress(args.job_id, host, port, pid=os.getpid(), written=time.time())
+    write_private(state_dir / CONNECTION_FILE, address.encode())
     # Timestamped, so the job's log shows when the server's own start-up began.
     stamp = datetime.now().isoformat(sep=" ", timespec="milliseconds")
     print(f"hubdash: {stamp} job {args.job_id} starts the server on {host}:{port}", flush=True)

@@ -75,8 +75,7 @@ class JobRequest:
     walltime_seconds: int
     nodes: int = 1
     tasks_per_node: int = 1
-    output_path: str = ""  # relative to the job's working directory
-    workdir: str = ""  # empty: the user's home
+    output_path: str = ""  # relative to the user's home (jobs are submitted from there)
     account: str = ""
     memory_mb: int | None = None  # per node
     gpus: int | None = None  # per node
@@ -250,6 +249,14 @@ class SchedulerAdapter:
         """
         return {}
 
+    def job_detail_command(self, job_id: str) -> list[str] | None:
+        """A command that tells a finished job's exit code, where its state does not."""
+        return None
+
+    def parse_job_detail(self, stdout: str) -> JobInfo:
+        """The job as `job_detail_command` describes it (its exit code, at least)."""
+        raise NotImplementedError
+
     def queue_detail_command(self) -> list[str] | None:
         """A second command that fills in what `queues_command` leaves out."""
         return None
@@ -270,3 +277,14 @@ class SchedulerAdapter:
 
     # The job's own id inside the job, for the launcher and for messages.
     job_id_variable: str = ""
+
+    def same_job(self, written: str, ours: str) -> bool:
+        """Whether the job id `written` (by the job from `job_id_variable`, or by a status
+        command) names the job `ours` (as the submit command printed it). An empty id
+        names none.
+
+        >>> adapter = SchedulerAdapter()
+        >>> adapter.same_job("123", "123"), adapter.same_job("12", "123"), adapter.same_job("", "")
+        (True, False, False)
+        """
+        return bool(written) and written == ours

@@ -5,20 +5,19 @@ Pure: builds commands and parses text. Speaks Torque 6, PBS Pro/OpenPBS and Slur
 Three flavors, because the three differ where it matters (`PBSAdapter(flavor=...)`):
 
 - "torque": Torque 6. Nodes as `-l nodes=N:ppn=T[:gpus=G]`, memory as the job's total
-  `-l mem=<MB>mb`, working directory with `-d`. `qstat -x` would mean XML, so finished
-  jobs are seen only while the server keeps them (keep_completed).
+  `-l mem=<MB>mb`. `qstat -x` would mean XML, so finished jobs are seen only while the
+  server keeps them (keep_completed).
 - "pbspro": PBS Pro and OpenPBS. Nodes as `-l select=N:ncpus=T:mpiprocs=T[:ngpus=G][:mem=]`
   with `-l place=scatter` (one chunk per node). `qstat -x` so finished jobs stay visible.
-  No working-directory option: the job script must `cd` itself.
 - "slurm-torque": Slurm's perl wrappers (Debian's slurm-wlm-torque). sbatch reads the
-  `#PBS` lines; `-l mem` is per node there, GPUs go as `-l naccelerators`, and `-d` is
-  refused. The wrapper's qsub puts its own `-o`/`-e` on sbatch's command line, which beats
-  the script's `#PBS -o`: pass the request to `submit_command` to keep the output path.
+  `#PBS` lines; `-l mem` is per node there and GPUs go as `-l naccelerators`. The
+  wrapper's qsub puts its own `-o`/`-e` on sbatch's command line, which beats the
+  script's `#PBS -o`: pass the request to `submit_command` to keep the output path.
   Its jobs are Slurm jobs: they see SLURM_JOB_ID, not PBS_JOBID.
 
 Every flavor: the script's first line must be `#!...` (the wrapper refuses others, and
-Torque and PBS Pro read the shell from it); the job script should `cd` to the request's
-workdir itself, which is harmless where `-d` already did.
+Torque and PBS Pro read the shell from it). A relative `-o` is qsub's directory's: the
+user's home, where the hub submits from; the job script `cd`s to the home itself.
 
 What the caller does around these methods:
 
@@ -39,7 +38,6 @@ Times: qstat prints the server's local time (`Wed Nov 25 21:40:00 2026`); parsed
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,12 +114,10 @@ class PBSAdapter(SchedulerAdapter):
         options.append(f"-l walltime={format_walltime(seconds)}")
         options.extend(self._resource_options(request))
         if request.output_path:
-            options.append(f"-o {self._output_path(request)}")
+            options.append(f"-o {check_directive_value('output_path', request.output_path)}")
             options.append("-j oe")
         if request.account:
             options.append(f"-A {check_directive_value('account', request.account)}")
-        if request.workdir and self.flavor == "torque":
-            options.append(f"-d {check_directive_value('workdir', request.workdir)}")
         # Not rerunnable: after a node failure a rerun would be a server no tunnel leads to.
         options.append("-r n")
         return options
@@ -149,13 +145,6 @@ class PBSAdapter(SchedulerAdapter):
             options.append(f"-l mem={total}mb")
         return options
 
-    def _output_path(self, request: JobRequest) -> str:
-        path = check_directive_value("output_path", request.output_path)
-        if request.workdir and self.flavor != "slurm-torque":
-            # qsub resolves -o against its own directory, not the job's: anchor it.
-            path = posixpath.join(check_directive_value("workdir", request.workdir), path)
-        return path
-
     def submit_command(self, script_path: str, request: JobRequest | None = None) -> list[str]:
         script_path = check_directive_value("script_path", script_path)
         if self.flavor != "slurm-torque" or request is None:
@@ -164,9 +153,7 @@ class PBSAdapter(SchedulerAdapter):
         # and sbatch ignores '#PBS -r n': both go on the command line.
         argv = ["qsub", "-j", "oe", "-r", "n"]
         if request.output_path:
-            argv += ["-o", self._output_path(request)]
-        if request.workdir:
-            argv += ["-wd", check_directive_value("workdir", request.workdir)]
+            argv += ["-o", check_directive_value("output_path", request.output_path)]
         return [*argv, script_path]
 
     def parse_submit(self, stdout: str) -> str:
@@ -175,6 +162,13 @@ class PBSAdapter(SchedulerAdapter):
         if not lines or not _SUBMITTED.match(lines[-1]):
             raise SchedulerError(f"qsub did not print a job id; it printed {stdout.strip()!r}")
         return lines[-1]
+
+    def same_job(self, written: str, ours: str) -> bool:
+        """`123`, `123.srv` and `123.srv.example.org` name one job: qsub, qstat and the job's
+        PBS_JOBID each may leave out the server's name, or part of it."""
+        if not written or not ours:
+            return False
+        return written == ours or ours.startswith(written + ".") or written.startswith(ours + ".")
 
     # --- job status ----------------------------------------------------------------------
 
@@ -187,7 +181,7 @@ class PBSAdapter(SchedulerAdapter):
         result = {}
         for job_id in job_ids:
             attributes = next(
-                (attrs for listed, attrs in records if same_job(job_id, listed)), None
+                (attrs for listed, attrs in records if self.same_job(listed, job_id)), None
             )
             result[job_id] = (
                 JobInfo(job_id=job_id, state=JobState.GONE)
@@ -379,15 +373,6 @@ def parse_records(text: str, header: re.Pattern[str]) -> list[tuple[str, dict[st
         for key, value in attrs.items():
             attrs[key] = value.strip()
     return records
-
-
-def same_job(asked: str, listed: str) -> bool:
-    """Whether qstat's id names the job we asked about: `123` and `123.server` do.
-
-    >>> same_job("123.srv", "123.srv.example.org"), same_job("123", "1234.srv")
-    (True, False)
-    """
-    return asked == listed or listed.startswith(asked + ".") or asked.startswith(listed + ".")
 
 
 def exec_host_nodes(exec_host: str) -> list[str]:

@@ -9,6 +9,8 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hubdash.job.contract import ENGINES_MODULE
+
 # Named launchers an admin can pick; the engine's own command is appended to each.
 LAUNCHER_PRESETS: dict[str, tuple[str, ...]] = {
     # Slurm, and PBS on Slurm's wrappers. --overlap: the engines' step shares CPUs with the
@@ -30,7 +32,7 @@ LAUNCHER_PRESETS: dict[str, tuple[str, ...]] = {
         "--",
         "{python}",
         "-m",
-        "hubdash.job.engines",
+        ENGINES_MODULE,
         "slot",
         "--first",
         "{engines}",

@@ -6,8 +6,7 @@ from the hub's queue API (queueapi.py) after the page is shown. The rules live i
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ import jinja2
 
 from hubdash.cluster.queueinfo import API_PREFIX
 from hubdash.spawner.extras import ExtraFields, format_memory
+from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.options import (
     OptionsError,
     QueueSpec,
@@ -30,32 +30,6 @@ _ENV = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-
-# A refused form, kept until the page is shown again (JupyterHub re-renders the form
-# from scratch after options_from_form raises, so the entries must wait somewhere). By
-# (user, server name): a refused form fills only the form of the server it was for.
-_FAILED_FORMS: dict[tuple[str, str], tuple[float, dict[str, Any], dict[str, str]]] = {}
-_KEEP_SECONDS = 600
-
-
-def remember_failed_form(
-    username: str, server_name: str, data: dict[str, Any], errors: dict[str, str]
-) -> None:
-    """Keep a refused form's entries and per-field errors for that server's next rendering."""
-    now = time.monotonic()
-    for key, (stamp, _, _) in list(_FAILED_FORMS.items()):
-        if now - stamp > _KEEP_SECONDS:
-            del _FAILED_FORMS[key]
-    _FAILED_FORMS[(username, server_name)] = (now, data, errors)
-
-
-def _take_failed_form(
-    username: str, server_name: str, fields: Iterable[str]
-) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    stamp, data, errors = _FAILED_FORMS.pop((username, server_name), (0.0, None, {}))
-    if data is None or time.monotonic() - stamp > _KEEP_SECONDS:
-        return None, {}
-    return {k: v for k, v in data.items() if k in fields}, errors
 
 
 def last_choices(spawner: Any) -> dict[str, Any]:
@@ -140,7 +114,9 @@ def render_options_form(spawner: Any) -> str:
     groups = [group.name for group in getattr(spawner.user, "groups", [])]
     extras: ExtraFields = spawner.extra_fields
     queues = allowed_queues(spawner.queue_table, username, groups)
-    data, errors = _take_failed_form(username, spawner.name, known_fields(extras))
+    data, errors = hub_state(spawner.user).failed_forms.take(
+        username, spawner.name, known_fields(extras)
+    )
     defaults = None
     if data is None and queues:
         defaults = usable_defaults(last_choices(spawner), queues, username, groups, extras)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import weakref
 from typing import Any
 
 from traitlets.config import Config
@@ -37,8 +36,9 @@ def setup_hub(c: Any) -> None:
         _check_when_configured(app_module.JupyterHub.instance(), c)
 
 
-# The config objects setup_hub saw, per hub: a file loaded with load_subconfig has its own.
-_CONFIGS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+# The config objects setup_hub saw, kept on the hub app itself: a file loaded with
+# load_subconfig has its own.
+_SEEN_CONFIGS = "_hubdash_configs"
 
 
 def _check_when_configured(app: Any, c: Any) -> None:
@@ -47,7 +47,10 @@ def _check_when_configured(app: Any, c: Any) -> None:
     At that moment `app.config` does not hold the new file yet (traitlets merges it
     afterwards), so the check reads the file's own config, with the command line on top.
     """
-    configs = _CONFIGS.setdefault(app, [])
+    configs = getattr(app, _SEEN_CONFIGS, None)
+    if configs is None:
+        configs = []
+        setattr(app, _SEEN_CONFIGS, configs)
     configs.append(c)
     if len(configs) > 1:
         return  # observed already

@@ -1,5 +1,5 @@
-"""JupyterHub's internal TLS as the spawner uses it: which files a job gets, and the context
-the hub side probes a server with.
+"""JupyterHub's internal TLS as the spawner uses it: the context the hub side probes a server
+with. The files a job gets are named in hubdash.job.contract (CERTS_DIR, CERT_FILES).
 
 With `c.JupyterHub.internal_ssl` the hub makes a key and certificate per server; the server
 then answers only clients holding a certificate of the hub's internal authorities, and
@@ -13,9 +13,6 @@ import ssl
 from typing import Any
 
 from jupyterhub.utils import make_ssl_context
-
-# move_certs' keys (JupyterHub's) and the file names in the server's folder's certs/.
-CERT_FILES = {"keyfile": "server.key", "certfile": "server.crt", "cafile": "trusted-ca.crt"}
 
 _contexts: dict[tuple[str, str, str], ssl.SSLContext] = {}
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import jinja2
 
+from hubdash.job.contract import LAUNCHER_MODULE
 from hubdash.schedulers.base import JobRequest, SchedulerAdapter
 
 
@@ -20,7 +21,7 @@ class JobScript:
     username: str
     server_name: str
     state_dir: str  # relative to the user's home
-    python: str  # the interpreter on the compute nodes that runs hubdash.job.launcher
+    python: str  # the interpreter on the compute nodes that runs the launcher (LAUNCHER_MODULE)
     command: list[str]  # the single-user server's argv
     prologue: tuple[str, ...] = ()  # admin-written shell lines (module load ...)
     engines: int = 0  # IPython-parallel engines; 0 starts nothing of ipyparallel
@@ -52,6 +53,7 @@ def render_job_script(adapter: SchedulerAdapter, request: JobRequest, job: JobSc
         server_name=_comment_safe(job.server_name),
         state_dir=job.state_dir,
         python=job.python,
+        launcher_module=LAUNCHER_MODULE,
         command=job.command,
         prologue=job.prologue,
         engines=job.engines,

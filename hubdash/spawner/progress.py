@@ -1,6 +1,8 @@
 """The progress of one server's start: events for JupyterHub's progress stream, and its timeline.
 
-Holds events and wakes readers; knows nothing of jobs or clusters.
+Holds events and wakes readers; knows nothing of jobs or clusters. An event's machine-readable
+part (under "hubdash") uses the saved state's names (hubdash.serverstate): `node_count` counts
+the nodes asked for, `nodes` names the job's nodes, `walltime_seconds` is in seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+
+from hubdash.serverstate import Step
 
 # Percentages by phase: never 100 before the hub has seen the server answer.
 PERCENT = {
@@ -57,11 +61,10 @@ class ProgressLog:
         return self._events[-1]["progress"] if self._events else 0
 
     @property
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> list[Step]:
         """The timeline: one entry per event, oldest first."""
         return [
-            {"phase": e["hubdash"]["phase"], "time": e["hubdash"]["time"], "message": e["message"]}
-            for e in self._events
+            Step(e["hubdash"]["phase"], e["hubdash"]["time"], e["message"]) for e in self._events
         ]
 
     async def replay(self) -> AsyncIterator[dict[str, Any]]:

@@ -23,7 +23,6 @@ from hubdash.cluster.queueinfo import (
     QueueFigures,
     QueueInformation,
     StartEstimate,
-    information_for,
 )
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.options import OptionsError, allowed_queues
@@ -45,9 +44,8 @@ class _FormInfoHandler(APIHandler):
 
     def _cluster_parts(self, spawner: Any) -> tuple[Any, QueueInformation, Any]:
         """The user's cluster, its cache, and the transport the user's own spawns use."""
-        cluster = spawner._cluster()
-        transport = cluster.transport_for(spawner.cluster_username, spawner._make_transport)
-        return cluster, information_for(cluster, spawner.queue_info_ttl), transport
+        cluster = spawner.cluster
+        return cluster, cluster.queue_info, spawner.user_transport()
 
     def _send(self, data: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -65,7 +63,7 @@ class QueuesHandler(_FormInfoHandler):
     async def _get(self, user_name: str) -> None:
         spawner = self._job_spawner()
         cluster, cache, transport = self._cluster_parts(spawner)
-        figures = await cache.figures(lambda: cluster.queue_summaries(transport))
+        figures = await cache.figures(lambda: cluster.client.queue_summaries(transport))
         groups = [group.name for group in spawner.user.groups]
         offered = allowed_queues(spawner.queue_table, spawner.user.name, groups)
         self._send(figures_json(figures, list(offered), cache.ttl))
@@ -86,15 +84,16 @@ class EstimateHandler(_FormInfoHandler):
             if key != "_xsrf"
         }
         try:
-            options = spawner._job_options(data)
+            options = spawner.job_options(data)
         except OptionsError as exc:
             self._send({"errors": exc.errors, "message": str(exc)}, status=400)
             return
-        request = spawner._job_request(options)
+        request = spawner.job_request(options)
         cluster, cache, transport = self._cluster_parts(spawner)
         # One estimate per user and size: the job's name and files do not change the answer.
         key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
-        estimate = await cache.estimate(key, lambda: cluster.estimate_start(transport, request))
+        client = cluster.client
+        estimate = await cache.estimate(key, lambda: client.estimate_start(transport, request))
         self._send(estimate_json(estimate, cache.ttl))
 
 

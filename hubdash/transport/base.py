@@ -1,6 +1,7 @@
 """The transport contract: run commands, move files and open port forwards as one user.
 
-Interface and shared pieces only; SSHTransport lives in ssh.py, LocalTransport in local.py.
+The interface and the pieces its implementations share; it imports none of them
+(SSHTransport lives in ssh.py, LocalTransport in local.py, factory.py chooses).
 """
 
 from __future__ import annotations
@@ -11,24 +12,17 @@ import logging
 import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from hubdash.transport.relay import RelayListener
-
-if TYPE_CHECKING:  # re-exported below, loaded on first use (ssh.py and local.py import this)
-    from hubdash.transport.local import LocalTransport
-    from hubdash.transport.ssh import SSHTransport
 
 __all__ = [
     "CommandResult",
     "FileTooLarge",
     "Forward",
     "HostKeyError",
-    "LocalTransport",
-    "SSHTransport",
+    "ReadLimit",
     "Transport",
     "TransportError",
     "command_line",
+    "not_regular",
 ]
 
 _log = logging.getLogger(__name__)
@@ -75,6 +69,44 @@ class FileTooLarge(TransportError):
         self.path, self.size, self.limit = path, size, limit
 
 
+@dataclass(frozen=True)
+class ReadLimit:
+    """The bound on one read_file, shared by the transports: FileTooLarge, naming the file as
+    `what`, when its size says it is over `max_bytes` (checked before reading) or when a read
+    of `ask` bytes returned more (it grew since)."""
+
+    path: str
+    max_bytes: int
+    where: str  # the machine, for messages: a login node's name, or "this machine"
+    what: str = "a file"
+
+    @property
+    def ask(self) -> int:
+        """Bytes to read: one more than allowed shows a file that grew after its size was seen."""
+        return self.max_bytes + 1
+
+    def too_large(self, size: int, *, at_least: bool = False) -> FileTooLarge:
+        return FileTooLarge(
+            self.path, size, self.max_bytes, where=self.where, what=self.what, at_least=at_least
+        )
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise self.too_large(size)
+
+    def check_read(self, data: bytes) -> bytes:
+        if len(data) > self.max_bytes:
+            raise self.too_large(len(data), at_least=True)
+        return data
+
+
+def not_regular(path: str, where: str) -> TransportError:
+    """The refusal of a FIFO, device or directory, looked for before opening: opening a FIFO
+    waits for a writer that may never come, and a device (a link to /dev/zero) has no size
+    and no end."""
+    return TransportError(f"{path} on {where} is not a regular file; not read.")
+
+
 class HostKeyError(TransportError):
     """The server offered a host key that the admin's known_hosts file does not vouch for."""
 
@@ -104,7 +136,7 @@ class Forward:
         self.reopened = asyncio.Event()  # the owner may clear it to wait for the next one
         self.on_reopen: Callable[[Forward], object] | None = None
         # A remote forward whose users follow its port may be re-opened on another one
-        # when the old port is taken (see SSHTransport._reopen_remote).
+        # when the old port is taken (see sshforwards.py).
         self.may_move = False
         self._closed = False
 
@@ -126,28 +158,6 @@ class Forward:
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
         return f"<{type(self).__name__} {self.listen_host}:{self.listen_port} {state}>"
-
-
-class ListenerForward(Forward):
-    """Our own local listener; it outlives SSH reconnects, so its port never changes."""
-
-    def __init__(
-        self,
-        listener: RelayListener,
-        link_up: Callable[[], bool],
-        forget: Callable[[Forward], None],
-    ) -> None:
-        super().__init__(listener.host, listener.port)
-        self.listener, self._link_up, self._forget = listener, link_up, forget
-
-    @property
-    def is_open(self) -> bool:
-        return not self._closed and self.listener.is_serving and self._link_up()
-
-    async def close(self) -> None:
-        self._closed = True
-        self._forget(self)
-        await self.listener.close()
 
 
 class Transport(abc.ABC):
@@ -280,16 +290,3 @@ def output_text(output: object) -> str:
     if isinstance(output, bytes):
         return output.decode("utf-8", errors="replace")
     return output if isinstance(output, str) else ""
-
-
-def __getattr__(name: str) -> Any:
-    # `from hubdash.transport.base import SSHTransport` keeps working without an import cycle.
-    if name == "SSHTransport":
-        from hubdash.transport.ssh import SSHTransport
-
-        return SSHTransport
-    if name == "LocalTransport":
-        from hubdash.transport.local import LocalTransport
-
-        return LocalTransport
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,21 +18,28 @@ from collections.abc import Sequence
 from hubdash.transport.base import (
     DEFAULT_MAX_OUTPUT,
     CommandResult,
-    FileTooLarge,
     Forward,
-    ListenerForward,
     OutputTooLarge,
+    ReadLimit,
     Transport,
     TransportError,
     command_line,
+    not_regular,
     output_limit_error,
     output_text,
     read_outputs,
     timeout_error,
 )
-from hubdash.transport.relay import FarSide, RelayedConnection, RelayListener, open_socket_far_side
+from hubdash.transport.relay import (
+    FarSide,
+    ListenerForward,
+    RelayedConnection,
+    RelayListener,
+    open_socket_far_side,
+)
 
 _log = logging.getLogger(__name__)
+HERE = "this machine"  # where files are, in messages
 
 # Scripts for file access under a prefix (sudo -u USER ...). Paths and modes arrive as "$1",
 # "$2": never part of the script text. A relative path is taken from the user's home.
@@ -142,24 +149,20 @@ class LocalTransport(Transport):
         if status == 66:
             raise FileNotFoundError(errno.ENOENT, "No such file", path)
         if status == 65:
-            raise TransportError(f"{path} is not a regular file; not read.")
+            raise not_regular(path, HERE)
         return status, out, output_text(err).strip()
 
     async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
         if not self.prefix:
             return await asyncio.to_thread(_read_here, path, max_bytes, what)
+        limit = ReadLimit(path, max_bytes, where=HERE, what=what)
         # The size line of a refusal, or the file and one byte more: never more is read.
         status, out, err = await self._script(_READ, path, str(max_bytes), limit=max_bytes + 64)
         if status == 67:
-            size = int(out.strip() or 0)
-            raise FileTooLarge(path, size, max_bytes, where="this machine", what=what)
+            raise limit.too_large(int(out.strip() or 0))
         if status != 0:
             raise _file_error("read", path, self.prefix, err)
-        if len(out) > max_bytes:  # it grew between the size and the read
-            raise FileTooLarge(
-                path, len(out), max_bytes, where="this machine", what=what, at_least=True
-            )
-        return out
+        return limit.check_read(out)
 
     async def read_tail(self, path: str, *, max_bytes: int) -> bytes:
         if not self.prefix:
@@ -261,21 +264,16 @@ def _open_regular(path: str) -> tuple[int, int]:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise TransportError(f"{path} is not a regular file; not read.")
+        raise not_regular(path, HERE)
     return fd, info.st_size
 
 
 def _read_here(path: str, max_bytes: int, what: str) -> bytes:
+    limit = ReadLimit(path, max_bytes, where=HERE, what=what)
     fd, size = _open_regular(path)
     with open(fd, "rb") as f:
-        if size > max_bytes:
-            raise FileTooLarge(path, size, max_bytes, where="this machine", what=what)
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FileTooLarge(
-            path, len(data), max_bytes, where="this machine", what=what, at_least=True
-        )
-    return data
+        limit.check_size(size)
+        return limit.check_read(f.read(limit.ask))
 
 
 def _tail_here(path: str, max_bytes: int) -> bytes:

@@ -4,6 +4,7 @@ Callbacks, not streams: bytes that arrive on one side are written to the other i
 event-loop step, with no task, future or read loop per chunk. That is what keeps the relay's
 added latency per request small. Knows nothing of SSH or reconnects: the caller hands in a
 coroutine that opens the far side and feeds its events to the `RelayedConnection` it is given.
+ListenerForward hands such a listener to a transport's callers as a Forward.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+from hubdash.transport.base import Forward
 
 # Bytes a client may send before its far side is open; beyond that its socket is paused.
 # The same bound holds the other way: what a spare's far side sends before a client came.
@@ -427,3 +430,27 @@ async def open_socket_far_side(near: RelayedConnection, host: str, port: int) ->
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_connection(lambda: FarSideEvents(near), host, port)
     return transport
+
+
+class ListenerForward(Forward):
+    """A local forward that is a RelayListener of our own: it outlives reconnects of the
+    link its far sides go through, so its port never changes. `link_up` says whether that
+    link is up now."""
+
+    def __init__(
+        self,
+        listener: RelayListener,
+        link_up: Callable[[], bool],
+        forget: Callable[[Forward], None],
+    ) -> None:
+        super().__init__(listener.host, listener.port)
+        self.listener, self._link_up, self._forget = listener, link_up, forget
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self.listener.is_serving and self._link_up()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._forget(self)
+        await self.listener.close()

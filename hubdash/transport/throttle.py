@@ -1,5 +1,6 @@
 """ConnectThrottle: at most N SSH connection attempts in flight to one login node, started at
-a bounded rate, shared by every user's transport. Knows nothing of SSH itself.
+a bounded rate, shared by every user's transport to one cluster (the Cluster holds it).
+Knows nothing of SSH itself.
 
 Why: sshd drops new connections once too many are unauthenticated at once (`MaxStartups`,
 OpenSSH default 10:30:100: beyond 10, refuse 30 % at random, all beyond 100). A burst of
@@ -13,8 +14,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-
-_SHARED: dict[tuple[str, int], ConnectThrottle] = {}
 
 
 class ConnectThrottle:
@@ -68,16 +67,3 @@ class ConnectThrottle:
                 self.in_flight -= 1
         finally:
             semaphore.release()
-
-
-def shared_throttle(
-    host: str, port: int, max_concurrent: int = 5, per_second: float = 10.0
-) -> ConnectThrottle:
-    """The hub's one throttle for a login node; the first caller's limits hold for it.
-
-    Every spawner of a hub reads the same configuration, so the limits agree anyway.
-    """
-    throttle = _SHARED.get((host, port))
-    if throttle is None:
-        throttle = _SHARED[(host, port)] = ConnectThrottle(max_concurrent, per_second)
-    return throttle

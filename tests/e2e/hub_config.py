@@ -9,8 +9,8 @@ c = get_config()  # noqa: F821
 load_subconfig(os.path.join(os.environ["HUBDASH_ROOT"], "examples", "demo_config.py"))  # noqa: F821
 
 # The tests' service token, added to what the demo configures (e.g. the dashboard service).
-# Run from its file: this config is no package module (tests/e2e/hubapi.py says more).
-hubapi = os.path.join(os.environ["HUBDASH_ROOT"], "tests", "e2e", "hubapi.py")
+# Run from its file: this config is no package module (harness/hubapi.py says more).
+hubapi = os.path.join(os.environ["HUBDASH_ROOT"], "harness", "hubapi.py")
 run_path(hubapi)["add_api_service"](c, "hubdash-tests", os.environ["HUBDASH_TEST_TOKEN"])
 c.JupyterHub.log_level = "DEBUG"
 # One hub serves a whole session, whose tests start more named servers per user than the

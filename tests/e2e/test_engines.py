@@ -77,8 +77,9 @@ def test_notebook_client_sees_the_requested_engines_on_both_nodes(page: Page, hu
     page.wait_for_url(f"**/user/alice/{ENGINES_SERVER}/lab**", timeout=SPAWN_TIMEOUT_MS)
 
     state = hub.server("alice", ENGINES_SERVER)["state"]
-    job_id = state["job_id"]
-    assert (state["engines"], state["engines_up"], state["engines_state"]) == (4, 4, "running")
+    job = state["job"]
+    job_id = job["job_id"]
+    assert (job["engines"], job["engines_up"], job["engines_state"]) == (4, 4, "running")
     steps = [step["message"] for step in state["history"] if step["phase"] == "engines"]
     assert steps and steps[-1] == "All 4 parallel engines are up", state["history"]
 
@@ -103,12 +104,12 @@ def test_server_without_engines_starts_nothing_of_ipyparallel(hub: Hub):
     answer = hub.spawn("alice", NO_ENGINES_SERVER, queue="debug", walltime="10", nodes=1, engines=0)
     assert answer.status_code in (201, 202), answer.text
     server = hub.wait_ready("alice", NO_ENGINES_SERVER, timeout=180)
-    job_id = server["state"]["job_id"]
+    job_id = server["state"]["job"]["job_id"]
     try:
         processes = job_processes(job_id)
         assert any("jupyterhub-singleuser" in cmd for cmd in processes.values()), processes
         assert not parallel_processes(job_id), processes
-        assert server["state"]["engines_up"] == 0
+        assert server["state"]["job"]["engines_up"] == 0
     finally:
         hub.stop("alice", NO_ENGINES_SERVER)
         hub.wait_for(lambda: hub.server("alice", NO_ENGINES_SERVER) is None, timeout=60)

@@ -112,14 +112,14 @@ def test_hanging_status_command_keeps_servers_and_the_hub_serves_others(hang, ma
     finally:
         flag.unlink()
     during = hub.wait_ready("bob", "during", timeout=180)
-    assert steady["state"]["job_id"] in live_jobs()
+    assert steady["state"]["job"]["job_id"] in live_jobs()
     # Each hung query was ended when its time was up: none is left on the login node.
     hub.wait_for(lambda: not hung(tag), timeout=30)
     stop_and_wait(
         hub,
         [
-            ("alice", "steady", steady["state"]["job_id"]),
-            ("bob", "during", during["state"]["job_id"]),
+            ("alice", "steady", steady["state"]["job"]["job_id"]),
+            ("bob", "during", during["state"]["job"]["job_id"]),
         ],
     )
 
@@ -132,7 +132,7 @@ def test_slurmctld_restart_keeps_running_servers_and_new_spawns_work(make_hub):
     hub = make_hub("c.Spawner.poll_interval = 3\n")
     hub.spawn("alice", "steady", queue="debug", walltime="10")
     steady = hub.wait_ready("alice", "steady", timeout=180)
-    job_id = steady["state"]["job_id"]
+    job_id = steady["state"]["job"]["job_id"]
     try:
         subprocess.run([TESTCLUSTER, "restart-slurmctld"], check=True, timeout=300)
     finally:
@@ -140,10 +140,12 @@ def test_slurmctld_restart_keeps_running_servers_and_new_spawns_work(make_hub):
     hub.spawn("bob", "after", queue="batch", walltime="10")
     after = hub.wait_ready("bob", "after", timeout=180)
     server = hub.server("alice", "steady") or {}
-    assert server.get("ready") and server["state"]["job_id"] == job_id
+    assert server.get("ready") and server["state"]["job"]["job_id"] == job_id
     assert job_id in live_jobs()
     assert answers(hub, steady) == 200
-    stop_and_wait(hub, [("alice", "steady", job_id), ("bob", "after", after["state"]["job_id"])])
+    stop_and_wait(
+        hub, [("alice", "steady", job_id), ("bob", "after", after["state"]["job"]["job_id"])]
+    )
 
 
 # --- a compute node goes down -------------------------------------------------------------------
@@ -165,7 +167,7 @@ def test_node_going_down_ends_its_server_with_the_reason_and_spares_the_others(m
     hub = make_hub("c.Spawner.poll_interval = 3\n")
     hub.spawn("alice", "doomed", queue="debug", walltime="10")
     doomed = hub.wait_ready("alice", "doomed", timeout=180)
-    node, job_id = doomed["state"]["node"], doomed["state"]["job_id"]
+    node, job_id = doomed["state"]["job"]["node"], doomed["state"]["job"]["job_id"]
     reason = "hubdash-test: node failure"
     spared = None
     try:
@@ -177,7 +179,7 @@ def test_node_going_down_ends_its_server_with_the_reason_and_spares_the_others(m
             pytest.skip(f"jobs of others run on {node}: {others}")
         hub.spawn("bob", "spared", queue="batch", walltime="10")
         spared = hub.wait_ready("bob", "spared", timeout=180)
-        assert spared["state"]["node"] != node
+        assert spared["state"]["job"]["node"] != node
         scontrol("update", f"nodename={node}", "state=down", f"reason={reason}")
 
         hub.wait_for(lambda: hub.server("alice", "doomed") is None, timeout=120)
@@ -192,4 +194,4 @@ def test_node_going_down_ends_its_server_with_the_reason_and_spares_the_others(m
         scontrol("update", f"nodename={node}", "state=resume")
         subprocess.run([TESTCLUSTER, "up"], check=True, timeout=900)  # waits for both nodes
     if spared is not None:
-        stop_and_wait(hub, [("bob", "spared", spared["state"]["job_id"])])
+        stop_and_wait(hub, [("bob", "spared", spared["state"]["job"]["job_id"])])

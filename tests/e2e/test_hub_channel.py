@@ -124,7 +124,7 @@ def server_folder(user: str, name: str) -> Path:
 def test_the_hub_forward_answers_no_one_without_a_job_certificate(make_hub):
     hub = make_hub("")
     hub.spawn("alice", "chan", queue="debug", walltime="10")
-    state = hub.wait_ready("alice", "chan")["state"]
+    state = hub.wait_ready("alice", "chan")["state"]["job"]
     port = state["hub_forward_port"]
 
     # Only on the address compute nodes use, not on every interface of the login node.
@@ -201,7 +201,7 @@ def test_ports_taken_while_the_hub_is_down_change_nothing_for_its_servers(
     servers = [("alice", "sq1"), ("bob", "sq2")]
     for user, name in servers:
         hub.spawn(user, name, queue="debug", walltime="10")
-    before = {server: hub.wait_ready(*server)["state"] for server in servers}
+    before = {server: hub.wait_ready(*server)["state"]["job"] for server in servers}
     tokens = {
         server: json.loads((server_folder(*server) / "env.json").read_text())[
             "JUPYTERHUB_API_TOKEN"
@@ -261,7 +261,7 @@ def test_ports_taken_while_the_hub_is_down_change_nothing_for_its_servers(
         received = {s: _received(p) for s, p in squatters.items()}
 
     for server, state in before.items():
-        after = again.server(*server)["state"]
+        after = again.server(*server)["state"]["job"]
         assert after["job_id"] == state["job_id"]
         assert after["hub_forward_port"] != state["hub_forward_port"]  # it moved
     live = {line.split()[0] for line in cluster_jobs()}
@@ -333,5 +333,5 @@ def test_huge_files_and_output_in_a_users_folder_cost_the_hub_no_memory(make_hub
     finally:
         for name in ("job.log", "connection.json", "engines.json"):
             (folder / name).unlink(missing_ok=True)
-    assert steady["state"]["job_id"] in {line.split()[0] for line in cluster_jobs()}
+    assert steady["state"]["job"]["job_id"] in {line.split()[0] for line in cluster_jobs()}
     hub.stop("bob", "steady")

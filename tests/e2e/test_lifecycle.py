@@ -42,8 +42,8 @@ def pending_job(hub: Hub, user: str, name: str = "") -> str:
     def queued():
         """the server's job is queued"""
         server = hub.server(user, name)
-        state = (server or {}).get("state") or {}
-        return state.get("job_id") if state.get("job_state") == "pending" else None
+        job = ((server or {}).get("state") or {}).get("job") or {}
+        return job.get("job_id") if job.get("state") == "pending" else None
 
     return hub.wait_for(queued, timeout=60)
 
@@ -94,9 +94,9 @@ def test_named_servers_run_separate_jobs_on_separate_queues(hub):
     hub.spawn("bob", "first", queue="debug", walltime="10")
     hub.spawn("bob", "second", queue="batch", walltime="10")
     first, second = hub.wait_ready("bob", "first"), hub.wait_ready("bob", "second")
-    assert first["state"]["job_id"] != second["state"]["job_id"]
-    assert {first["state"]["queue"], second["state"]["queue"]} == {"debug", "batch"}
-    assert first["state"]["local_port"] != second["state"]["local_port"]
+    assert first["state"]["job"]["job_id"] != second["state"]["job"]["job_id"]
+    assert {first["state"]["job"]["queue"], second["state"]["job"]["queue"]} == {"debug", "batch"}
+    assert first["state"]["job"]["local_port"] != second["state"]["job"]["local_port"]
     for name, server in (("first", first), ("second", second)):
         answer = requests.get(
             f"{hub.url}{server['url']}api/status",
@@ -106,8 +106,8 @@ def test_named_servers_run_separate_jobs_on_separate_queues(hub):
         assert answer.status_code == 200, (name, answer.status_code)
     hub.stop("bob", "first")
     hub.stop("bob", "second")
-    wait_until_gone(first["state"]["job_id"], 15)
-    wait_until_gone(second["state"]["job_id"], 15)
+    wait_until_gone(first["state"]["job"]["job_id"], 15)
+    wait_until_gone(second["state"]["job"]["job_id"], 15)
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_failing_status_command_does_not_stop_a_running_server(fault_dir, make_h
     hub = make_hub(f'c.JobSpawner.scheduler_bin_dir = "{fault}"\nc.Spawner.poll_interval = 5\n')
     hub.spawn("alice", queue="debug", walltime="10")
     server = hub.wait_ready("alice")
-    job_id = server["state"]["job_id"]
+    job_id = server["state"]["job"]["job_id"]
     flag.touch()
     try:
         deadline = time.monotonic() + 60
@@ -165,7 +165,7 @@ def test_hub_killed_and_restarted_keeps_running_servers_and_accounts_for_queued_
     again.token = hub.token
     for (user, name), before in zip((("alice", "one"), ("bob", "two")), running, strict=True):
         after = again.wait_ready(user, name, timeout=60)
-        assert after["state"]["job_id"] == before["state"]["job_id"]
+        assert after["state"]["job"]["job_id"] == before["state"]["job"]["job_id"]
         answer = requests.get(
             f"{again.url}{after['url']}api/status",
             headers={"Authorization": f"token {again.token}"},
@@ -178,8 +178,8 @@ def test_hub_killed_and_restarted_keeps_running_servers_and_accounts_for_queued_
     hub_jobs = set()
     for user in ("alice", "bob"):
         for server in again.api("GET", f"/users/{user}").json()["servers"].values():
-            if server.get("state", {}).get("job_id"):
-                hub_jobs.add(server["state"]["job_id"])
+            if server.get("state", {}).get("job", {}).get("job_id"):
+                hub_jobs.add(server["state"]["job"]["job_id"])
     assert hub_jobs == live_job_ids()
 
 
@@ -213,7 +213,7 @@ def test_notebook_recovers_after_the_login_sshd_restarts(hub, page, artifacts):
     assert "JOB=" in output.inner_text()
     assert time.monotonic() - started < 15
     hub.stop("alice", "sshd")
-    wait_until_gone(server["state"]["job_id"], 15)
+    wait_until_gone(server["state"]["job"]["job_id"], 15)
 
 
 def test_start_cancels_a_job_of_the_same_server_that_no_hub_recorded(make_hub):
@@ -247,6 +247,6 @@ def test_start_cancels_a_job_of_the_same_server_that_no_hub_recorded(make_hub):
     hub.spawn("alice", "orphaned", queue="debug", walltime="5")
     server = hub.wait_ready("alice", "orphaned")
     wait_until_gone(orphan, 10)
-    assert server["state"]["job_id"] != orphan
+    assert server["state"]["job"]["job_id"] != orphan
     hub.stop("alice", "orphaned")
-    wait_until_gone(server["state"]["job_id"], 15)
+    wait_until_gone(server["state"]["job"]["job_id"], 15)

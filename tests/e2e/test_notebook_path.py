@@ -35,7 +35,7 @@ def test_alice_runs_a_notebook_on_a_compute_node(page: Page, hub, artifacts):
     spawn_from_form(page, hub)
     page.wait_for_url("**/user/alice/lab**", timeout=SPAWN_TIMEOUT_MS)
 
-    state = hub.api("GET", "/users/alice").json()["servers"][""]["state"]
+    state = hub.api("GET", "/users/alice").json()["servers"][""]["state"]["job"]
     job_id = state["job_id"]
     assert job_id and job_id in queued_job_ids("alice")
 

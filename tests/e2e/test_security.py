@@ -315,7 +315,7 @@ def test_no_secret_in_any_command_line_and_secret_files_are_the_users_alone(hub:
     hub.spawn("alice", name, queue="debug", walltime="10")
     try:
         server = hub.wait_ready("alice", name, timeout=180)
-        job_id = server["state"]["job_id"]
+        job_id = server["state"]["job"]["job_id"]
         folder = home("alice") / ".hubdash" / "servers" / name
         env = json.loads((folder / "env.json").read_text())
         found = {"server token": env["JUPYTERHUB_API_TOKEN"], **hub_secrets(hub)}
@@ -427,13 +427,13 @@ def test_bob_cannot_read_stop_or_reach_alices_server_and_each_runs_as_himself(hu
 
         # Alice's server lived through all of it, and each job runs as its own user.
         assert (hub.server("alice", "private") or {}).get("ready")
-        assert job_owner(alice_server["state"]["job_id"]) == "alice"
-        assert job_owner(bob_server["state"]["job_id"]) == "bob"
+        assert job_owner(alice_server["state"]["job"]["job_id"]) == "alice"
+        assert job_owner(bob_server["state"]["job"]["job_id"]) == "bob"
         for user, name in (("alice", "private"), ("bob", "own")):
             env_file = home(user) / ".hubdash" / "servers" / name / "env.json"
             assert env_file.stat().st_uid == pwd.getpwnam(user).pw_uid
     finally:
         hub.stop("alice", "private")
         hub.stop("bob", "own")
-    jobs = {alice_server["state"]["job_id"], bob_server["state"]["job_id"]}
+    jobs = {alice_server["state"]["job"]["job_id"], bob_server["state"]["job"]["job_id"]}
     hub.wait_for(lambda: not jobs & live_jobs(), timeout=60)

@@ -45,7 +45,7 @@ def test_good_options_spawn_a_job_of_that_size_and_stop_removes_it(hub: Hub):
     assert answer.status_code in (201, 202), answer.text
     try:
         server = hub.wait_ready("bob", "api", timeout=180)
-        job_id = server["state"]["job_id"]
+        job_id = server["state"]["job"]["job_id"]
         assert job_id in jobs_of("bob")
         queue, limit = (
             subprocess.run(
@@ -72,7 +72,7 @@ def test_an_opt_url_spawns_through_the_same_rules(hub: Hub):
     try:
         server = hub.wait_ready("alice", "url", timeout=180)
         assert server["user_options"]["walltime"] == "0:10:00"  # "10:00" is MM:SS
-        assert server["state"]["job_id"] in jobs_of("alice")
+        assert server["state"]["job"]["job_id"] in jobs_of("alice")
     finally:
         hub.stop("alice", "url")
     hub.wait_for(lambda: not jobs_of("alice"), timeout=30)

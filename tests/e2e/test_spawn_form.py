@@ -109,7 +109,7 @@ def test_a_valid_form_spawns_and_the_next_form_starts_from_those_choices(page: P
     page.fill("#nodes", "1")
     page.fill("#engines", "0")
     with alice_server_started_from_the_form(page, hub) as server:
-        job_id = server["state"]["job_id"]
+        job_id = server["state"]["job"]["job_id"]
         assert job_id in alice_jobs()
         assert server["user_options"] == {
             "queue": "debug",
@@ -244,7 +244,7 @@ def test_extra_fields_show_their_limits_and_reach_the_job(page: Page, make_hub):
     page.select_option("#account-select", "proj2")
     page.fill("#walltime", "10")
     with alice_server_started_from_the_form(page, extras) as server:
-        job_id = server["state"]["job_id"]
+        job_id = server["state"]["job"]["job_id"]
         detail = subprocess.run(
             ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
         ).stdout

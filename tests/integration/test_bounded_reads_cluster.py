@@ -12,13 +12,15 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from hubdash.cluster import cluster as cluster_module
-from hubdash.job.launcher import CONNECTION_FILE
+from hubdash.job.contract import CONNECTION_FILE
 from hubdash.schedulers.base import JobInfo, JobState
+from hubdash.serverstate import JobRecord
 from hubdash.spawner.enginestatus import read_engine_status
-from hubdash.spawner.jobrecord import JobRecord
-from hubdash.spawner.jobspawner import JobSpawner, SpawnError
-from hubdash.transport.base import SSHTransport, TransportError
+from hubdash.spawner.hubstate import hub_state
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.spawnerror import SpawnError
+from hubdash.transport.base import TransportError
+from hubdash.transport.ssh import SSHTransport
 
 from ..conftest import JOB_PREFIX, KEY_DIR, KNOWN_HOSTS, LOGIN_HOST
 
@@ -40,8 +42,6 @@ def rss() -> int:
 @pytest.fixture
 async def hub(test_cluster, monkeypatch):
     """A spawner of alice's, configured as the test hub's, with its cluster and transport."""
-    clusters: dict = {}
-    monkeypatch.setattr(cluster_module, "_CLUSTERS", clusters)
     monkeypatch.setattr(JobSpawner, "_save_state", lambda self: None)  # no hub database here
 
     def make(server: str, scheduler: str = "slurm") -> SimpleNamespace:
@@ -55,13 +55,12 @@ async def hub(test_cluster, monkeypatch):
         user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", escaped_name="alice")
         row = SimpleNamespace(name=server, display_name=server, server=None, state=None)
         spawner = JobSpawner(config=config, user=user, orm_spawner=row)
-        cluster = spawner._cluster()
-        transport = cluster.transport_for("alice", spawner._make_transport)
+        cluster = spawner.cluster
+        transport = spawner.user_transport()
         return SimpleNamespace(spawner=spawner, cluster=cluster, transport=transport)
 
     yield make
-    for cluster in clusters.values():
-        await cluster.close()
+    await hub_state(None).clusters.close()
 
 
 async def wait_until_ended(transport: SSHTransport, job_id: str, patience: float = 45) -> None:
@@ -105,7 +104,9 @@ async def test_20_gb_files_in_a_server_folder_fail_fast_or_give_their_tail(hub):
         assert tail.endswith("more characters cut]") and len(tail) < 1100  # 64 KiB of zeros
 
         started = time.monotonic()
-        status = await read_engine_status(h.transport, folder, "1", requested=2)
+        status = await read_engine_status(
+            h.transport, folder, "1", requested=2, same_job=h.cluster.adapter.same_job
+        )
         assert time.monotonic() - started < QUICK
         assert status is not None and status.state == "failed"
         assert "is 21474836480 bytes, over the 16384-byte limit" in status.message

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from traitlets.config import Config
 
-from hubdash.cluster import cluster as cluster_module
 from hubdash.schedulers.base import JobRequest
 from hubdash.schedulers.pbs import PBSAdapter
 from hubdash.spawner.jobspawner import JobSpawner
-from hubdash.transport.base import SSHTransport, TransportError
+from hubdash.transport.base import TransportError
+from hubdash.transport.ssh import SSHTransport
 
 from ..conftest import KEY_DIR, KNOWN_HOSTS, LOGIN_HOST
 from ..hostile import ODD_VALUES, TALLY, marker_name, payloads
@@ -62,7 +62,6 @@ def test_slurms_qsub_wrapper_gets_only_arguments_its_shell_line_keeps_whole(tmp_
         queue="debug",
         walltime_seconds=600,
         output_path=".hubdash/servers/a.b+c-d_e/job.log",
-        workdir="/home/alice",
     )
     argv = adapter.submit_command(".hubdash/servers/a.b+c-d_e/job.sh", request)
     done = subprocess.run(
@@ -80,12 +79,6 @@ def test_slurms_qsub_wrapper_gets_only_arguments_its_shell_line_keeps_whole(tmp_
     assert sbatch[0].endswith("sbatch")
     for value in (request.output_path, ".hubdash/servers/a.b+c-d_e/job.sh", "--no-requeue"):
         assert value in sbatch, (value, line)
-    assert "-D/home/alice" in sbatch
-
-
-@pytest.fixture
-def fresh_clusters(monkeypatch):
-    monkeypatch.setattr(cluster_module, "_CLUSTERS", {})
 
 
 def hub_spawner(name: str) -> JobSpawner:
@@ -98,12 +91,12 @@ def hub_spawner(name: str) -> JobSpawner:
     return JobSpawner(config=config, user=user)
 
 
-async def test_each_hub_users_commands_run_as_that_cluster_user(test_cluster, fresh_clusters):
+async def test_each_hub_users_commands_run_as_that_cluster_user(test_cluster):
     spawners = {name: hub_spawner(name) for name in ("alice", "bob")}
-    cluster = spawners["alice"]._cluster()
+    cluster = spawners["alice"].cluster
     try:
         for name, spawner in spawners.items():
-            transport = cluster.transport_for(spawner.cluster_username, spawner._make_transport)
+            transport = spawner.user_transport()
             result = await transport.run(["id", "-un"])
             assert result.stdout.strip() == name
         # What the job monitor does: ask by name. Bob's own transport, or none at all.

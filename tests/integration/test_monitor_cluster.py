@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.config import ClusterConfig
 from hubdash.cluster.monitor import MonitorSettings
-from hubdash.schedulers import adapter_for
+from hubdash.metrics import commands_run
 from hubdash.schedulers.base import JobState
-from hubdash.transport.ssh import SSHTransport
+from hubdash.transport.factory import LoginSettings, UserKeys
 from tests.conftest import JOB_PREFIX
 from tests.monitor_views import view_once
 
@@ -33,20 +34,15 @@ SCRIPT_DIR = ".hubdash-it-monitor"
 async def cluster(request, test_cluster):
     options = {"flavor": "slurm-torque"} if request.param == "pbs" else {}
 
-    def factory(user: str) -> SSHTransport:
-        return SSHTransport(
-            LOGIN_HOST,
-            username=user,
-            client_keys=[str(KEYS / user)],
-            known_hosts=KNOWN_HOSTS,
-        )
-
-    cluster = Cluster(
-        f"it-{request.param}",
-        adapter_for(request.param, **options),
-        factory,
-        monitor_settings=QUICK,
+    config = ClusterConfig(
+        name=f"it-{request.param}-{uuid.uuid4().hex[:4]}",  # its own metrics labels
+        login=LoginSettings(host=LOGIN_HOST, known_hosts=KNOWN_HOSTS),
+        scheduler=request.param,
+        scheduler_options=tuple(options.items()),
+        monitor=QUICK,
     )
+    cluster = Cluster(config)
+    cluster.transport_for("alice", UserKeys(key_files=(str(KEYS / "alice"),)))
     yield cluster
     await cluster.close()
 
@@ -90,9 +86,9 @@ async def test_monitor_follows_a_real_job_from_pending_to_done(cluster):
         assert view.state is JobState.DONE
         assert view.failures == 0 and not view.unknown
     finally:
-        await cluster.cancel(cluster.transport_for("alice"), [job_id])
-    asked = monitor.stats()["queries_per_minute"]
-    assert set(asked) <= {"scontrol", "squeue", "qstat"}
+        await cluster.client.cancel(cluster.transport_for("alice"), [job_id])
+    asked = commands_run(cluster.name)
+    assert set(asked) - {"sbatch", "qsub", "scancel", "qdel"} <= {"scontrol", "squeue", "qstat"}
 
 
 async def test_cancelled_job_ends_in_the_monitor_and_is_not_asked_about_again(cluster):
@@ -102,7 +98,7 @@ async def test_cancelled_job_ends_in_the_monitor_and_is_not_asked_about_again(cl
     try:
         await until(monitor, job_id, lambda v: v.state is JobState.PENDING, "PENDING")
     finally:
-        await cluster.cancel(cluster.transport_for("alice"), [job_id])
+        await cluster.client.cancel(cluster.transport_for("alice"), [job_id])
     view = await until(monitor, job_id, lambda v: v.finished, "the end")
     assert view.state in (JobState.CANCELLED, JobState.DONE, JobState.GONE)
     checks = view.checks
@@ -122,20 +118,7 @@ async def test_queue_position_of_a_pending_job(cluster):
         )
         assert view.info.position >= 1
     finally:
-        await cluster.cancel(cluster.transport_for("alice"), [job_id])
-
-
-async def test_connection_file_is_seen_over_the_open_connection(cluster):
-    alice = cluster.transport_for("alice")
-    path = f"{SCRIPT_DIR}/{JOB_PREFIX}-conn-{uuid.uuid4().hex[:6]}.json"
-    waiting = asyncio.ensure_future(cluster.wait_for_file(alice, path, PATIENCE, interval=0.2))
-    await asyncio.sleep(0.5)
-    assert not waiting.done()
-    await alice.write_file(path, b'{"port": 1}')
-    try:
-        assert await asyncio.wait_for(waiting, PATIENCE) == b'{"port": 1}'
-    finally:
-        await alice.remove(path)
+        await cluster.client.cancel(cluster.transport_for("alice"), [job_id])
 
 
 async def test_many_jobs_of_one_user_are_followed_with_one_query_a_round(cluster):
@@ -146,9 +129,9 @@ async def test_many_jobs_of_one_user_are_followed_with_one_query_a_round(cluster
             monitor.track(job_id, "alice")
         for job_id in job_ids:
             await until(monitor, job_id, lambda v: v.state is JobState.PENDING, "PENDING")
-        asked = monitor.stats()["queries_per_minute"]
+        asked = commands_run(cluster.name)
         assert "scontrol" not in asked  # squeue -u (Slurm) or one qstat -f (PBS) for all
     finally:
-        await cluster.cancel(cluster.transport_for("alice"), job_ids)
+        await cluster.client.cancel(cluster.transport_for("alice"), job_ids)
     for job_id in job_ids:
         await until(monitor, job_id, lambda v: v.finished, "the end")

@@ -54,7 +54,7 @@ async def test_idle_connection_ends_the_users_sshd_and_the_next_command_reconnec
     )
     try:
         assert (await t.run(["echo", "first"])).stdout == "first\n"
-        port = t._conn.get_extra_info("sockname")[1]
+        port = t._link.conn.get_extra_info("sockname")[1]
         ours = sshd_pids_of_port(port)
         theirs = {pid for pid, comm in live_processes_of(USER).items() if comm == "sshd"}
         assert ours & theirs, f"no sshd of {USER} holds port {port}: {ours} vs {theirs}"
@@ -69,6 +69,6 @@ async def test_idle_connection_ends_the_users_sshd_and_the_next_command_reconnec
         assert sshd_pids_of_port(port) == set()
 
         assert (await t.run(["echo", "again"])).stdout == "again\n"
-        assert t._conn.get_extra_info("sockname")[1] != port  # a new connection
+        assert t._link.conn.get_extra_info("sockname")[1] != port  # a new connection
     finally:
         await t.close()

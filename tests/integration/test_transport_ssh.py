@@ -13,7 +13,9 @@ import asyncssh
 import pytest
 
 from hubdash.spawner.tunnel import Tunnel
-from hubdash.transport.base import HostKeyError, LocalTransport, SSHTransport
+from hubdash.transport.base import HostKeyError
+from hubdash.transport.local import LocalTransport
+from hubdash.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +212,7 @@ async def test_tunnel_reopens_both_forwards_on_the_same_ports_after_a_drop(
     local = await tunnel.open_notebook_forward(CN1, cn1_http)
     assert await tunnel.probe() is not None
 
-    alice._conn.abort()  # the connection dies under us, as on a network failure
+    alice._link.conn.abort()  # the connection dies under us, as on a network failure
     await asyncio.wait_for(tunnel.hub_forward.reopened.wait(), 30)
     await asyncio.wait_for(tunnel.notebook_forward.reopened.wait(), 30)
 
@@ -225,7 +227,7 @@ async def test_tunnel_reopens_both_forwards_on_the_same_ports_after_a_drop(
 async def test_connection_to_the_login_node_is_encrypted_with_aes_gcm(alice):
     # AES-GCM carries ≈1.4x the bytes of asyncssh's default chacha20 through a tunnel.
     await alice.run(["true"])
-    connection = alice._conn
+    connection = alice._link.conn
     assert connection is not None
     assert connection.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
     assert connection.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hubdash.transport import ssh as ssh_module
+from hubdash.transport import sshconnect
 
 from .inprocess_sshd import InProcessSSHD
 
@@ -21,5 +21,5 @@ async def sshd(tmp_path, monkeypatch):
 @pytest.fixture
 def fast_backoff(monkeypatch):
     """Reconnects in tenths of a second, not seconds (use with pytest.mark.usefixtures)."""
-    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
-    monkeypatch.setattr(ssh_module, "BACKOFF_MAX", 0.2)
+    monkeypatch.setattr(sshconnect, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(sshconnect, "BACKOFF_MAX", 0.2)

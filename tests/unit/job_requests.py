@@ -10,7 +10,6 @@ HARMLESS_VALUES: dict[str, object] = {
     "queue": "q",
     "walltime_seconds": 60,
     "output_path": "o",
-    "workdir": "/w",
     "account": "a",
 }
 

@@ -10,11 +10,16 @@ import time
 
 import pytest
 
-from hubdash.spawner.enginestatus import STATUS_FILE_LIMIT, read_engine_status
+from hubdash.job.contract import ENGINES_FILE_LIMIT
+from hubdash.schedulers.base import SchedulerAdapter
+from hubdash.spawner.enginestatus import read_engine_status
 from hubdash.spawner.logtail import LINE_CHARS, TAIL_LINES, read_log_tail, tail_text
 from hubdash.transport import local as local_module
-from hubdash.transport.base import FileTooLarge, LocalTransport, SSHTransport, TransportError
+from hubdash.transport.base import FileTooLarge, TransportError
+from hubdash.transport.local import LocalTransport
 from hubdash.transport.relay import EARLY_DATA_LIMIT, RelayedConnection, RelayListener
+from hubdash.transport.ssh import SSHTransport
+from hubdash.transport.sshfiles import SSHFiles
 
 from .inprocess_sshd import InProcessSSHD
 
@@ -126,7 +131,7 @@ async def test_ssh_read_stops_one_byte_past_the_limit_when_the_file_grew(ssh, ss
     async def stale_size(self, f, path):
         return 10
 
-    monkeypatch.setattr(SSHTransport, "_regular_size", stale_size)
+    monkeypatch.setattr(SSHFiles, "_regular_size", stale_size)
     with pytest.raises(FileTooLarge, match="is at least 101 bytes, over the 100-byte limit"):
         await ssh.read_file("connection.json", max_bytes=100)
 
@@ -222,10 +227,12 @@ async def test_log_tail_of_a_huge_log_reads_its_end_and_drops_the_cut_first_line
 
 async def test_engine_status_file_over_its_limit_is_a_failed_status_saying_so(tmp_path):
     sparse(tmp_path / "engines.json")
-    status = await read_engine_status(LocalTransport(), str(tmp_path), "7", requested=4)
+    status = await read_engine_status(
+        LocalTransport(), str(tmp_path), "7", requested=4, same_job=SchedulerAdapter().same_job
+    )
     assert status is not None
     assert (status.state, status.up, status.requested, status.settled) == ("failed", 0, 4, True)
-    assert f"is {BIG} bytes, over the {STATUS_FILE_LIMIT}-byte limit" in status.message
+    assert f"is {BIG} bytes, over the {ENGINES_FILE_LIMIT}-byte limit" in status.message
     assert "engine status file" in status.text()
 
 

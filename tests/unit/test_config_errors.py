@@ -10,7 +10,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from hubdash.spawner.jobspawner import JobSpawner
-from hubdash.transport import ssh
+from hubdash.transport import sshconnect
 from hubdash.transport.base import TransportError
 from hubdash.transport.ssh import SSHTransport
 
@@ -58,7 +58,7 @@ def silent_host():
 async def test_login_host_that_does_not_answer_is_named_with_the_wait(
     silent_host, key_file, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(ssh, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(sshconnect, "BACKOFF_START", 0.05)
     server = await silent_host()
     port = server.sockets[0].getsockname()[1]
     transport = SSHTransport(

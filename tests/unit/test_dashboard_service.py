@@ -18,6 +18,7 @@ from tornado.web import create_signed_value
 
 from hubdash.dashboard.app import HubDash
 from hubdash.dashboard.hubapi import HubAPI
+from hubdash.serverstate import JobRecord, ServerState
 
 from .fakehub import SERVICE_TOKEN, FakeHubState, serve_fake_hub, server_model, service_auth
 
@@ -123,22 +124,27 @@ async def dash():
     await asyncio.sleep(0)  # let closed connections finish
 
 
+def saved_state(**job: Any) -> dict[str, Any]:
+    """A server's state as the spawner saves it, with a job of these fields."""
+    return ServerState(job=JobRecord(**job)).to_state()
+
+
 def queued_alice(hub: FakeHubState, name: str = "") -> None:
     hub.servers["alice"] = {
         name: server_model(
             name,
             pending="spawn",
-            state={
-                "job_id": "4242",
-                "job_state": "pending",
-                "queue": "debug",
-                "nodes": 1,
-                "engines": 0,
-                "walltime": "0:30:00",
-                "reason": "Resources",
-                "position": 2,
-                "submitted_at": 1_700_000_000.0,
-            },
+            state=saved_state(
+                job_id="4242",
+                state="pending",
+                queue="debug",
+                node_count=1,
+                engines=0,
+                walltime_seconds=1800,
+                reason="Resources",
+                position=2,
+                submitted_at=1_700_000_000.0,
+            ),
             user_options={"queue": "debug", "walltime": "0:30:00", "nodes": 1},
         )
     }
@@ -253,14 +259,14 @@ async def test_servers_page_shows_a_card_per_server_with_its_job(dash):
     dash.hub.servers["alice"]["gpu"] = server_model(
         "gpu",
         ready=True,
-        state={
-            "job_id": "77",
-            "job_state": "running",
-            "queue": "batch",
-            "node": "cn2",
-            "walltime": "1:00:00",
-            "started_at": 1_700_000_000.0,
-        },
+        state=saved_state(
+            job_id="77",
+            state="running",
+            queue="batch",
+            node="cn2",
+            walltime_seconds=3600,
+            started_at=1_700_000_000.0,
+        ),
     )
     page = await dash.fetch(PREFIX, token="alice-token")
     html = page.body.decode()
@@ -273,7 +279,7 @@ async def test_servers_page_shows_a_card_per_server_with_its_job(dash):
 
 async def test_text_from_the_cluster_is_escaped_on_every_page(dash):
     queued_alice(dash.hub)
-    dash.hub.servers["alice"][""]["state"]["reason"] = "<script>alert(1)</script>"
+    dash.hub.servers["alice"][""]["state"]["job"]["reason"] = "<script>alert(1)</script>"
     for path in (PREFIX, f"{PREFIX}status/alice"):
         html = (await dash.fetch(path, token="alice-token")).body.decode()
         assert "<script>alert(1)" not in html, path
@@ -282,7 +288,7 @@ async def test_text_from_the_cluster_is_escaped_on_every_page(dash):
 async def test_admin_overview_lists_every_users_jobs_and_the_scheduler_rate(dash):
     queued_alice(dash.hub)
     dash.hub.servers["bob"] = {
-        "": server_model("", ready=True, user="bob", state={"job_id": "9", "queue": "batch"})
+        "": server_model("", ready=True, user="bob", state=saved_state(job_id="9", queue="batch"))
     }
     line = 'hubdash_scheduler_commands_total{{cluster="c",command="squeue",outcome="ok"}} {}\n'
     dash.hub.metrics_text = line.format(10.0)
@@ -370,8 +376,8 @@ async def test_status_stream_sends_new_state_without_being_asked(dash):
         dash.read_events(f"{PREFIX}api/users/alice/server/events", "alice-token", job_started)
     )
     await asyncio.sleep(0.3)
-    state = dash.hub.servers["alice"][""]["state"]
-    state.update(job_state="running", node="cn1", reason="", position=None)
+    job = dash.hub.servers["alice"][""]["state"]["job"]
+    job.update(state="running", node="cn1", reason="", position=None)
     events = await reading
     gate.set()
     assert [data["status"] for name, data in events if name == "server"] == ["queued", "starting"]

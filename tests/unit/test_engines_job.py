@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubdash.job import engines
+from hubdash.job.contract import ENGINES_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,14 +71,14 @@ def test_prepare_writes_a_private_starting_status_and_an_absolute_ipythondir(
     state.mkdir()
     extra = engines.prepare(state, "7", 4, {"IPYTHONDIR": str(user_ipython)})
     assert Path(extra["IPYTHONDIR"]).is_absolute()
-    written = json.loads((state / engines.ENGINES_FILE).read_text())
+    written = json.loads((state / ENGINES_FILE).read_text())
     assert (written["job_id"], written["requested"], written["up"], written["state"]) == (
         "7",
         4,
         0,
         "starting",
     )
-    assert stat.S_IMODE((state / engines.ENGINES_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((state / ENGINES_FILE).stat().st_mode) == 0o600
 
 
 def test_unknown_state_is_never_written(tmp_path):
@@ -164,7 +165,7 @@ def test_engines_start_beside_the_server_and_stop_when_it_exits(state):
     mark = f"hubdash-test-{uuid.uuid4().hex}"
     # Two engines, started on this machine by a shell standing in for srun.
     launcher = 'sh -c \'"$@" & "$@" & wait\' sh'
-    status_file = str(state / engines.ENGINES_FILE)
+    status_file = str(state / ENGINES_FILE)
     result = launch(state, 2, launcher, [sys.executable, "-c", NOTEBOOK, status_file], mark)
     assert "IDS 2 SUM 42" in result.stdout, result.stdout + result.stderr
     assert "STATUS running 2" in result.stdout, result.stdout + result.stderr
@@ -173,7 +174,7 @@ def test_engines_start_beside_the_server_and_stop_when_it_exits(state):
     while marked_processes(mark) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert marked_processes(mark) == []
-    final = json.loads((state / engines.ENGINES_FILE).read_text())
+    final = json.loads((state / ENGINES_FILE).read_text())
     assert (final["requested"], final["up"], final["state"]) == (2, 2, "stopped")
 
 
@@ -182,5 +183,5 @@ def test_server_starts_even_when_its_engines_cannot(state):
     result = launch(state, 2, "", ["sh", "-c", "echo server runs"], mark)
     assert result.stdout.strip().endswith("server runs")
     assert "parallel engines cannot start" in result.stderr
-    written = json.loads((state / engines.ENGINES_FILE).read_text())
+    written = json.loads((state / ENGINES_FILE).read_text())
     assert written["state"] == "failed" and "no engine launcher" in written["message"]

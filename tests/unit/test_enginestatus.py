@@ -1,21 +1,20 @@
-"""The hub reads the job's engines.json: parsing, which job it belongs to, and the wait."""
+"""The hub reads the job's engines.json: parsing, which job it belongs to (the scheduler
+adapter's rule), and the wait."""
 
 import json
 
 import pytest
 
-from hubdash.spawner.enginestatus import (
-    EngineStatus,
-    parse_engine_status,
-    read_engine_status,
-    watch_engines,
-)
-from hubdash.spawner.jobrecord import JobRecord
+from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.slurm import SlurmAdapter
+from hubdash.serverstate import JobRecord
+from hubdash.spawner.enginestatus import EngineStatus, read_engine_status, watch_engines
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.transport.base import TransportError
 
 STATE_DIR = ".hubdash/servers/default"
 PATH = f"{STATE_DIR}/engines.json"
+SAME_JOB = SlurmAdapter().same_job
 
 
 def status(up: int, state: str = "starting", job_id: str = "7", requested: int = 4) -> bytes:
@@ -52,28 +51,36 @@ class FileSequence:
 )
 def test_status_that_is_not_one_is_refused(text, fragment):
     with pytest.raises(ValueError, match=fragment):
-        parse_engine_status(text)
+        EngineStatus.decode(text)
 
 
 def test_half_written_status_is_refused():
     with pytest.raises(ValueError):
-        parse_engine_status('{"requested": 4, "up"')
+        EngineStatus.decode('{"requested": 4, "up"')
 
 
 async def test_status_of_an_earlier_job_is_not_this_jobs():
-    assert await read_engine_status(FileSequence(status(4, job_id="6")), STATE_DIR, "7") is None
+    transport = FileSequence(status(4, job_id="6"))
+    assert await read_engine_status(transport, STATE_DIR, "7", same_job=SAME_JOB) is None
 
 
 async def test_pbs_job_sees_its_id_without_the_servers_name():
-    found = await read_engine_status(FileSequence(status(2)), STATE_DIR, "7.pbs.example.org")
-    assert found == parse_engine_status(status(2))
+    found = await read_engine_status(
+        FileSequence(status(2)), STATE_DIR, "7.pbs.example.org", same_job=PBSAdapter().same_job
+    )
+    assert found == EngineStatus.decode(status(2))
+    assert isinstance(found, EngineStatus) and found.text().endswith("2 of 4 up")
 
 
 @pytest.mark.parametrize(
     "error", [FileNotFoundError(2, "missing"), TransportError("connection lost"), b"{"]
 )
 async def test_missing_unreadable_or_garbled_status_reads_as_none(error):
-    assert await read_engine_status(FileSequence(error), STATE_DIR, "7") is None
+    assert await read_engine_status(FileSequence(error), STATE_DIR, "7", same_job=SAME_JOB) is None
+
+
+def watch(transport: FileSequence, timeout: float):
+    return watch_engines(transport, STATE_DIR, "7", timeout, interval=0, same_job=SAME_JOB)
 
 
 async def test_watch_reports_each_change_once_until_all_engines_are_up():
@@ -85,20 +92,20 @@ async def test_watch_reports_each_change_once_until_all_engines_are_up():
         status(4, "running"),
         status(4, "running"),
     )
-    seen = [s.up async for s in watch_engines(transport, STATE_DIR, "7", 60, interval=0)]
+    seen = [s.up async for s in watch(transport, 60)]
     assert seen == [0, 3, 4]
     assert transport.reads == 5  # stops at the first settled status
 
 
 async def test_watch_ends_on_failure():
     transport = FileSequence(status(1), status(1, "failed"), status(2, "starting"))
-    seen = [s.state async for s in watch_engines(transport, STATE_DIR, "7", 60, interval=0)]
+    seen = [s.state async for s in watch(transport, 60)]
     assert seen == ["starting", "failed"]
 
 
 async def test_watch_gives_up_after_its_timeout():
     transport = FileSequence(status(1))
-    seen = [s.up async for s in watch_engines(transport, STATE_DIR, "7", 0, interval=0)]
+    seen = [s.up async for s in watch(transport, 0)]
     assert seen == [1]
 
 
@@ -127,7 +134,7 @@ async def test_spawn_progress_carries_engines_up_and_requested():
         ("engines", 4, 4),
     ]
     assert (spawner.job.engines_up, spawner.job.engines_state) == (4, "running")
-    assert spawner.get_state()["engines_up"] == 4  # what the dashboard reads
+    assert spawner.get_state()["job"]["engines_up"] == 4  # what the dashboard reads
 
 
 async def test_spawn_goes_on_when_engines_are_late_and_says_so():

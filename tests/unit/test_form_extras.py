@@ -120,7 +120,7 @@ def test_extras_reach_the_scheduler_directives():
     config.JobSpawner.queues = TABLE
     spawner = JobSpawner(config=config, user=SimpleNamespace(name="alice"))
     options = check({"queue": "gpu", "account": "gpuproj", "memory": "2G", "gpus": "2"})
-    request = spawner._job_request(options)
+    request = spawner.job_request(options)
     assert (request.account, request.memory_mb, request.gpus) == ("gpuproj", 2048, 2)
     slurm = SlurmAdapter().directives(request)
     assert {"#SBATCH --account=gpuproj", "#SBATCH --mem=2048M", "#SBATCH --gres=gpu:2"} <= set(
@@ -167,7 +167,7 @@ def test_bad_extra_settings_are_trait_errors_on_the_spawner():
 
 
 def test_check_config_reports_a_bad_queue_table_with_its_setting():
-    spawner = JobSpawner(config=Config())
+    spawner = JobSpawner(config=Config(), login_host="login.example.org")
     spawner.queues = {"debug": {"max_walltime": "1:00:00"}}
     spawner.check_config()
     with pytest.raises(TraitError, match=r"JobSpawner.queues\['debug'\]\['max_nodes'\]"):

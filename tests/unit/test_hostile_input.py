@@ -164,7 +164,9 @@ def test_hostile_form_post_is_a_400_naming_the_field(value):
 )
 def test_hostile_api_options_are_a_400_before_start(user_options, monkeypatch):
     spawner = make_spawner()
-    monkeypatch.setattr(JobSpawner, "_cluster", lambda self: pytest.fail("reached the cluster"))
+    monkeypatch.setattr(
+        JobSpawner, "cluster", property(lambda self: pytest.fail("reached the cluster"))
+    )
     with TALLY.trying(user_options):
         with pytest.raises(web.HTTPError) as caught:
             spawner.apply_user_options(spawner, user_options)
@@ -248,10 +250,8 @@ def test_rendered_script_runs_hostile_values_only_as_arguments(
 
 # --- scheduler directives and arguments ------------------------------------------------------
 
-TEXT_FIELDS = ("job_name", "queue", "account", "output_path", "workdir")
-BENIGN = JobRequest(
-    job_name="j", queue="q", walltime_seconds=60, account="a", output_path="o", workdir="w"
-)
+TEXT_FIELDS = ("job_name", "queue", "account", "output_path")
+BENIGN = JobRequest(job_name="j", queue="q", walltime_seconds=60, account="a", output_path="o")
 
 
 @settings(max_examples=400, deadline=None)

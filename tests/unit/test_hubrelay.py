@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from hubdash.job import hubrelay
-from hubdash.job.hubrelay import ROUTE_FILE, RouteError, read_route
-from hubdash.job.launcher import hub_urls_at, server_environment
+from hubdash.job.contract import ROUTE_FILE, ROUTE_FILE_LIMIT, hub_urls_at
+from hubdash.job.hubrelay import RouteError, read_route
+from hubdash.job.launcher import server_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ async def ask(port: int, text: bytes) -> bytes:
 def test_route_is_read_with_a_bound_and_checked(tmp_path):
     with pytest.raises(RouteError, match="cannot read"):
         read_route(tmp_path)
-    (tmp_path / ROUTE_FILE).write_bytes(b" " * (hubrelay.ROUTE_FILE_LIMIT + 1))
+    (tmp_path / ROUTE_FILE).write_bytes(b" " * (ROUTE_FILE_LIMIT + 1))
     with pytest.raises(RouteError, match="over 4096 bytes"):
         read_route(tmp_path)
     (tmp_path / ROUTE_FILE).write_text('{"host": "login", "port": "x"}')

@@ -41,6 +41,8 @@ def test_routes_survive_a_config_that_appends_to_the_default():
 
 def hub_reading(c: Config) -> JupyterHub:
     """A hub that reads `c` the way JupyterHub applies a config file it has just run."""
+    if "login_host" not in c.JobSpawner:
+        c.JobSpawner.login_host = "login.example.org"  # a cluster the checks can accept
     app = JupyterHub()
     hubsetup._check_when_configured(app, c)
     app.update_config(c)
@@ -82,6 +84,7 @@ def test_an_exposed_channel_to_the_hub_is_warned_about_once_at_start(settings, w
     c = Config()
     c.JupyterHub.spawner_class = JobSpawner
     c.JupyterHub.internal_ssl = settings.pop("internal_ssl")
+    c.JobSpawner.login_host = "login.example.org"
     for name, value in settings.items():
         setattr(c.JobSpawner, name, value)
     app = JupyterHub()

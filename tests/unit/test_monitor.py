@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from functools import partial
 
 import pytest
 
 from hubdash.cluster.cluster import Cluster
-from hubdash.cluster.monitor import JobEnded, MonitorSettings
-from hubdash.schedulers import adapter_for
+from hubdash.cluster.config import ClusterConfig
+from hubdash.cluster.monitor import MonitorSettings
 from hubdash.schedulers.base import JobState
 
 from ..monitor_views import view_once
@@ -28,13 +27,11 @@ PATIENCE = 10.0
 def make_cluster(
     scheduler: PaperScheduler, settings: MonitorSettings = FAST, kind: str = "slurm"
 ) -> Cluster:
-    options = {"flavor": "slurm-torque"} if kind == "pbs" else {}
-    return Cluster(
-        "paper",
-        adapter_for(kind, **options),
-        lambda user: PaperTransport(scheduler, user),
-        monitor_settings=settings,
+    options = (("flavor", "slurm-torque"),) if kind == "pbs" else ()
+    config = ClusterConfig(
+        name="paper", scheduler=kind, scheduler_options=options, monitor=settings
     )
+    return Cluster(config, transport_maker=lambda user, _keys: PaperTransport(scheduler, user))
 
 
 @pytest.fixture
@@ -128,7 +125,6 @@ async def test_new_job_without_any_answer_is_neither_running_nor_gone(paper):
     monitor.track("41", "alice")
     view = await until(monitor, "41", lambda v: v.unknown, "unknown")
     assert (view.info, view.state, view.finished) == (None, None, False)
-    assert monitor.stats()["by_state"]["unknown"] == 1
 
 
 async def test_only_the_scheduler_saying_it_does_not_know_the_job_ends_it(paper):
@@ -158,7 +154,6 @@ async def test_lookups_keep_within_the_budget_however_many_jobs_wait():
         looked_up = len([argv for argv in scheduler.commands if argv[0] == "scontrol"])
         # A burst of ten seconds' worth (10), then one a second; never one per job per round.
         assert 1 <= looked_up <= 10 + int(elapsed) + 1
-        assert cluster.monitor.stats()["lookups_per_minute"] == looked_up
     finally:
         await cluster.close()
 
@@ -252,63 +247,6 @@ async def test_untracked_job_is_forgotten_and_its_waiters_told(paper):
     monitor.untrack("41")
     assert await asyncio.wait_for(waiter, PATIENCE) is None
     assert monitor.get("41") is None
-
-
-async def test_stats_count_queries_by_command(paper):
-    scheduler, _, monitor = paper
-    scheduler.jobs["41"] = PaperJob("PENDING")
-    monitor.track("41", "alice")
-    await until(monitor, "41", lambda v: v.info and v.info.position == 1, "a position")
-    stats = monitor.stats()
-    assert stats["tracked"] == 1 and stats["by_state"]["pending"] == 1
-    assert stats["queries_per_minute"]["scontrol"] >= 1
-    assert stats["queries_per_minute"]["squeue"] >= 1
-
-
-async def test_wait_for_file_returns_the_content_once_the_job_writes_it(paper):
-    scheduler, cluster, monitor = paper
-    transport = cluster.transport_for("alice")
-    scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
-    monitor.track("41", "alice")
-    waiting = asyncio.ensure_future(
-        cluster.wait_for_file(
-            transport,
-            "conn.json",
-            PATIENCE,
-            job_id="41",
-            interval=0.02,
-            accept=lambda data: json.loads(data)["job_id"] == "41",
-        )
-    )
-    scheduler.files["conn.json"] = b'{"job_id": "40"}'  # a previous job's: not accepted
-    await asyncio.sleep(0.1)
-    assert not waiting.done()
-    scheduler.files["conn.json"] = b'{"job_id": "41"}'
-    assert await asyncio.wait_for(waiting, PATIENCE) == b'{"job_id": "41"}'
-
-
-async def test_wait_for_file_stops_when_the_job_ends_first(paper):
-    scheduler, cluster, monitor = paper
-    scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
-    monitor.track("41", "alice")
-    await until(monitor, "41", lambda v: v.state is JobState.RUNNING, "RUNNING")
-    waiting = asyncio.ensure_future(
-        cluster.wait_for_file(
-            cluster.transport_for("alice"), "conn.json", PATIENCE, job_id="41", interval=5
-        )
-    )
-    scheduler.jobs["41"] = PaperJob("FAILED", "NonZeroExitCode", exit_code="1:0")
-    with pytest.raises(JobEnded) as ended:
-        await asyncio.wait_for(waiting, PATIENCE)
-    assert ended.value.view.info.exit_code == 1
-
-
-async def test_wait_for_file_gives_up_after_its_timeout(paper):
-    _, cluster, _ = paper
-    with pytest.raises(TimeoutError, match="conn.json did not appear"):
-        await cluster.wait_for_file(
-            cluster.transport_for("alice"), "conn.json", 0.05, interval=0.01
-        )
 
 
 def test_settings_that_cannot_work_are_refused_with_their_name():

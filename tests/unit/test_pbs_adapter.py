@@ -14,8 +14,9 @@ from datetime import datetime
 import pytest
 
 from hubdash.schedulers import adapter_for
-from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
+from hubdash.schedulers.base import JobRequest, JobState, SchedulerAdapter, SchedulerError
 from hubdash.schedulers.pbs import PBSAdapter, exec_host_nodes, parse_records
+from hubdash.schedulers.slurm import SlurmAdapter
 
 from .job_requests import request_with
 from .scheduler_samples import DATA, recorded, sample
@@ -85,18 +86,6 @@ def test_wrapper_directives_speak_what_sbatch_translates():
     ]
 
 
-def test_working_directory_is_a_directive_only_on_torque():
-    request = JobRequest(
-        job_name="j", queue="q", walltime_seconds=60, workdir="/scratch/alice", output_path="o.log"
-    )
-    assert "#PBS -d /scratch/alice" in TORQUE.directives(request)
-    assert "#PBS -o /scratch/alice/o.log" in TORQUE.directives(request)
-    assert not any(line.startswith("#PBS -d") for line in PBSPRO.directives(request))
-    assert "#PBS -o /scratch/alice/o.log" in PBSPRO.directives(request)
-    # sbatch refuses #PBS -d: the wrapper gets the directory on qsub's command line.
-    assert not any(line.startswith("#PBS -d") for line in WRAPPER.directives(request))
-
-
 def test_minimal_request_asks_for_one_node_and_nothing_optional():
     request = JobRequest(job_name="jupyterhub-bob", queue="", walltime_seconds=90)
     assert TORQUE.directives(request) == [
@@ -107,7 +96,7 @@ def test_minimal_request_asks_for_one_node_and_nothing_optional():
     ]
 
 
-@pytest.mark.parametrize("field", ["job_name", "queue", "output_path", "workdir", "account"])
+@pytest.mark.parametrize("field", ["job_name", "queue", "output_path", "account"])
 @pytest.mark.parametrize("bad", ["a b", "x\n#PBS -u root", "'q'", "$X", "`id`", "a;b", "-W"])
 def test_unsafe_directive_value_is_refused_by_name(field, bad):
     with pytest.raises(ValueError, match=field):
@@ -142,12 +131,10 @@ def test_submit_is_qsub_on_the_script():
     assert WRAPPER.submit_command(".hubdash/job.sh") == ["qsub", ".hubdash/job.sh"]
 
 
-def test_wrapper_submit_repeats_output_and_directory_on_the_command_line():
-    request = JobRequest(
-        job_name="j", queue="q", walltime_seconds=60, output_path="o.log", workdir="/scratch/a"
-    )
+def test_wrapper_submit_repeats_the_output_on_the_command_line():
+    request = JobRequest(job_name="j", queue="q", walltime_seconds=60, output_path="o.log")
     assert WRAPPER.submit_command("job.sh", request) == [
-        "qsub", "-j", "oe", "-r", "n", "-o", "o.log", "-wd", "/scratch/a", "job.sh",
+        "qsub", "-j", "oe", "-r", "n", "-o", "o.log", "job.sh",
     ]  # fmt: skip
 
 
@@ -486,3 +473,24 @@ def test_orphan_check_uses_qselect_or_squeue_under_the_wrappers():
     assert PBSAdapter("slurm-torque").jobs_named_command("jh-alice-default", "alice")[0] == (
         "squeue"
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "ours", "pbs", "exact"),
+    [
+        ("123", "123", True, True),
+        ("123", "123.pbs.example.org", True, False),  # PBS_JOBID without the server's name
+        ("123.pbs", "123.pbs.example.org", True, False),
+        ("123.pbs.example.org", "123.pbs", True, False),
+        ("12", "123", False, False),
+        ("1234", "123.pbs", False, False),
+        ("123.a", "123.b", False, False),
+        ("unknown", "123", False, False),  # the launcher's id where the variable was unset
+        ("", "", False, False),
+    ],
+)
+def test_one_rule_per_scheduler_says_which_job_wrote_a_file(written, ours, pbs, exact):
+    for adapter in (TORQUE, PBSPRO, WRAPPER):
+        assert adapter.same_job(written, ours) is pbs
+    assert SchedulerAdapter().same_job(written, ours) is exact
+    assert SlurmAdapter().same_job(written, ours) is exact

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.client import SchedulerClient
 from hubdash.cluster.queueinfo import QueueInformation
 from hubdash.schedulers.base import JobRequest, QueueSummary, SchedulerError
 from hubdash.schedulers.pbs import PBSAdapter
@@ -42,7 +42,7 @@ class CannedTransport:
         return self.answers[argv[0]]
 
 
-def slurm_cluster() -> tuple[Cluster, CannedTransport]:
+def slurm_cluster() -> tuple[SchedulerClient, CannedTransport]:
     transport = CannedTransport(
         {
             "sinfo": CommandResult(0, sample("recorded-slurm-22.05-sinfo-queues.txt"), ""),
@@ -54,7 +54,7 @@ def slurm_cluster() -> tuple[Cluster, CannedTransport]:
             ),
         }
     )
-    return Cluster("test", SlurmAdapter(), lambda user: transport), transport
+    return SchedulerClient("test", SlurmAdapter()), transport
 
 
 async def test_slurm_queue_summaries_give_free_nodes_and_pending_jobs():
@@ -73,7 +73,7 @@ async def test_pbs_queue_summaries_take_node_counts_from_pbsnodes():
             "pbsnodes": CommandResult(0, sample("doc-torque-6-pbsnodes-a.txt"), ""),
         }
     )
-    cluster = Cluster("test", PBSAdapter("torque"), lambda user: transport)
+    cluster = SchedulerClient("test", PBSAdapter("torque"))
     queues = await cluster.queue_summaries(transport)
     assert queues["batch"].jobs_pending == 3
     assert queues["batch"].nodes_total is not None
@@ -99,7 +99,7 @@ async def test_a_job_the_scheduler_cannot_run_is_its_answer_not_an_outage():
 
 async def test_pbs_gives_no_estimate_and_runs_nothing_for_it():
     transport = CannedTransport({})
-    cluster = Cluster("test", PBSAdapter("slurm-torque"), lambda user: transport)
+    cluster = SchedulerClient("test", PBSAdapter("slurm-torque"))
     assert await cluster.estimate_start(transport, REQUEST) is None
     assert transport.commands == []
 

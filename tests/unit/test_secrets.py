@@ -25,15 +25,14 @@ TOKEN = "hubdash-test-token-4f1c2e9a7b"  # what the hub would hand the server
 @pytest.fixture
 def recorded(monkeypatch):
     """The paper cluster and its transports, which keep every argv and every file written."""
-    monkeypatch.setattr(cluster_module, "_CLUSTERS", {})
     scheduler = PaperScheduler()
     transports: list[PaperTransport] = []
 
-    def make_transport(self, username):
+    def make_transport(login, username, keys, throttle, log=None):
         transports.append(PaperTransport(scheduler, username))
         return transports[-1]
 
-    monkeypatch.setattr(JobSpawner, "_make_transport", make_transport)
+    monkeypatch.setattr(cluster_module, "make_transport", make_transport)
     return SimpleNamespace(scheduler=scheduler, transports=transports)
 
 

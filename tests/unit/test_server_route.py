@@ -15,7 +15,10 @@ from jupyterhub.objects import Hub
 from traitlets.config import Config
 
 from hubdash.cluster import cluster as cluster_module
-from hubdash.spawner.jobspawner import CONNECTION_FILE_LIMIT, JobSpawner, SpawnError
+from hubdash.job.contract import CONNECTION_FILE_LIMIT
+from hubdash.spawner.hubstate import hub_state
+from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.spawnerror import SpawnError
 from hubdash.transport.base import Forward
 
 from .fake_cluster import PaperScheduler, PaperTransport
@@ -49,16 +52,15 @@ class RecordingTransport(PaperTransport):
 
 @pytest.fixture
 async def paper(monkeypatch):
-    clusters: dict = {}
-    monkeypatch.setattr(cluster_module, "_CLUSTERS", clusters)
     box = SimpleNamespace(scheduler=None)
     monkeypatch.setattr(
-        JobSpawner, "_make_transport", lambda self, user: RecordingTransport(box.scheduler, user)
+        cluster_module,
+        "make_transport",
+        lambda login, user, keys, throttle, log=None: RecordingTransport(box.scheduler, user),
     )
     monkeypatch.setattr(JobSpawner, "_save_state", lambda self: None)  # no hub database here
     yield box
-    for cluster in clusters.values():
-        await cluster.close()  # its monitor's task too
+    await hub_state(None).clusters.close()  # the monitors' tasks too
 
 
 def make_spawner(name: str) -> JobSpawner:

@@ -13,7 +13,8 @@ import pytest
 
 from hubdash.schedulers import adapter_for
 from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
-from hubdash.schedulers.slurm import SlurmAdapter, expand_hostlist, slurm_state
+from hubdash.schedulers.slurm import SlurmAdapter
+from hubdash.schedulers.slurmtext import expand_hostlist, slurm_state
 
 from .job_requests import request_with
 from .scheduler_samples import recorded, sample
@@ -37,7 +38,6 @@ FULL_REQUEST = JobRequest(
     nodes=2,
     tasks_per_node=4,
     output_path=".hubdash/gpu/job.log",
-    workdir="/scratch/alice",
     account="physics",
     memory_mb=8000,
     gpus=2,
@@ -55,7 +55,6 @@ def test_directives_carry_every_requested_resource():
         "#SBATCH --nodes=2",
         "#SBATCH --ntasks-per-node=4",
         "#SBATCH --output=.hubdash/gpu/job.log",
-        "#SBATCH --chdir=/scratch/alice",
         "#SBATCH --account=physics",
         "#SBATCH --mem=8000M",
         "#SBATCH --gres=gpu:2",
@@ -75,7 +74,7 @@ def test_directives_leave_out_what_was_not_asked_for():
     ]
 
 
-@pytest.mark.parametrize("field", ["job_name", "queue", "output_path", "workdir", "account"])
+@pytest.mark.parametrize("field", ["job_name", "queue", "output_path", "account"])
 @pytest.mark.parametrize(
     "bad", ["two words", "line\n#SBATCH --uid=0", "it's", 'say "x"', "$HOME", "`id`", "a;b", "-x"]
 )
@@ -324,24 +323,6 @@ def test_positions_count_from_one_in_printed_order():
 def test_position_command_refuses_an_odd_queue_name():
     with pytest.raises(ValueError, match="queue"):
         SLURM.position_command("-a")
-
-
-def test_start_command_asks_squeue_start():
-    assert SLURM.start_command(["18", "19"]) == [
-        "squeue", "-h", "--start", "-j", "18,19", "-o", "%i|%T|%r|%S",
-    ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "name", ["slurm-22.05-squeue-start.txt", "slurm-22.05-squeue-start-before-backfill.txt"]
-)
-def test_start_estimates_are_read_and_missing_ones_are_none(name):
-    assert SLURM.start_command(recorded_ids(name)) == recorded(name)[0]
-    starts = SLURM.parse_start(sample(name))
-    for line in sample(name).splitlines():
-        job_id, *_, start = line.split("|")
-        assert starts[job_id] == (None if start == "N/A" else datetime.fromisoformat(start))
-    assert None in starts.values()
 
 
 def test_test_only_asks_sbatch_with_the_requests_resources():

@@ -11,12 +11,12 @@ import asyncssh
 import pytest
 
 from hubdash.metrics import SSH_CONNECTIONS
-from hubdash.transport import ssh as ssh_module
+from hubdash.transport import sshconnect, sshfiles
 from hubdash.transport import throttle as throttle_module
 from hubdash.transport.base import TransportError
 from hubdash.transport.credentials import CredentialsError, KeyMaterial, auth_state_key_source
 from hubdash.transport.ssh import SSHTransport
-from hubdash.transport.throttle import ConnectThrottle, shared_throttle
+from hubdash.transport.throttle import ConnectThrottle
 
 from .inprocess_sshd import InProcessSSHD
 
@@ -83,13 +83,6 @@ async def test_throttle_spaces_connection_starts_by_its_rate(monkeypatch):
     # The first starts at once; the next ones wait for their turn, 0.1 s apart.
     assert len(asked) == 2
     assert sorted(round(s, 1) for s in asked) == [0.1, 0.2]
-
-
-def test_one_throttle_per_login_node_is_shared_by_everyone():
-    first = shared_throttle("login.example.org", 22, 3, 5.0)
-    assert shared_throttle("login.example.org", 22, 7, 1.0) is first
-    assert (first.max_concurrent, first.per_second) == (3, 5.0)
-    assert shared_throttle("login.example.org", 2222) is not first
 
 
 def test_throttle_refuses_limits_that_cannot_work():
@@ -168,7 +161,7 @@ async def test_certificate_from_auth_state_is_paired_with_its_key():
     cert = ca.generate_user_certificate(key, "alice", principals=["alice"])
     user = FakeUser({"key": key.export_private_key().decode(), "cert": cert.export_certificate()})
     material = await auth_state_key_source(user, "key", "cert")()
-    pairs = ssh_module._import_keys(material, "login")
+    pairs = sshconnect.import_keys(material, "login")
     assert any(pair.get_algorithm().endswith("-cert-v01@openssh.com") for pair in pairs)
 
 
@@ -205,7 +198,7 @@ async def test_exists_keeps_one_sftp_session_for_its_looks(sshd):
 
 
 async def test_idle_sftp_session_for_looks_is_closed_and_frees_its_slot(sshd, monkeypatch):
-    monkeypatch.setattr(ssh_module, "STAT_SESSION_IDLE", 0.05)
+    monkeypatch.setattr(sshfiles, "STAT_SESSION_IDLE", 0.05)
     t = transport(sshd, max_sessions=2)
     try:
         assert not await t.exists("conn.json")

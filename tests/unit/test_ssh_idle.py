@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from hubdash.cluster.cluster import Cluster
+from hubdash.cluster.config import ClusterConfig
 from hubdash.cluster.monitor import MonitorSettings
-from hubdash.schedulers import adapter_for
 from hubdash.schedulers.base import JobState
 from hubdash.spawner.jobspawner import JobSpawner
-from hubdash.transport import ssh as ssh_module
+from hubdash.transport import sshfiles
 from hubdash.transport.ssh import SSHTransport
 
 from ..monitor_views import view_once
@@ -85,7 +85,7 @@ async def test_commands_more_often_than_the_timeout_keep_one_connection(sshd):
 
 
 async def test_the_kept_stat_session_holds_it_open_until_it_is_dropped(sshd, monkeypatch):
-    monkeypatch.setattr(ssh_module, "STAT_SESSION_IDLE", 3 * IDLE)
+    monkeypatch.setattr(sshfiles, "STAT_SESSION_IDLE", 3 * IDLE)
     t = transport(sshd)
     try:
         assert not await t.exists("conn.json")
@@ -133,14 +133,13 @@ async def test_the_monitors_lookups_count_as_use(sshd, tmp_path):
     scontrol.chmod(0o755)
     transports: list[SSHTransport] = []
 
-    def factory(username: str) -> SSHTransport:
+    def factory(username: str, _keys: object) -> SSHTransport:
         transports.append(transport(sshd, username=username))
         return transports[-1]
 
     settings = MonitorSettings(interval=IDLE / 5, starting_interval=IDLE / 5, jitter=0.0)
-    cluster = Cluster(
-        "idle", adapter_for("slurm"), factory, command_dir=str(bin_dir), monitor_settings=settings
-    )
+    config = ClusterConfig(name="idle", bin_dir=str(bin_dir), monitor=settings)
+    cluster = Cluster(config, transport_maker=factory)
     try:
         cluster.monitor.track("69", "alice")
         await view_once(
@@ -164,7 +163,7 @@ async def test_the_monitors_lookups_count_as_use(sshd, tmp_path):
 def test_the_spawner_setting_reaches_the_transport():
     spawner = JobSpawner(login_host="login.example", ssh_idle_timeout=42.0)
     spawner.user = type("User", (), {"name": "carol"})()
-    assert spawner._make_transport("carol").idle_timeout == 42.0
+    assert spawner.user_transport().idle_timeout == 42.0
     assert JobSpawner().ssh_idle_timeout == 600.0
     with pytest.raises(Exception, match="ssh_idle_timeout"):
         JobSpawner(ssh_idle_timeout=-1)

@@ -13,13 +13,10 @@ import time
 import asyncssh
 import pytest
 
-from hubdash.transport import ssh as ssh_module
-from hubdash.transport.base import (
-    HostKeyError,
-    LocalTransport,
-    SSHTransport,
-    TransportError,
-)
+from hubdash.transport import sshconnect
+from hubdash.transport.base import HostKeyError, TransportError
+from hubdash.transport.local import LocalTransport
+from hubdash.transport.ssh import SSHTransport
 
 from .inprocess_sshd import InProcessSSHD
 
@@ -457,7 +454,7 @@ async def test_ssh_local_forward_relays_both_ways_with_nodelay(ssh, echo_port):
 
 async def test_ssh_sends_no_empty_ignore_packet_before_each_packet(ssh, echo_port):
     forward = await ssh.open_local_forward("127.0.0.1", echo_port)
-    conn = await ssh._connection()
+    conn = await ssh._link.connection()
     assert conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
     sent = []
     send = conn._send
@@ -493,7 +490,7 @@ def test_only_empty_ignore_packets_are_dropped_and_only_for_ciphers_safe_without
     cipher, ignores_sent
 ):
     conn = _PacketRecorder(cipher)
-    ssh_module._send_no_empty_ignores(conn)
+    sshconnect._send_no_empty_ignores(conn)
     conn.send_packet(2, b"\x00\x00\x00\x00")  # empty SSH_MSG_IGNORE
     conn.send_packet(2, b"\x00\x00\x00\x01x")  # an ignore packet with content goes out
     conn.send_packet(94, b"data")

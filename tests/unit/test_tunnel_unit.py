@@ -8,8 +8,9 @@ import socket
 import pytest
 
 from hubdash.spawner.tunnel import Tunnel
-from hubdash.transport import ssh as ssh_module
-from hubdash.transport.base import LocalTransport, SSHTransport
+from hubdash.transport import sshconnect
+from hubdash.transport.local import LocalTransport
+from hubdash.transport.ssh import SSHTransport
 
 from .inprocess_sshd import InProcessSSHD
 
@@ -158,7 +159,7 @@ async def test_missing_node_or_hub_is_a_clear_error():
 
 @pytest.fixture
 async def ssh_tunnel(tmp_path, monkeypatch):
-    monkeypatch.setattr(ssh_module, "BACKOFF_START", 0.05)
+    monkeypatch.setattr(sshconnect, "BACKOFF_START", 0.05)
     sshd = await InProcessSSHD(tmp_path).start()
     transport = SSHTransport(
         "127.0.0.1",

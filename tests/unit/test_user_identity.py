@@ -11,14 +11,8 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from hubdash.cluster import cluster as cluster_module
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.transport.base import TransportError
-
-
-@pytest.fixture(autouse=True)
-def fresh_clusters(monkeypatch):
-    monkeypatch.setattr(cluster_module, "_CLUSTERS", {})
 
 
 class HubUser(SimpleNamespace):
@@ -38,24 +32,24 @@ def spawner_of(name: str, **settings) -> JobSpawner:
 
 
 def transport_of(spawner: JobSpawner):
-    return spawner._cluster().transport_for(spawner.cluster_username, spawner._make_transport)
+    return spawner.user_transport()
 
 
 def test_each_user_logs_in_as_themselves_with_their_own_key_file():
     alice, bob = spawner_of("alice"), spawner_of("bob")
-    assert alice._cluster() is bob._cluster()  # one cluster for the hub
+    assert alice.cluster is bob.cluster  # one cluster for the hub
     first, second = transport_of(alice), transport_of(bob)
     assert (first.username, first.client_keys) == ("alice", ["/etc/hubdash/keys/alice"])
     assert (second.username, second.client_keys) == ("bob", ["/etc/hubdash/keys/bob"])
     # Later callers (the job monitor) get each user's own transport by name.
-    assert alice._cluster().transport_for("bob") is second
+    assert alice.cluster.transport_for("bob") is second
 
 
 def test_a_user_nobody_connected_gets_no_transport_rather_than_someone_elses_key():
     alice = spawner_of("alice")
     transport_of(alice)
     with pytest.raises(TransportError, match="cluster user bob"):
-        alice._cluster().transport_for("bob")
+        alice.cluster.transport_for("bob")
 
 
 async def test_keys_from_auth_state_are_each_users_own():

@@ -14,6 +14,13 @@
     return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
   }
 
+  // A walltime in seconds as the form spells it: H:MM:SS (views.walltime_text, in the browser).
+  function walltime(seconds) {
+    seconds = Math.floor(seconds);
+    var pad = function (n) { return String(n).padStart(2, "0"); };
+    return Math.floor(seconds / 3600) + ":" + pad(Math.floor(seconds / 60) % 60) + ":" + pad(seconds % 60);
+  }
+
   function clockTime(epochSeconds) {
     if (!epochSeconds) return "";
     return new Date(epochSeconds * 1000).toLocaleTimeString();
@@ -98,7 +105,7 @@
   }
 
   window.hubdash = {
-    duration: duration, clockTime: clockTime, dateTime: dateTime, tick: tick, show: show,
-    openEvents: openEvents, poll: poll, pollingNote: pollingNote
+    duration: duration, walltime: walltime, clockTime: clockTime, dateTime: dateTime, tick: tick,
+    show: show, openEvents: openEvents, poll: poll, pollingNote: pollingNote
   };
 })();

@@ -82,14 +82,16 @@
     setText('[data-detail="position"]', queued ? detail("position") : "");
     var estimate = queued ? detail("estimated_start") : "";
     setText('[data-detail="estimated_start"]', estimate ? hd.dateTime(estimate) : (queued ? "not known yet" : ""));
-    var nodeList = view.node_list && view.node_list.length ? view.node_list : latest.nodes_list;
+    // In the spawner's events `nodes` names the job's nodes and `node_count` counts them.
+    var nodeList = view.node_list && view.node_list.length ? view.node_list : latest.nodes;
     setText('[data-detail="node"]', nodeList && nodeList.length > 1 ? nodeList.join(", ") : detail("node"));
-    setText('[data-detail="nodes"]', view.nodes !== null ? view.nodes : latest.nodes);
+    setText('[data-detail="nodes"]', view.nodes !== null ? view.nodes : latest.node_count);
     var engines = view.engines !== null ? view.engines : latest.engines;
     var up = latest.engines_up !== undefined && latestTime > view.time ? latest.engines_up : view.engines_up;
     setText('[data-detail="engines"]', engines && up !== null && up !== undefined && !queued
       ? up + " of " + engines + " up" : engines);
-    setText('[data-detail="walltime"]', view.walltime || latest.walltime);
+    setText('[data-detail="walltime"]', view.walltime ||
+      (latest.walltime_seconds ? hd.walltime(latest.walltime_seconds) : ""));
 
     var started = view.started_at || runningSince;
     var submitted = view.submitted_at || (timeline.length ? timeline[0].time : null);

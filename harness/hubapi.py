@@ -1,14 +1,11 @@
-"""Driving a test JupyterHub through its REST API: what the e2e tests and the benchmarks share.
+"""A test hub's service token, and polling: what a hub config and its driver share.
 
 - `add_api_service` (for a hub config): the service token the driver speaks with, and its role;
 - `wait_until` (for the driver): poll the hub, or the cluster, until something holds.
 
-The dependency goes one way: bench/ uses this module, this module knows nothing of bench/. It
-imports the standard library only, because it is loaded in three kinds of process:
-tests/e2e/hubprocess.py imports it as a package module; a hub config (tests/e2e/hub_config.py,
-bench/bench_access.py) runs it with `runpy.run_path`, in the product venv or in the bench-only
-venv, where `tests` is no package on sys.path; bench/hubs.py imports it as `tests.e2e.hubapi`
-with the checkout root put on sys.path.
+Standard library only, because a hub config runs this file with `runpy.run_path` (a config is
+no package module, and the checkout is not on the hub's sys.path), in the product venv or in
+the benchmarks' batchspawner venv; the drivers (harness.hubclient) import it as a module.
 """
 
 from __future__ import annotations

@@ -1,0 +1,181 @@
+"""SchedulerClient: a cluster's scheduler commands, run through a user's transport.
+
+Builds each command with the adapter, runs it under the cluster's bin dir and timeout,
+counts it in the hub's metrics and reads the answer. The spawner, the job monitor and
+the form's queue information all ask through it; it keeps no job state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from hubdash.metrics import SCHEDULER_COMMAND_SECONDS, SCHEDULER_COMMANDS
+from hubdash.schedulers.base import (
+    JobInfo,
+    JobRequest,
+    QueueSummary,
+    SchedulerAdapter,
+    SchedulerError,
+)
+from hubdash.transport.base import CommandResult, Transport
+
+
+class SchedulerClient:
+    """The scheduler commands of one cluster (`cluster` names it in the metrics)."""
+
+    def __init__(
+        self,
+        cluster: str,
+        adapter: SchedulerAdapter,
+        *,
+        bin_dir: str = "",
+        timeout: float = 30.0,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.adapter = adapter
+        self.bin_dir = bin_dir.rstrip("/")
+        self.timeout = timeout
+        self.log = log or logging.getLogger("hubdash.cluster")
+
+    async def _run(self, transport: Transport, argv: list[str]) -> CommandResult:
+        """Run one scheduler command, counted in the hub's metrics."""
+        command = argv[0]
+        if self.bin_dir:
+            argv = [f"{self.bin_dir}/{command}", *argv[1:]]
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = await transport.run(argv, timeout=self.timeout)
+            outcome = "ok" if result.exit_status == 0 else "failed"
+            return result
+        finally:
+            SCHEDULER_COMMANDS.labels(self.cluster, command, outcome).inc()
+            SCHEDULER_COMMAND_SECONDS.labels(self.cluster, command).observe(
+                time.monotonic() - started
+            )
+
+    async def submit(self, transport: Transport, script_path: str, request: JobRequest) -> str:
+        """Submit a job script that already lies on the cluster; returns the job id."""
+        argv = self.adapter.submit_command(script_path, request)
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise _command_error(argv, result, "refused the job")
+        return self.adapter.parse_submit(result.stdout)
+
+    async def status(self, transport: Transport, job_ids: list[str]) -> dict[str, JobInfo]:
+        """The scheduler's view of these jobs; SchedulerError unless the answer is definitive."""
+        argv = self.adapter.status_command(job_ids)
+        result = await self._run(transport, argv)
+        if result.exit_status != 0 and not self.adapter.status_failure_means_gone(
+            result.exit_status, result.stderr
+        ):
+            raise _command_error(argv, result, "failed")
+        return self.adapter.parse_status(result.stdout, job_ids)
+
+    async def lookup(
+        self, transport: Transport, job_ids: list[str], username: str
+    ) -> dict[str, JobInfo]:
+        """The monitor's query about jobs of the cluster user `username`: definitive answers
+        only (ids left out got none this time)."""
+        result = await self._run(transport, self.adapter.lookup_command(job_ids, username))
+        return self.adapter.parse_lookup(result.exit_status, result.stdout, result.stderr, job_ids)
+
+    def lists_positions(self, queue: str) -> bool:
+        """Whether the scheduler can say where jobs stand in this queue."""
+        return self.adapter.position_command(queue) is not None
+
+    async def positions(self, transport: Transport, queue: str) -> dict[str, int]:
+        """Job id -> place among the queue's pending jobs (1 = next); {} where unknown."""
+        argv = self.adapter.position_command(queue)
+        if argv is None:
+            return {}
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise SchedulerError(
+                f"{argv[0]} could not list queue {queue}: {_last_words(result.stderr)}"
+            )
+        return self.adapter.parse_positions(result.stdout)
+
+    async def jobs_named(self, transport: Transport, job_name: str, user: str) -> list[str]:
+        """Live job ids of this name and user ([] where the scheduler cannot be asked)."""
+        argv = self.adapter.jobs_named_command(job_name, user)
+        if argv is None:
+            return []
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise _command_error(argv, result, "failed")
+        return self.adapter.parse_job_ids(result.stdout)
+
+    async def exit_code(self, transport: Transport, job_id: str) -> int | None:
+        """A finished job's exit code, where the scheduler keeps it apart from its state."""
+        argv = self.adapter.job_detail_command(job_id)
+        if argv is None:
+            return None
+        try:
+            result = await self._run(transport, argv)
+        except Exception as exc:  # noqa: BLE001 - a nicety for the message, never fatal
+            self.log.debug("No exit code for job %s: %s", job_id, exc)
+            return None
+        if result.exit_status != 0:
+            return None
+        return self.adapter.parse_job_detail(result.stdout).exit_code
+
+    async def queue_summaries(self, transport: Transport) -> dict[str, QueueSummary]:
+        """Nodes and jobs of every queue, as the scheduler tells it to this user."""
+        argv = self.adapter.queues_command()
+        detail = self.adapter.queue_detail_command()
+        runs = [self._run(transport, argv)] + ([self._run(transport, detail)] if detail else [])
+        results = await asyncio.gather(*runs)
+        if results[0].exit_status != 0:
+            raise SchedulerError(
+                f"{argv[0]} could not list the queues: "
+                f"{_last_words(results[0].stderr or results[0].stdout)}"
+            )
+        queues = self.adapter.parse_queues(results[0].stdout)
+        if detail and results[1].exit_status == 0:
+            self.adapter.add_queue_detail(queues, results[1].stdout)
+        return queues
+
+    async def estimate_start(self, transport: Transport, request: JobRequest) -> datetime | None:
+        """When a job of this size would start if submitted now; None if the scheduler cannot say.
+
+        Nothing is submitted. SchedulerError carries the scheduler's reason when it says
+        such a job cannot run at all.
+        """
+        argv = self.adapter.test_only_command(request)
+        if argv is None:
+            return None
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise SchedulerError(_last_words(result.stderr or result.stdout, 200))
+        return self.adapter.parse_test_only(result.stderr)
+
+    async def cancel(self, transport: Transport, job_ids: list[str]) -> None:
+        """Ask the scheduler to cancel jobs; jobs it no longer knows count as cancelled."""
+        argv = self.adapter.cancel_command(job_ids)
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            info = await self.status(transport, job_ids)
+            alive = [job for job in info.values() if job.state.is_active]
+            if alive:
+                raise SchedulerError(
+                    f"{argv[0]} could not cancel job(s) "
+                    f"{', '.join(j.job_id for j in alive)}: {_last_words(result.stderr)}"
+                )
+
+
+def _command_error(argv: list[str], result: CommandResult, what: str) -> SchedulerError:
+    """'<command> <what> (exit N): <the end of its output>'."""
+    return SchedulerError(
+        f"{argv[0]} {what} (exit {result.exit_status}): "
+        f"{_last_words(result.stderr or result.stdout)}"
+    )
+
+
+def _last_words(text: str, limit: int = 400) -> str:
+    text = (text or "").strip() or "(no output)"
+    return text if len(text) <= limit else "…" + text[-limit:]

@@ -1,0 +1,79 @@
+"""The spawn options as JobSpawner takes them: from the form, the REST API and opt- URLs, each
+checked by options.py against the admin's queue table; a refused form is kept to be shown
+again with its entries. Part of JobSpawner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+from traitlets import (
+    TraitError,
+)
+
+from hubdash.spawner.extras import ExtraConfigError, ExtraFields, parse_extra_settings
+from hubdash.spawner.hubstate import hub_state
+from hubdash.spawner.options import (
+    ConfigError,
+    JobOptions,
+    OptionsError,
+    validate_options,
+)
+
+
+class FormOptions:
+    """JobSpawner's options handling (a mixin: it uses the spawner's settings and user)."""
+
+    def options_from_form(self, formdata: dict) -> dict:
+        return self._validated_user_options(formdata, remember_form=True)
+
+    def options_from_query(self, query_data: dict) -> dict:
+        # A refused opt- URL shows the form with its entries and errors, as a refused POST does.
+        return self._validated_user_options(query_data, remember_form=True)
+
+    def _validated_user_options(self, data: dict, remember_form: bool = False) -> dict:
+        try:
+            options = self.job_options(data)
+        except OptionsError as exc:
+            if remember_form:
+                hub_state(self.user).failed_forms.remember(
+                    self.user.name, self.name, data, exc.errors
+                )
+            error = web.HTTPError(400, f"Please correct the form: {exc}".replace("%", "%%"))
+            # Shown above the form as it is (not as "HTTP 400: Bad Request (...)").
+            error.jupyterhub_message = f"The server was not started. Please correct the form: {exc}"
+            raise error from None
+        return options.to_user_options()
+
+    def job_options(self, data: dict) -> JobOptions:
+        groups = [group.name for group in getattr(self.user, "groups", [])]
+        return validate_options(data, self.queue_table, self.user.name, groups, self.extra_fields)
+
+    @property
+    def extra_fields(self) -> ExtraFields:
+        if self._extra_fields is None:
+            self._extra_fields = parse_extra_settings(
+                self.form_extras, self.account_pattern, self.account_required, self.accounts
+            )
+        return self._extra_fields
+
+    def check_config(self) -> None:
+        """Read every form setting once; TraitError naming the setting if one cannot work."""
+        try:
+            self._queue_table, self._extra_fields, self._cluster_config = None, None, None
+            _ = self.queue_table, self.extra_fields
+            self.cluster_config.check()
+        except (ConfigError, ExtraConfigError, ValueError) as exc:
+            raise TraitError(str(exc)) from None
+
+
+def check_user_options(spawner: Any, user_options: dict) -> None:
+    """JupyterHub's apply_user_options: bad options end as a 400 naming the option, for every
+    way in (form, API, opt- URL), before start() runs."""
+    try:
+        spawner.job_options(user_options or {})
+    except OptionsError as exc:
+        error = web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%"))
+        # What the REST API answers (tornado would show the log message's '%%' as it is).
+        error.jupyterhub_message = f"Invalid options: {exc}"
+        raise error from None
