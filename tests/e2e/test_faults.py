@@ -136,7 +136,7 @@ def test_slurmctld_restart_keeps_running_servers_and_new_spawns_work(make_hub):
     try:
         subprocess.run([TESTCLUSTER, "restart-slurmctld"], check=True, timeout=300)
     finally:
-        subprocess.run([TESTCLUSTER, "up"], check=True, timeout=900)
+        subprocess.run([TESTCLUSTER, "up", "--only", "slurm"], check=True, timeout=900)
     hub.spawn("bob", "after", queue="batch", walltime="10")
     after = hub.wait_ready("bob", "after", timeout=180)
     server = hub.server("alice", "steady") or {}
@@ -192,6 +192,8 @@ def test_node_going_down_ends_its_server_with_the_reason_and_spares_the_others(m
         assert answers(hub, spared) == 200
     finally:
         scontrol("update", f"nodename={node}", "state=resume")
-        subprocess.run([TESTCLUSTER, "up"], check=True, timeout=900)  # waits for both nodes
+        subprocess.run(
+            [TESTCLUSTER, "up", "--only", "slurm"], check=True, timeout=900
+        )  # waits for both nodes
     if spared is not None:
         stop_and_wait(hub, [("bob", "spared", spared["state"]["job"]["job_id"])])
