@@ -1,8 +1,10 @@
 """JupyterHub config for the local test cluster (scripts/testcluster): the demo and the e2e tests.
 
 Environment variables (all optional) let the tests run several hubs side by side:
-HUBDASH_SCHEDULER (slurm|pbs), HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR,
-HUBDASH_SERVICE_PORT (the dashboard service's port, default 10101).
+HUBDASH_SCHEDULER picks the test cluster: slurm (default), slurm-torque (the Slurm cluster
+through its PBS/Torque commands), pbs (the OpenPBS cluster) or sge (the Grid Engine
+cluster); HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR, HUBDASH_SERVICE_PORT (the
+dashboard service's port, default 10101).
 """
 
 import os
@@ -36,32 +38,62 @@ c.JupyterHub.authenticator_class = "pam"
 c.Authenticator.allowed_users = {"alice", "bob"}
 
 c.JupyterHub.spawner_class = "hubdash"
-c.JobSpawner.scheduler = os.environ.get("HUBDASH_SCHEDULER", "slurm")
-c.JobSpawner.pbs_flavor = "slurm-torque"  # the test cluster's PBS commands wrap Slurm
-c.JobSpawner.login_host = "10.213.0.2"
+
+
+def queue(description: str, max_walltime: str, default_walltime: str, per_node: int) -> dict:
+    """A queue of two nodes, engines up to `per_node` on each."""
+    return {
+        "description": description,
+        "max_walltime": max_walltime,
+        "default_walltime": default_walltime,
+        "max_nodes": 2,
+        "max_engines": 2 * per_node,
+        "engines_per_node": per_node,
+    }
+
+
+SLURM_QUEUES = {
+    "debug": queue("quick tests, up to 1 hour", "1:00:00", "0:30:00", 8),
+    "batch": queue("production runs, up to 24 hours", "24:00:00", "4:00:00", 8),
+}
+# The test clusters (scripts/testcluster; addresses in README.md), one per hub here.
+CLUSTERS = {
+    "slurm": {"scheduler": "slurm", "login_host": "10.213.0.2", "queues": SLURM_QUEUES},
+    "slurm-torque": {
+        "scheduler": "pbs",
+        "pbs_flavor": "slurm-torque",  # Slurm's qsub/qstat/qdel wrappers
+        "login_host": "10.213.0.2",
+        "queues": SLURM_QUEUES,
+    },
+    "pbs": {
+        "scheduler": "pbs",
+        "pbs_flavor": "pbspro",  # OpenPBS
+        "login_host": "10.214.0.2",
+        "queues": {
+            "workq": queue("the default queue, up to 24 hours", "24:00:00", "1:00:00", 2),
+            "debug": queue("quick tests, up to 1 hour", "1:00:00", "0:30:00", 2),
+        },
+    },
+    "sge": {
+        "scheduler": "sge",
+        "login_host": "10.215.0.2",
+        "sge_parallel_environment": "mpi",
+        "queues": {
+            "all.q": queue("the default queue, up to 24 hours", "24:00:00", "1:00:00", 2),
+            "debug.q": queue("quick tests, up to 1 hour", "1:00:00", "0:30:00", 2),
+        },
+    },
+}
+cluster = os.environ.get("HUBDASH_SCHEDULER", "slurm")
+if cluster not in CLUSTERS:
+    raise ValueError(f"HUBDASH_SCHEDULER={cluster!r}: choose one of {', '.join(CLUSTERS)}")
+for name, value in CLUSTERS[cluster].items():
+    setattr(c.JobSpawner, name, value)
 c.JobSpawner.known_hosts = "/etc/hubdash-testcluster/known_hosts"
 c.JobSpawner.ssh_key_path = "/etc/hubdash-testcluster/keys/{username}"
 c.JobSpawner.remote_python = "/opt/hubdash/venv/bin/python"
 c.JobSpawner.cmd = ["/opt/hubdash/venv/bin/jupyterhub-singleuser"]
 c.JobSpawner.default_url = "/lab"
-c.JobSpawner.queues = {
-    "debug": {
-        "description": "quick tests, up to 1 hour",
-        "max_walltime": "1:00:00",
-        "default_walltime": "0:30:00",
-        "max_nodes": 2,
-        "max_engines": 16,
-        "engines_per_node": 8,
-    },
-    "batch": {
-        "description": "production runs, up to 24 hours",
-        "max_walltime": "24:00:00",
-        "default_walltime": "4:00:00",
-        "max_nodes": 2,
-        "max_engines": 16,
-        "engines_per_node": 8,
-    },
-}
 
 # The form's live queue figures and start estimates (/hub/api/hubdash/*), and a check of
 # the JobSpawner settings above when the hub starts: a bad one stops it, naming the setting.

@@ -20,10 +20,10 @@ CHROMIUM_ARGS = [
 ]
 # Several sessions may share the test cluster: HUBDASH_TEST_PORT_BASE moves this one's hubs.
 PORT_BASE = int(os.environ.get("HUBDASH_TEST_PORT_BASE", "8100"))
-PORTS = {"slurm": PORT_BASE, "pbs": PORT_BASE + 200}
+PORTS = {"slurm": PORT_BASE, "slurm-torque": PORT_BASE + 200}
 
 
-@pytest.fixture(scope="session", params=["slurm", "pbs"])
+@pytest.fixture(scope="session", params=["slurm", "slurm-torque"])
 def hub(request, test_cluster, tmp_path_factory, artifacts):
     """A JupyterHub on the test cluster, once per scheduler backend."""
     scheduler = request.param
