@@ -111,8 +111,9 @@ SUBMIT_LOOP = (
 )
 
 
-def ssh_argv(user: str, *extra: str) -> list[str]:
-    """OpenSSH to the login node as `user`, with the test cluster's key and known_hosts."""
+def ssh_argv(user: str, *extra: str, host: str = LOGIN_HOST) -> list[str]:
+    """OpenSSH to a login node (the Slurm cluster's by default) as `user`, with the test
+    clusters' key and known_hosts."""
     return [
         "ssh",
         "-i",
@@ -126,7 +127,7 @@ def ssh_argv(user: str, *extra: str) -> list[str]:
         "-o",
         "StrictHostKeyChecking=yes",
         *extra,
-        f"{user}@{LOGIN_HOST}",
+        f"{user}@{host}",
     ]
 
 
@@ -229,6 +230,35 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants: each thread's time on a CPU (schedstat, in
+    ns: /proc's utime and stime come in 10 ms ticks, too coarse for a daemon's minute), plus
+    what their ended children used (cutime + cstime, in ticks), so a child that ends keeps
+    counting."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    reaped: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the command name in parentheses (which may hold spaces): state, ppid, ...
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+        reaped[int(stat.parent.name)] = int(fields[13]) + int(fields[14])
+    if pid not in parents:
+        raise ProcessLookupError(pid)
+    total, todo = 0.0, [pid]
+    while todo:
+        member = todo.pop()
+        todo += [child for child, parent in parents.items() if parent == member]
+        total += reaped[member] / tick
+        for task in Path(f"/proc/{member}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError):
+                total += int(task.read_text().split()[0]) / 1e9
+    return total
 
 
 @contextlib.contextmanager

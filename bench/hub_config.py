@@ -1,5 +1,6 @@
 """The hub the benchmarks measure hubdash with: the demo's configuration (examples/demo_config.py)
-plus a service token for the benchmark, every test-cluster user, a `hold` queue and named servers.
+plus a service token for the benchmark, every test-cluster user, the never-starting queue (`hold`,
+Grid Engine's `hold.q`) and named servers.
 
 Started by bench/hubs.py, which sets the HUBDASH_* variables read here and in the demo config.
 """
@@ -23,7 +24,9 @@ if not os.environ.get("HUBDASH_BENCH_TLS"):
     c.ConfigurableHTTPProxy.api_url = c.ConfigurableHTTPProxy.api_url.replace("https:", "http:")
 
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_BENCH_JOB_PREFIX"]
-c.JobSpawner.queues["hold"] = {"description": "takes jobs, never starts them"}
+# The test cluster's queue that takes jobs and never starts them (Grid Engine's is hold.q).
+hold = "hold.q" if os.environ.get("HUBDASH_SCHEDULER") == "sge" else "hold"
+c.JobSpawner.queues[hold] = {"description": "takes jobs, never starts them"}
 if os.environ.get("HUBDASH_BENCH_TINY"):
     # A trivially small server (bench/tinyserver.py) where only the spawner's cost matters.
     c.JobSpawner.cmd = [

@@ -126,10 +126,14 @@ def start_hub(
     tiny: bool = False,
     extra_config: str = "",
     log_dir: Path | None = None,
+    scheduler: str = "slurm",
 ) -> BenchHub:
-    """Start a hub of this kind on port (and port+1, +50, +81); its data in a fresh folder."""
+    """Start a hub of this kind on port (and port+1, +50, +81); its data in a fresh folder.
+    `scheduler` picks the test cluster (the demo's HUBDASH_SCHEDULER; batchspawner: slurm)."""
     if kind not in KINDS:
         raise ValueError(f"hub kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == "batchspawner" and scheduler != "slurm":
+        raise ValueError("the bench's batchspawner hub runs on the Slurm cluster only")
     data_dir = Path(tempfile.mkdtemp(prefix=f"hdbench-{kind}-"))
     log_dir = log_dir or ROOT / "artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -145,7 +149,7 @@ def start_hub(
         HUBDASH_BENCH_TOKEN=token,
         HUBDASH_BENCH_JOB_PREFIX=job_prefix,
         HUBDASH_BENCH_PARTITION=partition,
-        HUBDASH_SCHEDULER="slurm",
+        HUBDASH_SCHEDULER=scheduler,
     )
     env.pop("HUBDASH_BENCH_TINY", None)
     if tiny:

@@ -1,8 +1,16 @@
-"""jupyterhub_config.py for a PBS Pro / OpenPBS site: queues, typed project codes, memory.
+"""jupyterhub_config.py for an OpenPBS / PBS Pro site: queues, typed project codes, memory,
+parallel engines across nodes.
 
-Adapt the names (login node, queues, the project-code pattern, paths) to the site. PBS
-gives no start estimate before submission: the form shows queue figures only. Every
-setting is explained in docs/config.md.
+Adapt the names (login node, queues, the project-code pattern, paths) to the site. What the
+PBS server needs (docs/config.md, "PBS"):
+
+    qmgr -c 'set server job_history_enable = True'   # exit status and end of finished jobs
+    qmgr -c 'set server backfill_depth = 10'         # with strict_ordering: true ALL in
+                                                     # sched_config: estimated start times
+
+PBS gives no start estimate before submission: the form shows queue figures, and a queued
+server shows the scheduler's estimated start on its progress page. Every setting is
+explained in docs/config.md.
 """
 
 c = get_config()  # noqa: F821  (JupyterHub provides it)
@@ -15,7 +23,13 @@ c.Authenticator.allow_all = True
 
 c.JupyterHub.spawner_class = "hubdash"
 c.JobSpawner.scheduler = "pbs"
-c.JobSpawner.pbs_flavor = "pbspro"  # or "torque" for Torque 6
+c.JobSpawner.pbs_flavor = "openpbs"  # the same as "pbspro"; "torque" for Torque 6
+# Jobs ask for select=N:ncpus=K:mpiprocs=K with place=scatter; a site whose hooks expect
+# Torque's spelling sets "nodes" (-l nodes=N:ppn=K, no GPUs then).
+c.JobSpawner.pbs_resource_spelling = "select"
+# Engines on the other nodes start as tasks of the job through pbs_tmrsh (the default
+# with this flavor; it must be on the job's PATH or in PBS_EXEC/bin).
+c.JobSpawner.engine_launcher = "pbs_tmrsh"
 c.JobSpawner.login_host = "login.hpc.example.org"
 c.JobSpawner.known_hosts = "/etc/hubdash/known_hosts"
 c.JobSpawner.ssh_key_path = "/etc/hubdash/keys/{username}"

@@ -82,7 +82,42 @@ class SchedulerClient:
         """The monitor's query about jobs of the cluster user `username`: definitive answers
         only (ids left out got none this time)."""
         result = await self._run(transport, self.adapter.lookup_command(job_ids, username))
-        return self.adapter.parse_lookup(result.exit_status, result.stdout, result.stderr, job_ids)
+        answers = self.adapter.parse_lookup(
+            result.exit_status, result.stdout, result.stderr, job_ids
+        )
+        await self._follow_up(transport, answers)
+        return answers
+
+    async def _follow_up(self, transport: Transport, answers: dict[str, JobInfo]) -> None:
+        """Complete the answers the lookup could not tell all of (the adapter's follow-ups,
+        bounded in number; see SchedulerAdapter.follow_up_command)."""
+        wanted = [
+            (job_id, argv)
+            for job_id, info in answers.items()
+            if (argv := self.adapter.follow_up_command(info)) is not None
+        ][: self.adapter.follow_ups_per_lookup]
+        completed = await asyncio.gather(
+            *(self._complete(transport, answers[job_id], argv) for job_id, argv in wanted)
+        )
+        for (job_id, _), info in zip(wanted, completed, strict=True):
+            answers[job_id] = info
+
+    async def _complete(self, transport: Transport, info: JobInfo, argv: list[str]) -> JobInfo:
+        for delay in (*self.adapter.follow_up_delays, None):
+            try:
+                result = await self._run(transport, argv)
+                done = self.adapter.complete_lookup(
+                    info, result.exit_status, result.stdout, result.stderr
+                )
+            except Exception as exc:  # noqa: BLE001 - a follow-up only adds detail
+                self.log.info("Follow-up %s about job %s failed: %s", argv[0], info.job_id, exc)
+                return info
+            if done is not None:
+                return done
+            if delay is None:
+                return info  # no answer in time: the lookup's own answer stands
+            await asyncio.sleep(delay)
+        return info
 
     def lists_positions(self, queue: str) -> bool:
         """Whether the scheduler can say where jobs stand in this queue."""

@@ -47,6 +47,10 @@ CERT_FILES = {"keyfile": "server.key", "certfile": "server.crt", "cafile": "trus
 # The job's entry points, as the job script and the engine launchers run them (`python -m`).
 LAUNCHER_MODULE = "hubdash.job.launcher"
 ENGINES_MODULE = "hubdash.job.engines"
+# Grid Engine's engine launcher: starts the engines on the hosts of $PE_HOSTFILE.
+PE_HOSTS_MODULE = "hubdash.job.pehosts"
+# PBS Pro's engine launcher: starts the engines on the hosts of $PBS_NODEFILE.
+PBS_HOSTS_MODULE = "hubdash.job.pbshosts"
 
 # Set in env.json when the server reaches the hub through the job's relay: the launcher
 # starts the relay (hubdash.job.hubrelay) and takes the variable out of the server's env.

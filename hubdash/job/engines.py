@@ -357,7 +357,11 @@ def slot_main(first: int, command: list[str]) -> int:
     """Run `command` only in the first `first` CPU slots of a pbsdsh launch."""
     index = os.environ.get("PBS_VNODENUM", "")
     if not index.isdigit():
-        print("hubdash: PBS_VNODENUM is not set: start this with pbsdsh", file=sys.stderr)
+        print(
+            "hubdash: PBS_VNODENUM is not set: start this with Torque's pbsdsh "
+            "(OpenPBS's pbsdsh sets none: use the engine launcher 'pbs_tmrsh')",
+            file=sys.stderr,
+        )
         return 2
     if int(index) >= first:
         return 0

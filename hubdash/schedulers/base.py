@@ -215,6 +215,24 @@ class SchedulerAdapter:
             )
         return self.parse_status(stdout, job_ids)
 
+    # Follow-ups: a second command about one job of a lookup's answer, where the lookup
+    # cannot tell all (Grid Engine: why a job waits; how a job that left the listing
+    # ended). SchedulerClient.lookup runs at most `follow_ups_per_lookup` of them; while
+    # `complete_lookup` says the scheduler has no answer yet, it asks again after each of
+    # `follow_up_delays` seconds, and the job keeps the lookup's answer after the last.
+    follow_ups_per_lookup: int = 4
+    follow_up_delays: tuple[float, ...] = ()
+
+    def follow_up_command(self, info: JobInfo) -> list[str] | None:
+        """The command that completes this answer of a lookup; None when it is complete."""
+        return None
+
+    def complete_lookup(
+        self, info: JobInfo, exit_status: int, stdout: str, stderr: str
+    ) -> JobInfo | None:
+        """`info` completed from `follow_up_command`'s answer; None: no answer yet."""
+        return info
+
     def cancel_command(self, job_ids: list[str]) -> list[str]:
         raise NotImplementedError
 

@@ -1,14 +1,20 @@
 """PBS: the argument lists for qsub, qstat, qdel and pbsnodes, and how to read their answers.
 
-Pure: builds commands and parses text. Speaks Torque 6, PBS Pro/OpenPBS and Slurm's Torque wrappers.
+Pure: builds commands and parses answers (pbstext.py reads the text forms, pbsjson.py the
+JSON ones). Speaks Torque 6, PBS Pro/OpenPBS and Slurm's Torque wrappers.
 
 Three flavors, because the three differ where it matters (`PBSAdapter(flavor=...)`):
 
 - "torque": Torque 6. Nodes as `-l nodes=N:ppn=T[:gpus=G]`, memory as the job's total
   `-l mem=<MB>mb`. `qstat -x` would mean XML, so finished jobs are seen only while the
   server keeps them (keep_completed).
-- "pbspro": PBS Pro and OpenPBS. Nodes as `-l select=N:ncpus=T:mpiprocs=T[:ngpus=G][:mem=]`
-  with `-l place=scatter` (one chunk per node). `qstat -x` so finished jobs stay visible.
+- "pbspro" (also "openpbs"): PBS Pro and OpenPBS, checked against OpenPBS 23.06. Nodes as
+  `-l select=N:ncpus=T:mpiprocs=T[:ngpus=G][:mem=]` with `-l place=scatter` (one chunk per
+  node), or, where the admin prefers it (`resource_spelling="nodes"`), Torque's
+  `-l nodes=N:ppn=T` with the job's total `-l mem`, which the server turns into the same
+  select (it takes no GPUs there). Status from `qstat -E -x -f -F json` (finished jobs stay
+  visible with their exit status while the server keeps history: `job_history_enable`).
+  Queued jobs carry the scheduler's `estimated.start_time`.
 - "slurm-torque": Slurm's perl wrappers (Debian's slurm-wlm-torque). sbatch reads the
   `#PBS` lines; `-l mem` is per node there and GPUs go as `-l naccelerators`. The
   wrapper's qsub puts its own `-o`/`-e` on sbatch's command line, which beats the
@@ -21,17 +27,22 @@ user's home, where the hub submits from; the job script `cd`s to the home itself
 
 What the caller does around these methods:
 
-- status: run `status_command(ids)`; one call covers many ids. qstat lists the ids it
-  knows and complains on stderr about the others, with a non-zero exit. So: exit 0, or
-  `status_failure_means_gone(exit, stderr)` true (every stderr line says "unknown job" or
-  "job has finished", or the wrapper's silent exit 153), then `parse_status(stdout, ids)`:
-  listed ids get their state, the others are GONE. Any other failure: SchedulerError.
-  `unknown_ids(stderr)` names the ids qstat called unknown, for logs.
+- status (and the monitor's lookup, which is the same command): run `status_command(ids)`;
+  one call covers many ids. qstat lists the ids it knows and complains on stderr about the
+  others, with a non-zero exit. So: exit 0, or `status_failure_means_gone(exit, stderr)`
+  true (every stderr line says "unknown job" or "job has finished", or the wrapper's
+  silent exit 153), then `parse_status(stdout, ids)`: listed ids get their state, the
+  others are GONE. Any other failure: SchedulerError. `unknown_ids(stderr)` names the ids
+  qstat called unknown, for logs. PBS Pro: `qstat -E` asks for all ids in one server
+  request, which answers for those it knows and exits 0 if it knows any (153 and "Unknown
+  Job Id" for the last id if none); without -E the JSON form lists only the first job.
 - queues: `queues_command()` (qstat -Q -f) gives job counts, limits and state per queue;
   nodes are not tied to queues in PBS, so `nodes_command()` (pbsnodes -a) gives the
   cluster-wide node counts, and `add_queue_detail` copies them into every queue.
-- position in the queue: PBS has no priority-ordered listing that all three flavors
-  share; `position_command` is None.
+- position in the queue: PBS Pro only, `position_command(queue)` is `qstat -T -w QUEUE`
+  (queued jobs in the order of the scheduler's estimated start); Torque and the wrapper
+  have no such listing.
+- start estimates before submitting: no PBS has a what-if query (`test_only_command` None).
 
 Times: qstat prints the server's local time (`Wed Nov 25 21:40:00 2026`); parsed naive.
 """
@@ -39,9 +50,8 @@ Times: qstat prints the server's local time (`Wed Nov 25 21:40:00 2026`); parsed
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
 
+from hubdash.schedulers import pbsjson
 from hubdash.schedulers.base import (
     JobInfo,
     JobRequest,
@@ -54,50 +64,71 @@ from hubdash.schedulers.base import (
     check_job_ids,
     format_walltime,
 )
+from hubdash.schedulers.pbstext import (
+    JOB_HEADER,
+    NODE_HEADER,
+    QUEUE_HEADER,
+    NodeCounts,
+    Records,
+    count_nodes,
+    exec_host_nodes,
+    exit_reason,
+    finished_state,
+    parse_pbs_time,
+    parse_records,
+    queue_from_attributes,
+    queued_in_order,
+    queues_from_table,
+    strip_host,
+    to_int,
+)
+
+# Re-exported: tests and callers read records and hosts through this module.
+__all__ = ["FLAVORS", "NodeCounts", "PBSAdapter", "exec_host_nodes", "parse_records"]
 
 FLAVORS = ("torque", "pbspro", "slurm-torque")
-
-# 256 + signal is how Torque and PBS Pro report a job killed by a signal.
-_SIGNAL_BASE = 256
-_SIGTERM = 15
+# Other names admins use for a flavor.
+FLAVOR_ALIASES = {"openpbs": "pbspro"}
+SPELLINGS = ("select", "nodes")
 
 _SUBMITTED = re.compile(r"^\d+(?:\[\d*\])?(?:\.[A-Za-z0-9][\w.\-]*)?$")
 _UNKNOWN = re.compile(r"^qstat: Unknown Job Id(?: Error)? (\S+)")
 _FINISHED = re.compile(r"^qstat: (\S+) Job has finished")
-_ATTRIBUTE = re.compile(r"^([A-Za-z_][\w.\-]*) =(?: (.*))?$")
-_JOB_HEADER = re.compile(r"^Job Id:\s*(\S+)")
-_QUEUE_HEADER = re.compile(r"^Queue:\s*(\S+)")
-_NODE_HEADER = re.compile(r"^(\S+)\s*$")
 
 # The wrapper's qstat exits 153 (PBS's "unknown job id" code) and prints nothing when
 # none of the asked ids exist.
 _WRAPPER_UNKNOWN_EXIT = 153
-
-
-@dataclass
-class NodeCounts:
-    """Compute nodes as `pbsnodes -a` shows them, cluster-wide."""
-
-    total: int = 0
-    free: int = 0  # idle: state free and no jobs on it
-    unavailable: int = 0  # down, offline or unknown
+# PBS Pro's substate of a finished job that was deleted (qdel), run or not.
+_SUBSTATE_TERMINATED = 91
 
 
 class PBSAdapter(SchedulerAdapter):
-    """qsub/qstat/qdel/pbsnodes; `flavor` is 'torque', 'pbspro' or 'slurm-torque'."""
+    """qsub/qstat/qdel/pbsnodes; `flavor` is 'torque', 'pbspro' (or 'openpbs') or
+    'slurm-torque'; `resource_spelling` 'select' or 'nodes' (PBS Pro only; empty: the
+    flavor's own, select for PBS Pro)."""
 
     name = "pbs"
     directive_prefix = "#PBS"
 
-    def __init__(self, flavor: str = "torque"):
+    def __init__(self, flavor: str = "torque", resource_spelling: str = ""):
+        flavor = FLAVOR_ALIASES.get(flavor, flavor)
         if flavor not in FLAVORS:
             raise ValueError(
                 f"unknown PBS flavor {flavor!r}: choose 'torque' (Torque 6), "
-                "'pbspro' (PBS Pro, OpenPBS) or 'slurm-torque' (Slurm's qsub wrappers)"
+                "'pbspro' or 'openpbs' (PBS Pro, OpenPBS) or 'slurm-torque' "
+                "(Slurm's qsub wrappers)"
+            )
+        own = "select" if flavor == "pbspro" else "nodes"
+        spelling = resource_spelling or own
+        if spelling not in SPELLINGS or (spelling == "select" and own != "select"):
+            raise ValueError(
+                f"PBS resource spelling {resource_spelling!r} does not suit flavor {flavor!r}: "
+                "choose 'select' or 'nodes' for PBS Pro/OpenPBS; Torque and Slurm's "
+                "wrappers speak only 'nodes'"
             )
         self.flavor = flavor
         # Torque's nodes=N:ppn=T, or PBS Pro's select=N:ncpus=T.
-        self.node_spelling = "select" if flavor == "pbspro" else "nodes"
+        self.node_spelling = spelling
         # PBS Pro hides finished jobs without -x; Torque's -x means XML; the wrapper has none.
         self.show_finished = flavor == "pbspro"
         self.job_id_variable = "SLURM_JOB_ID" if flavor == "slurm-torque" else "PBS_JOBID"
@@ -135,13 +166,21 @@ class PBSAdapter(SchedulerAdapter):
         spec = f"nodes={nodes}:ppn={tasks}"
         if gpus and self.flavor == "torque":
             spec += f":gpus={gpus}"
+        elif gpus and self.flavor == "pbspro":
+            # PBS Pro turns nodes= into select= with only ncpus (and a share of the job's
+            # mem) in each chunk: there is no way to ask for GPUs per node in it.
+            raise ValueError(
+                "gpus cannot be asked for in PBS's nodes=N:ppn=M spelling: "
+                "set JobSpawner.pbs_resource_spelling = 'select'"
+            )
         options = [f"-l {spec}"]
         if gpus and self.flavor == "slurm-torque":
             # sbatch would read ":gpus=G" in nodes= as a host name; naccelerators is --gpus (total).
             options.append(f"-l naccelerators={gpus * nodes}")
         if memory:
-            # Torque's mem is the job's total; sbatch turns it into --mem, which is per node.
-            total = memory * nodes if self.flavor == "torque" else memory
+            # Torque's and PBS Pro's mem is the job's total (PBS Pro splits it over the
+            # chunks); sbatch turns it into --mem, which is per node.
+            total = memory if self.flavor == "slurm-torque" else memory * nodes
             options.append(f"-l mem={total}mb")
         return options
 
@@ -173,11 +212,15 @@ class PBSAdapter(SchedulerAdapter):
     # --- job status ----------------------------------------------------------------------
 
     def status_command(self, job_ids: list[str]) -> list[str]:
-        history = ["-x"] if self.show_finished else []
-        return ["qstat", "-f", *history, *check_job_ids(job_ids)]
+        ids = check_job_ids(job_ids)
+        if not self.show_finished:
+            return ["qstat", "-f", *ids]
+        # -E: all ids in one server request (without it, one request per id, and the JSON
+        # form then lists only the first job); ids the server does not know are left out.
+        return ["qstat", "-E", "-x", "-f", "-F", "json", *ids]
 
     def parse_status(self, stdout: str, job_ids: list[str]) -> dict[str, JobInfo]:
-        records = parse_records(stdout, _JOB_HEADER)
+        records = self._job_records(stdout)
         result = {}
         for job_id in job_ids:
             attributes = next(
@@ -190,13 +233,22 @@ class PBSAdapter(SchedulerAdapter):
             )
         return result
 
+    def _job_records(self, stdout: str) -> Records:
+        if pbsjson.is_json(stdout):
+            return pbsjson.records(stdout, "Jobs", "qstat")
+        return parse_records(stdout, JOB_HEADER)
+
     def _job_info(self, job_id: str, attributes: dict[str, str]) -> JobInfo:
         raw_state = attributes.get("job_state", "").strip()
-        exit_status = _int(attributes.get("exit_status", attributes.get("Exit_status", "")))
-        state = self.job_state(raw_state, exit_status)
+        exit_status = to_int(attributes.get("exit_status", attributes.get("Exit_status", "")))
+        deleted = (
+            self.flavor == "pbspro"
+            and to_int(attributes.get("substate", "")) == _SUBSTATE_TERMINATED
+        )
+        state = self.job_state(raw_state, exit_status, deleted)
         reason = attributes.get("comment", "").strip()
         if not reason and state.is_finished:
-            reason = _exit_reason(exit_status)
+            reason = exit_reason(exit_status)
         return JobInfo(
             job_id=job_id,
             state=state,
@@ -208,11 +260,12 @@ class PBSAdapter(SchedulerAdapter):
             if state is JobState.PENDING
             else None,
             exit_code=exit_status,
-            output_path=_strip_host(attributes.get("Output_Path", "")),
+            output_path=strip_host(attributes.get("Output_Path", "")),
         )
 
-    def job_state(self, raw_state: str, exit_status: int | None) -> JobState:
-        """Our state for qstat's letter (and, for finished jobs, the exit status).
+    def job_state(self, raw_state: str, exit_status: int | None, deleted: bool = False) -> JobState:
+        """Our state for qstat's letter (and, for finished jobs, the exit status and whether
+        PBS Pro says the job was deleted).
 
         A letter we do not know keeps the job waiting; it never ends a server.
         """
@@ -224,7 +277,7 @@ class PBSAdapter(SchedulerAdapter):
         if letter == "E":
             return JobState.COMPLETING
         if letter in ("C", "F", "X"):
-            return finished_state(exit_status)
+            return finished_state(exit_status, deleted)
         if letter == "U":
             # PBS Pro: suspended while its workstation is busy. The Slurm wrapper: a Slurm
             # state it has no letter for (out of memory, deadline), both of which end a job.
@@ -233,7 +286,8 @@ class PBSAdapter(SchedulerAdapter):
 
     def status_failure_means_gone(self, exit_status: int, stderr: str) -> bool:
         # Sound for several ids too: qstat still prints the jobs it knows on stdout, and any
-        # other trouble adds a line that is neither "unknown" nor "finished".
+        # other trouble adds a line that is neither "unknown" nor "finished" (PBS Pro without
+        # job history: "PBS is not configured to maintain job history", for every job).
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         if not lines:
             return exit_status == _WRAPPER_UNKNOWN_EXIT
@@ -273,34 +327,42 @@ class PBSAdapter(SchedulerAdapter):
         # qselect lists ids of jobs not yet finished (Q, H, W, R, E ...).
         return ["qselect", "-N", name, "-u", user, "-s", "QHWRTE"]
 
+    # --- place in the queue ----------------------------------------------------------------
+
+    def position_command(self, queue: str) -> list[str] | None:
+        if self.flavor != "pbspro":
+            return None
+        # -T: with estimated start times, in their order; -w: job ids not cut short.
+        return ["qstat", "-T", "-w", check_directive_value("queue", queue)]
+
+    def parse_positions(self, stdout: str) -> dict[str, int]:
+        return {job_id: place for place, job_id in enumerate(queued_in_order(stdout), start=1)}
+
     # --- queues and nodes -------------------------------------------------------------------
 
     def queues_command(self) -> list[str]:
         # The full listing, for the walltime limit the table leaves out.
-        return ["qstat", "-Q", "-f"]
+        json_form = ["-F", "json"] if self.flavor == "pbspro" else []
+        return ["qstat", "-Q", "-f", *json_form]
 
     def parse_queues(self, stdout: str) -> dict[str, QueueSummary]:
-        """Queues from `qstat -Q -f` (blocks) or from the `qstat -Q` table, whichever it is."""
-        records = parse_records(stdout, _QUEUE_HEADER)
+        """Queues from `qstat -Q -f` (JSON or blocks) or from the `qstat -Q` table."""
+        if pbsjson.is_json(stdout):
+            records = pbsjson.records(stdout, "Queue", "qstat -Q")
+            return {name: queue_from_attributes(name, attrs) for name, attrs in records}
+        records = parse_records(stdout, QUEUE_HEADER)
         if records:
-            return {name: _queue_from_attributes(name, attrs) for name, attrs in records}
-        return _queues_from_table(stdout)
+            return {name: queue_from_attributes(name, attrs) for name, attrs in records}
+        return queues_from_table(stdout)
 
     def nodes_command(self) -> list[str]:
-        return ["pbsnodes", "-a"]
+        json_form = ["-F", "json"] if self.flavor == "pbspro" else []
+        return ["pbsnodes", "-a", *json_form]
 
     def parse_nodes(self, stdout: str) -> NodeCounts:
-        counts = NodeCounts()
-        for _, attributes in parse_records(stdout, _NODE_HEADER):
-            if "state" not in attributes:
-                continue
-            words = {re.sub(r"[^a-z\-]", "", w) for w in attributes["state"].lower().split(",")}
-            counts.total += 1
-            if words == {"free"} and not attributes.get("jobs", "").strip():
-                counts.free += 1
-            elif words & {"down", "offline", "state-unknown", "unknown", "stale", "drained"}:
-                counts.unavailable += 1
-        return counts
+        if pbsjson.is_json(stdout):
+            return count_nodes(pbsjson.records(stdout, "nodes", "pbsnodes"))
+        return count_nodes(parse_records(stdout, NODE_HEADER))
 
     def queue_detail_command(self) -> list[str]:
         return self.nodes_command()
@@ -310,188 +372,3 @@ class PBSAdapter(SchedulerAdapter):
         for summary in queues.values():
             summary.nodes_total = counts.total
             summary.nodes_free = counts.free
-
-
-def finished_state(exit_status: int | None) -> JobState:
-    """How a finished PBS job ended, from its exit status.
-
-    0-255: the job script's own exit code, DONE. 271 (256 + SIGTERM): what qdel of a
-    running job gives; PBS Pro reports a walltime kill the same way, so a cancelled job
-    and one that ran out of time look alike. Other values above 256 (killed by another
-    signal) and negative ones (PBS could not start the job) are FAILED. No exit status at
-    all (the Slurm wrapper never prints one) counts as DONE.
-
-    >>> [finished_state(status).value for status in (0, 1, 271, 265, -1, None)]
-    ['done', 'done', 'cancelled', 'failed', 'failed', 'done']
-    """
-    if exit_status is None or 0 <= exit_status < _SIGNAL_BASE:
-        return JobState.DONE
-    if exit_status == _SIGNAL_BASE + _SIGTERM:
-        return JobState.CANCELLED
-    return JobState.FAILED
-
-
-def parse_records(text: str, header: re.Pattern[str]) -> list[tuple[str, dict[str, str]]]:
-    """The `name` + indented `key = value` records of qstat -f, qstat -Q -f and pbsnodes.
-
-    Torque and PBS Pro indent attributes with spaces and continue long values on lines
-    that start with a tab; the Slurm wrapper indents with a tab and never wraps. So the
-    first attribute line of a record sets the indent, and any other indented line
-    continues the previous value.
-
-    >>> parse_records("Job Id: 7.srv\\n    a = T: \\n\\t16)\\n    b = 2\\n", _JOB_HEADER)
-    [('7.srv', {'a': 'T: 16)', 'b': '2'})]
-    """
-    records: list[tuple[str, dict[str, str]]] = []
-    attributes: dict[str, str] | None = None
-    indent: str | None = None
-    last_key = ""
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if not line[0].isspace():
-            match = header.match(line)
-            if match:
-                attributes, indent, last_key = {}, None, ""
-                records.append((match.group(1), attributes))
-            else:
-                attributes = None  # stray text: no record until the next header
-            continue
-        if attributes is None:
-            continue
-        own_indent = line[: len(line) - len(line.lstrip())]
-        match = _ATTRIBUTE.match(line.lstrip())
-        if match and indent in (None, own_indent):
-            indent = own_indent
-            last_key = match.group(1)
-            attributes[last_key] = match.group(2) or ""
-        elif last_key:
-            # A continuation: the value was cut at a fixed width (maybe right after a
-            # space), so join it as it stands.
-            attributes[last_key] += line[1:] if line.startswith("\t") else line.lstrip()
-    for _, attrs in records:
-        for key, value in attrs.items():
-            attrs[key] = value.strip()
-    return records
-
-
-def exec_host_nodes(exec_host: str) -> list[str]:
-    """Node names from exec_host, in order, each once.
-
-    >>> exec_host_nodes("cn01/0-3+cn02/0-3")
-    ['cn01', 'cn02']
-    >>> exec_host_nodes("cn1/0+cn1/1+cn2/0")
-    ['cn1', 'cn2']
-    >>> exec_host_nodes("cn1/0*4+cn2/0*4")
-    ['cn1', 'cn2']
-    """
-    nodes: list[str] = []
-    for slot in exec_host.strip().split("+"):
-        node = slot.split("/")[0].strip()
-        if node and node != "--" and node not in nodes:
-            nodes.append(node)
-    return nodes
-
-
-def parse_pbs_time(text: str) -> datetime | None:
-    """A qstat time (`Wed Nov 25 21:40:00 2026`, or seconds since the epoch); None if neither.
-
-    >>> parse_pbs_time("Wed Nov  5 21:40:00 2026")
-    datetime.datetime(2026, 11, 5, 21, 40)
-    """
-    text = " ".join(text.split())
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text))
-    try:
-        return datetime.strptime(text, "%a %b %d %H:%M:%S %Y")
-    except ValueError:
-        return None
-
-
-def pbs_walltime(text: str) -> str:
-    """A PBS duration (`[[H:]M:]S`, plain seconds) as H:MM:SS; empty if unreadable.
-
-    >>> pbs_walltime("48:00:00"), pbs_walltime("3600"), pbs_walltime("")
-    ('48:00:00', '1:00:00', '')
-    """
-    parts = text.strip().split(".")[0].split(":")
-    if not all(part.isdigit() for part in parts) or len(parts) > 3:
-        return ""
-    seconds = 0
-    for part in parts:
-        seconds = seconds * 60 + int(part)
-    return format_walltime(seconds)
-
-
-def _queue_from_attributes(name: str, attributes: dict[str, str]) -> QueueSummary:
-    # state_count = Transit:0 Queued:1 Held:0 Waiting:0 Running:2 Exiting:0 ...
-    counts: dict[str, int] = {}
-    for item in attributes.get("state_count", "").split():
-        key, _, number = item.partition(":")
-        if _int(number) is not None:
-            counts[key] = _int(number) or 0
-    return QueueSummary(
-        name=name,
-        jobs_pending=sum(counts.get(k, 0) for k in ("Queued", "Held", "Waiting"))
-        if counts
-        else None,
-        jobs_running=counts.get("Running") if counts else None,
-        max_walltime=pbs_walltime(attributes.get("resources_max.walltime", "")),
-        state=_queue_state(attributes.get("enabled", ""), attributes.get("started", "")),
-    )
-
-
-def _queues_from_table(stdout: str) -> dict[str, QueueSummary]:
-    # Queue Max Tot Ena Str Que Run Hld Wat Trn Ext T [Cpt] ; the wrapper prints "?" counts.
-    queues: dict[str, QueueSummary] = {}
-    columns: list[str] = []
-    for line in stdout.splitlines():
-        words = line.split()
-        if not words or set(line.strip()) <= {"-", " "}:
-            continue
-        if words[0] == "Queue":
-            columns = words
-            continue
-        if not columns or len(words) < len(columns):
-            continue
-        row = dict(zip(columns, words, strict=False))
-        waiting = [_int(row.get(k, "")) for k in ("Que", "Hld", "Wat")]
-        queues[words[0]] = QueueSummary(
-            name=words[0],
-            jobs_pending=None if None in waiting else sum(n for n in waiting if n is not None),
-            jobs_running=_int(row.get("Run", "")),
-            state=_queue_state(row.get("Ena", ""), row.get("Str", "")),
-        )
-    return queues
-
-
-def _queue_state(enabled: str, started: str) -> str:
-    if not _true(enabled):
-        return "disabled"  # accepts no new jobs
-    return "up" if _true(started) else "stopped"  # stopped: accepts jobs, starts none
-
-
-def _true(text: str) -> bool:
-    return text.strip().lower() in ("true", "yes", "y", "1", "t")
-
-
-def _exit_reason(exit_status: int | None) -> str:
-    if exit_status is None:
-        return ""
-    if exit_status > _SIGNAL_BASE:
-        return f"killed by signal {exit_status - _SIGNAL_BASE}"
-    if exit_status < 0:
-        return f"the batch system could not run the job (exit status {exit_status})"
-    return ""
-
-
-def _strip_host(path: str) -> str:
-    # Output_Path is "host:/path"; the host is the submit host, the path is what we want.
-    path = path.strip()
-    host, sep, rest = path.partition(":")
-    return rest if sep and "/" not in host else path
-
-
-def _int(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if re.fullmatch(r"-?\d+", text) else None

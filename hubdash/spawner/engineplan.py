@@ -9,7 +9,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hubdash.job.contract import ENGINES_MODULE
+from hubdash.job.contract import ENGINES_MODULE, PBS_HOSTS_MODULE, PE_HOSTS_MODULE
 
 # Named launchers an admin can pick; the engine's own command is appended to each.
 LAUNCHER_PRESETS: dict[str, tuple[str, ...]] = {
@@ -36,6 +36,32 @@ LAUNCHER_PRESETS: dict[str, tuple[str, ...]] = {
         "slot",
         "--first",
         "{engines}",
+        "--",
+    ),
+    # Grid Engine: `qrsh -inherit` to each other host of $PE_HOSTFILE (one task per host,
+    # which starts that host's engines), this host's engines started here; never plain ssh.
+    "qrsh": (
+        "{python}",
+        "-m",
+        PE_HOSTS_MODULE,
+        "spread",
+        "--engines",
+        "{engines}",
+        "--per-node",
+        "{per_node}",
+        "--",
+    ),
+    # PBS Pro / OpenPBS: `pbs_tmrsh` to each other host of $PBS_NODEFILE (a task of the job,
+    # which starts that host's engines), this host's engines started here; never plain ssh.
+    "pbs_tmrsh": (
+        "{python}",
+        "-m",
+        PBS_HOSTS_MODULE,
+        "spread",
+        "--engines",
+        "{engines}",
+        "--per-node",
+        "{per_node}",
         "--",
     ),
 }

@@ -20,15 +20,16 @@ from traitlets import (
     default,
     validate,
 )
-from traitlets.config import LoggingConfigurable
 
 from hubdash.schedulers import SCHEDULERS
 from hubdash.spawner.engineplan import LauncherError, launcher_template
 from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, parse_extra_settings
 from hubdash.spawner.options import ConfigError, parse_queue_table
+from hubdash.spawner.pbssettings import PBSSettings
+from hubdash.spawner.sgesettings import GridEngineSettings
 
 
-class JobSpawnerSettings(LoggingConfigurable):
+class JobSpawnerSettings(GridEngineSettings, PBSSettings):
     """The settings of JobSpawner (`c.JobSpawner.<name>` in jupyterhub_config.py).
 
     A mixin: JobSpawner(JobSpawnerSettings, Spawner); defaults it gives for the hub's
@@ -39,25 +40,12 @@ class JobSpawnerSettings(LoggingConfigurable):
 
     scheduler = Unicode(
         "slurm",
-        help="""The cluster's batch system: 'slurm' (sbatch/squeue/scancel) or 'pbs'
-        (qsub/qstat/qdel; Torque, PBS Pro/OpenPBS, or Slurm's Torque wrappers).""",
+        help="""The cluster's batch system: 'slurm' (sbatch/squeue/scancel), 'pbs'
+        (qsub/qstat/qdel; Torque, PBS Pro/OpenPBS, or Slurm's Torque wrappers) or 'sge'
+        (Grid Engine: Son of Grid Engine 8.1, Sun Grid Engine 6.2; see sge_* settings).""",
     ).tag(config=True)
 
-    pbs_flavor = Unicode(
-        "torque",
-        help="""With scheduler = 'pbs': which PBS answers. 'torque' (Torque 4-6), 'pbspro'
-        (PBS Pro / OpenPBS: select=/ncpus= resources, qstat -x for finished jobs) or
-        'slurm-torque' (Slurm's qsub/qstat wrappers from the slurm-wlm-torque package).""",
-    ).tag(config=True)
-
-    @validate("pbs_flavor")
-    def _validate_pbs_flavor(self, proposal: dict) -> str:
-        flavors = ("torque", "pbspro", "slurm-torque")
-        if proposal["value"] not in flavors:
-            raise TraitError(
-                f"JobSpawner.pbs_flavor is {proposal['value']!r}; choose one of {flavors}"
-            )
-        return proposal["value"]
+    # pbs_flavor and pbs_resource_spelling: pbssettings.py.
 
     transport = Unicode(
         "ssh",
@@ -417,17 +405,24 @@ class JobSpawnerSettings(LoggingConfigurable):
     engine_launcher = Union(
         [Unicode(), List(Unicode())],
         help="""How a job starts its IPython-parallel engines across its nodes: 'srun' (Slurm,
-        and PBS on Slurm's wrappers), 'pbsdsh' (Torque), 'mpiexec' (Open MPI), or your own
+        and PBS on Slurm's wrappers), 'pbsdsh' (Torque), 'pbs_tmrsh' (PBS Pro, OpenPBS),
+        'qrsh' (Grid Engine), 'mpiexec' (Open MPI), or your own
         command as a list, to which the engine's command is appended, e.g.
         ['mpiexec', '-n', '{engines}', '-ppn', '{per_node}'] for MPICH or Intel MPI.
         Placeholders: {engines} (total), {nodes} (nodes that run engines), {per_node}
         (engines per node, at most the queue's engines_per_node), {python} (remote_python).
-        Default: 'srun' with scheduler 'slurm' or pbs_flavor 'slurm-torque', else 'pbsdsh'.
+        Default: 'srun' with scheduler 'slurm' or pbs_flavor 'slurm-torque', 'qrsh' (Grid
+        Engine's `qrsh -inherit` to each host of $PE_HOSTFILE) with 'sge', 'pbs_tmrsh'
+        (PBS Pro's `pbs_tmrsh` to each host of $PBS_NODEFILE) with 'pbspro', else 'pbsdsh'.
         See docs/engines.md.""",
     ).tag(config=True)
 
     @default("engine_launcher")
     def _default_engine_launcher(self) -> str:
+        if self.scheduler == "sge":
+            return "qrsh"
+        if self.scheduler == "pbs" and self.pbs_flavor == "pbspro":
+            return "pbs_tmrsh"
         on_slurm = self.scheduler == "slurm" or self.pbs_flavor == "slurm-torque"
         return "srun" if on_slurm else "pbsdsh"
 

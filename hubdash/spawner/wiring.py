@@ -17,6 +17,13 @@ from hubdash.transport.factory import LoginSettings, UserKeys
 def cluster_config_of(settings: Any) -> ClusterConfig:
     """The cluster the single-cluster settings (JobSpawnerSettings) describe."""
     options = {"flavor": settings.pbs_flavor} if settings.scheduler == "pbs" else {}
+    if settings.scheduler == "pbs" and settings.pbs_resource_spelling:
+        options["resource_spelling"] = settings.pbs_resource_spelling
+    if settings.scheduler == "sge":
+        options = {
+            "parallel_environment": settings.sge_parallel_environment,
+            "slots_per_node": str(settings.sge_slots_per_node),
+        }
     return ClusterConfig(
         name=settings.login_host or "local",
         login=LoginSettings(

@@ -48,13 +48,16 @@ def pending_job(hub: Hub, user: str, name: str = "") -> str:
     return hub.wait_for(queued, timeout=60)
 
 
-def test_job_that_exits_at_once_fails_the_spawn_with_its_last_output(make_hub):
-    hub = make_hub(
-        'c.JobSpawner.cmd = ["sh", "-c", '
-        '"echo hubdash-test: this server gives up at once >&2; exit 3"]'
-    )
+EXITS_AT_ONCE = (
+    'c.JobSpawner.cmd = ["sh", "-c", "echo hubdash-test: this server gives up at once >&2; exit 3"]'
+)
+
+
+def spawn_that_fails_at_once(hub: Hub, queue: str) -> tuple[str, float]:
+    """Spawn alice's server on a hub of EXITS_AT_ONCE: the failure's message, and how long
+    the spawn took to fail. The server must not be left ready."""
     started = time.monotonic()
-    answer = hub.spawn("alice", queue="debug", walltime="5")
+    answer = hub.spawn("alice", queue=queue, walltime="5")
     if answer.status_code == 500:
         # Failed before the hub's slow_spawn_timeout: the API call itself carries the error.
         message = answer.json()["message"]
@@ -64,11 +67,15 @@ def test_job_that_exits_at_once_fails_the_spawn_with_its_last_output(make_hub):
         assert events[-1].get("failed"), events[-1]
         message = events[-1]["message"]
     elapsed = time.monotonic() - started
-    assert "hubdash-test: this server gives up at once" in message
+    assert "hubdash-test: this server gives up at once" in message, message
+    assert not (hub.server("alice") or {}).get("ready")
+    return message, elapsed
+
+
+def test_job_that_exits_at_once_fails_the_spawn_with_its_last_output(make_hub):
+    message, elapsed = spawn_that_fails_at_once(make_hub(EXITS_AT_ONCE), "debug")
     assert "exit code 3" in message, message
     assert elapsed < 10, f"the spawn took {elapsed:.1f} s to fail"
-    outcome = hub.server("alice") or {}
-    assert not outcome.get("ready")
 
 
 def test_cancelling_a_queued_spawn_removes_its_job(make_hub):

@@ -19,10 +19,11 @@ def sample(name: str) -> str:
     return (DATA / name).read_text()
 
 
-def recorded(name: str) -> tuple[list[str], int]:
-    """The command line and exit code that produced a recorded sample, from SAMPLES.md."""
-    for line in sample("SAMPLES.md").splitlines():
+def recorded(name: str, index: str = "SAMPLES.md") -> tuple[list[str], int]:
+    """The command line and exit code that produced a recorded sample, from its index
+    (SAMPLES.md, or SAMPLES-pbs.md for OpenPBS's)."""
+    for line in sample(index).splitlines():
         match = _SAMPLES_ROW.match(line)
         if match and match.group(1) == name:
             return shlex.split(match.group(2).replace("\\|", "|")), int(match.group(3))
-    raise LookupError(f"{name} is not in SAMPLES.md")
+    raise LookupError(f"{name} is not in {index}")

@@ -10,7 +10,9 @@ from hubdash.spawner.jobspawner import JobSpawner
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("name", ["slurm_site_config.py", "pbs_site_config.py"])
+@pytest.mark.parametrize(
+    "name", ["slurm_site_config.py", "pbs_site_config.py", "sge_site_config.py"]
+)
 def test_site_example_passes_the_start_check_and_serves_queue_information(name):
     config = PyFileConfigLoader(name, str(EXAMPLES)).load_config()
     spawner = JobSpawner(config=config)

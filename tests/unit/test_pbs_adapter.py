@@ -3,13 +3,13 @@
 Samples in tests/unit/data: `torque-wrapper-*` and `recorded-torque-wrapper-*` are real
 output of the Torque wrappers on the local Slurm 22.05 test cluster (the former recorded by
 scripts/record-scheduler-samples, which lists command and exit code in SAMPLES.md; job
-ids change with every recording, so these tests take them from there). `doc-torque-6-*`
-and `doc-pbspro-*` are written after those systems' documented output (no such cluster
-here).
+ids change with every recording, so these tests take them from there).
+`recorded-openpbs-23.06-*` are real output of the test bed's OpenPBS (SAMPLES-pbs.md; the
+JSON forms are tested in test_openpbs_adapter.py). `doc-torque-6-*` are written after
+Torque's documented output (no such cluster here).
 """
 
 import re
-from datetime import datetime
 
 import pytest
 
@@ -142,7 +142,7 @@ def test_wrapper_submit_repeats_the_output_on_the_command_line():
     ("name", "job_id"),
     [
         ("doc-torque-6-qsub.txt", "1234.torque01.example.org"),
-        ("doc-pbspro-qsub.txt", "5678.pbs01"),
+        ("recorded-openpbs-23.06-qsub-held.txt", "230.pbs-login"),
     ],
 )
 def test_submit_output_gives_the_whole_job_id(name, job_id):
@@ -169,10 +169,6 @@ def test_submit_output_without_a_job_id_is_an_error_that_quotes_it():
 def test_status_is_one_full_qstat_for_all_ids():
     assert TORQUE.status_command(["1.s", "2.s"]) == ["qstat", "-f", "1.s", "2.s"]
     assert WRAPPER.status_command(["7"]) == ["qstat", "-f", "7"]
-
-
-def test_pbspro_status_asks_for_finished_jobs_too():
-    assert PBSPRO.status_command(["5678.pbs01"]) == ["qstat", "-f", "-x", "5678.pbs01"]
 
 
 def test_torque_running_job_has_its_nodes_once_each_and_its_output_file():
@@ -233,35 +229,6 @@ def test_known_jobs_are_read_and_unknown_ones_gone_when_qstat_complains_about_so
     assert info["1234.torque01.example.org"].state is JobState.RUNNING
     assert info["1299.torque01.example.org"].state is JobState.GONE
     assert TORQUE.unknown_ids(stderr) == {"1299.torque01.example.org"}
-
-
-# --- status: PBS Pro ------------------------------------------------------------------------
-
-
-def test_pbspro_queued_job_has_its_estimate_and_the_schedulers_comment():
-    info = PBSPRO.parse_status(sample("doc-pbspro-qstat-fx-queued.txt"), ["5678.pbs01"])
-    job = info["5678.pbs01"]
-    assert job.state is JobState.PENDING
-    assert job.estimated_start == datetime(2026, 11, 25, 21, 40)
-    assert job.reason == "Not Running: Insufficient amount of resource: ncpus (R: 8 A: 4 T: 16)"
-
-
-def test_pbspro_running_job_has_its_nodes():
-    info = PBSPRO.parse_status(sample("doc-pbspro-qstat-fx-running.txt"), ["5678.pbs01"])
-    job = info["5678.pbs01"]
-    assert (job.state, job.nodes, job.estimated_start) == (JobState.RUNNING, ["cn1", "cn2"], None)
-
-
-def test_pbspro_finished_job_is_done_with_its_exit_status():
-    info = PBSPRO.parse_status(sample("doc-pbspro-qstat-fx-finished.txt"), ["5678.pbs01"])
-    job = info["5678.pbs01"]
-    assert (job.state, job.raw_state, job.exit_code) == (JobState.DONE, "F", 0)
-    assert job.reason.endswith("and finished")
-
-
-def test_pbspro_deleted_running_job_is_cancelled():
-    info = PBSPRO.parse_status(sample("doc-pbspro-qstat-fx-deleted-running.txt"), ["5678.pbs01"])
-    assert info["5678.pbs01"].state is JobState.CANCELLED
 
 
 # --- status: the Slurm wrapper (recorded) ------------------------------------------------------
@@ -349,8 +316,9 @@ def test_state_letters(letter, state):
     ("exit_status", "stderr_name"),
     [
         (153, "doc-torque-6-qstat-unknown.stderr.txt"),
-        (153, "doc-pbspro-qstat-unknown.stderr.txt"),
-        (35, "doc-pbspro-qstat-finished-without-x.stderr.txt"),
+        (153, "recorded-openpbs-23.06-qstat-E-x-f-F-json-unknown.stderr.txt"),
+        (153, "recorded-openpbs-23.06-qstat-x-f-two-ids-and-unknown.stderr.txt"),
+        (35, "recorded-openpbs-23.06-qstat-E-f-F-json-finished-without-x.stderr.txt"),
     ],
 )
 def test_unknown_job_id_means_gone(exit_status, stderr_name):
@@ -377,10 +345,10 @@ def test_scheduler_timeout_is_not_gone(exit_status, stderr):
 
 
 def test_unknown_ids_reads_every_complaint():
-    stderr = sample("doc-pbspro-qstat-unknown.stderr.txt") + sample(
-        "doc-pbspro-qstat-finished-without-x.stderr.txt"
+    stderr = sample("recorded-openpbs-23.06-qstat-E-x-f-F-json-unknown.stderr.txt") + sample(
+        "recorded-openpbs-23.06-qstat-E-f-F-json-finished-without-x.stderr.txt"
     )
-    assert PBSPRO.unknown_ids(stderr) == {"5690.pbs01", "5677.pbs01"}
+    assert PBSPRO.unknown_ids(stderr) == {"999999.pbs-login", "238.pbs-login"}
 
 
 # --- cancelling, queues and nodes ----------------------------------------------------------------
@@ -401,10 +369,12 @@ def test_torque_queue_listing_gives_counts_limit_and_state():
     assert (batch.state, debug.state) == ("up", "disabled")
 
 
-def test_pbspro_queue_listing_gives_counts_limit_and_state():
-    queues = PBSPRO.parse_queues(sample("doc-pbspro-qstat-Q-f.txt"))
-    assert (queues["workq"].jobs_pending, queues["workq"].jobs_running) == (1, 2)
-    assert (queues["gpu"].max_walltime, queues["gpu"].state) == ("4:00:00", "stopped")
+def test_pbspro_text_queue_listing_gives_counts_limit_and_state():
+    # Recorded with one held and one running job in workq, one queued in the stopped hold.
+    queues = PBSPRO.parse_queues(sample("recorded-openpbs-23.06-qstat-Q-f.txt"))
+    assert (queues["workq"].jobs_pending, queues["workq"].jobs_running) == (1, 1)
+    assert (queues["workq"].max_walltime, queues["workq"].state) == ("24:00:00", "up")
+    assert (queues["hold"].jobs_pending, queues["hold"].state) == (1, "stopped")
 
 
 def test_wrapper_queue_listing_has_names_and_state_but_no_counts():
@@ -418,7 +388,8 @@ def test_wrapper_queue_listing_has_names_and_state_but_no_counts():
     [
         ("doc-torque-6-qstat-Q.txt", "batch", 3, 2, "up"),
         ("doc-torque-6-qstat-Q.txt", "debug", 0, 0, "disabled"),
-        ("doc-pbspro-qstat-Q.txt", "gpu", 0, 0, "stopped"),
+        ("recorded-openpbs-23.06-qstat-Q.txt", "workq", 1, 1, "up"),
+        ("recorded-openpbs-23.06-qstat-Q.txt", "hold", 1, 0, "stopped"),
         ("recorded-torque-wrapper-qstat-Q.txt", "debug", None, None, "up"),
     ],
 )
@@ -435,7 +406,7 @@ def test_queue_table_is_read_too(name, queue, pending, running, state):
     ("name", "total", "free", "unavailable"),
     [
         ("doc-torque-6-pbsnodes-a.txt", 5, 1, 1),  # cn05 is "free" but runs a job
-        ("doc-pbspro-pbsnodes-a.txt", 5, 1, 2),
+        ("recorded-openpbs-23.06-pbsnodes-a.txt", 2, 1, 0),  # pbs-cn1 runs a job
         ("recorded-torque-wrapper-pbsnodes-a.txt", 2, 1, 0),  # cn1 "mixed"
     ],
 )
@@ -451,8 +422,9 @@ def test_queue_detail_copies_cluster_wide_node_counts_into_every_queue():
     assert {(q.nodes_total, q.nodes_free) for q in queues.values()} == {(5, 1)}
 
 
-def test_pbs_has_no_queue_position_query():
+def test_torque_and_the_wrapper_have_no_queue_position_query():
     assert TORQUE.position_command("batch") is None
+    assert WRAPPER.position_command("batch") is None
 
 
 @pytest.mark.parametrize(
