@@ -285,10 +285,15 @@ def ignore_interrupts() -> None:
 Cleanup = list[Callable[[], object]]
 
 
-def run_cleanly(prefix: str, body: Callable[[Cleanup], object]) -> bool:
+def run_cleanly(
+    prefix: str,
+    body: Callable[[Cleanup], object],
+    sweep: Callable[[str], object] | None = None,
+) -> bool:
     """Run `body(cleanup)` so that nothing it starts outlives it. Ctrl-C and SIGTERM stop it;
     then the clean-up steps it appended run (newest first, each even when another failed)
-    and every job whose name starts with `prefix` is cancelled. False when interrupted."""
+    and every job whose name starts with `prefix` is cancelled: by `sweep(prefix)`, by
+    default on the Slurm cluster. False when interrupted."""
     cleanup: Cleanup = []
     with interrupt_on_sigterm():
         try:
@@ -304,7 +309,8 @@ def run_cleanly(prefix: str, body: Callable[[Cleanup], object]) -> bool:
                     step()
                 except Exception as exc:  # noqa: BLE001 - clean up the rest all the same
                     print(f"a clean-up step failed: {exc}", file=sys.stderr)
-            print(f"left in the queue, now cancelled: {cancel_jobs(prefix)}", flush=True)
+            left = (sweep or cancel_jobs)(prefix)
+            print(f"left in the queue, now cancelled: {left}", flush=True)
 
 
 def serve_directory(node: str, user: str, directory: str, port: int, cleanup: Cleanup) -> None:

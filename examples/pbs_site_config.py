@@ -8,8 +8,9 @@ PBS server needs (docs/config.md, "PBS"):
     qmgr -c 'set server backfill_depth = 10'         # with strict_ordering: true ALL in
                                                      # sched_config: estimated start times
 
-PBS gives no start estimate before submission: the form shows queue figures, and a queued
-server shows the scheduler's estimated start on its progress page. Every setting is
+PBS has no what-if query: the form's start estimate comes from the chosen queue (the
+scheduler's estimates for the jobs waiting there, free nodes, running jobs' walltime), and
+a queued server shows its own estimated start on its progress page. Every setting is
 explained in docs/config.md.
 """
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from hubdash.cluster.startguess import StartGuess, guess_start
 from hubdash.metrics import SCHEDULER_COMMAND_SECONDS, SCHEDULER_COMMANDS
 from hubdash.schedulers.base import (
     JobInfo,
@@ -143,7 +145,7 @@ class SchedulerClient:
         result = await self._run(transport, argv)
         if result.exit_status != 0:
             raise _command_error(argv, result, "failed")
-        return self.adapter.parse_job_ids(result.stdout)
+        return self.adapter.parse_job_ids(result.stdout, job_name, user)
 
     async def exit_code(self, transport: Transport, job_id: str) -> int | None:
         """A finished job's exit code, where the scheduler keeps it apart from its state."""
@@ -175,19 +177,42 @@ class SchedulerClient:
             self.adapter.add_queue_detail(queues, results[1].stdout)
         return queues
 
-    async def estimate_start(self, transport: Transport, request: JobRequest) -> datetime | None:
-        """When a job of this size would start if submitted now; None if the scheduler cannot say.
+    async def estimate_start(
+        self,
+        transport: Transport,
+        request: JobRequest,
+        nodes_free: Callable[[], Awaitable[int | None]] | None = None,
+    ) -> StartGuess:
+        """When a job of this size would start if submitted now (start None: no estimate).
 
-        Nothing is submitted. SchedulerError carries the scheduler's reason when it says
-        such a job cannot run at all.
+        Nothing is submitted. Where the scheduler has a what-if query (Slurm), its answer;
+        otherwise a guess from the queue's jobs and the scheduler's estimates for them
+        (cluster/startguess.py), with `nodes_free()` the free nodes of the request's queue.
+        SchedulerError carries the scheduler's reason when it says such a job cannot run.
         """
         argv = self.adapter.test_only_command(request)
         if argv is None:
-            return None
+            return await self._guess_from_backlog(transport, request, nodes_free)
         result = await self._run(transport, argv)
         if result.exit_status != 0:
             raise SchedulerError(_last_words(result.stderr or result.stdout, 200))
-        return self.adapter.parse_test_only(result.stderr)
+        return StartGuess(self.adapter.parse_test_only(result.stderr))
+
+    async def _guess_from_backlog(
+        self,
+        transport: Transport,
+        request: JobRequest,
+        nodes_free: Callable[[], Awaitable[int | None]] | None,
+    ) -> StartGuess:
+        argv = self.adapter.backlog_command(request.queue)
+        if argv is None:
+            return StartGuess(None)
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise _command_error(argv, result, "failed")
+        backlog = self.adapter.parse_backlog(result.stdout)
+        free = await nodes_free() if nodes_free is not None and not backlog.waiting_starts else None
+        return guess_start(backlog, free, request.nodes, datetime.now())
 
     async def cancel(self, transport: Transport, job_ids: list[str]) -> None:
         """Ask the scheduler to cancel jobs; jobs it no longer knows count as cancelled."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from hubdash.cluster.startguess import StartGuess
 from hubdash.metrics import QUEUE_INFO_ANSWERS
 from hubdash.schedulers.base import QueueSummary, SchedulerError
 from hubdash.transport.base import TransportError
@@ -41,12 +42,14 @@ class QueueFigures:
 class StartEstimate:
     """When a job of one size would start if submitted now.
 
-    `start` None with `available` True: the scheduler has no estimate to give (PBS), or
-    refused the job (`refused` holds its reason).
+    `start` None with `available` True: the scheduler has no estimate to give (Grid
+    Engine), or refused the job (`refused` holds its reason). `basis` says what a guessed
+    time rests on (cluster/startguess.py); empty for the scheduler's own answer.
     """
 
     available: bool
     start: datetime | None = None
+    basis: str = ""
     refused: str = ""
     message: str = ""
     fetched_at: float = 0.0
@@ -90,19 +93,19 @@ class QueueInformation:
         return await self._cached("figures", ("figures",), ask)
 
     async def estimate(
-        self, key: Hashable, fetch: Callable[[], Awaitable[datetime | None]]
+        self, key: Hashable, fetch: Callable[[], Awaitable[StartGuess]]
     ) -> StartEstimate:
         """The start estimate for one user's choice (`key`), fetched unless cached."""
 
         async def ask() -> StartEstimate:
             try:
-                start = await fetch()
+                guess = await fetch()
             except SchedulerError as exc:
                 # The scheduler answered: a job like this cannot run (bad account, too big).
                 return StartEstimate(True, refused=str(exc), fetched_at=time.time())
             except Exception as exc:  # any other failure means "unavailable"
                 return StartEstimate(False, message=self._why(exc), fetched_at=time.time())
-            return StartEstimate(True, start=start, fetched_at=time.time())
+            return StartEstimate(True, start=guess.start, basis=guess.basis, fetched_at=time.time())
 
         return await self._cached("estimate", ("estimate", key), ask)
 

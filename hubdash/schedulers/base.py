@@ -66,6 +66,14 @@ class QueueSummary:
     is_default: bool = False  # where jobs go that name no queue
 
 
+@dataclass
+class Backlog:
+    """What one queue holds, for a start estimate where the scheduler has no what-if query."""
+
+    waiting_starts: list[datetime | None] = field(default_factory=list)  # per waiting job
+    running_ends: list[tuple[datetime, int]] = field(default_factory=list)  # (walltime end, hosts)
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """Validated resources for one job; every field is safe to place in a directive."""
@@ -244,7 +252,8 @@ class SchedulerAdapter:
         """
         return None
 
-    def parse_job_ids(self, stdout: str) -> list[str]:
+    def parse_job_ids(self, stdout: str, job_name: str = "", user: str = "") -> list[str]:
+        """The ids `jobs_named_command(job_name, user)` printed (a line each by default)."""
         return [line.strip() for line in stdout.splitlines() if line.strip()]
 
     def queues_command(self) -> list[str]:
@@ -291,6 +300,15 @@ class SchedulerAdapter:
 
     def parse_test_only(self, stderr: str) -> datetime:
         """The start time from `test_only_command`'s answer; SchedulerError if it gave none."""
+        raise SchedulerError("this scheduler gives no start estimates")
+
+    def backlog_command(self, queue: str) -> list[str] | None:
+        """Without a what-if query: a command listing the queue's jobs with the scheduler's
+        own estimates (None: this scheduler gives none)."""
+        return None
+
+    def parse_backlog(self, stdout: str) -> Backlog:
+        """`backlog_command`'s answer: when each waiting job starts, when running ones end."""
         raise SchedulerError("this scheduler gives no start estimates")
 
     # The job's own id inside the job, for the launcher and for messages.

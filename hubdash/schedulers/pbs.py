@@ -28,7 +28,8 @@ user's home, where the hub submits from; the job script `cd`s to the home itself
 What the caller does around these methods:
 
 - status (and the monitor's lookup, which is the same command): run `status_command(ids)`;
-  one call covers many ids. qstat lists the ids it knows and complains on stderr about the
+  one call covers many ids; a user with 2 tracked jobs or more is asked about all of them
+  at once (`lookup_batch_min`). qstat lists the ids it knows and complains on stderr about the
   others, with a non-zero exit. So: exit 0, or `status_failure_means_gone(exit, stderr)`
   true (every stderr line says "unknown job" or "job has finished", or the wrapper's
   silent exit 153), then `parse_status(stdout, ids)`: listed ids get their state, the
@@ -43,6 +44,9 @@ What the caller does around these methods:
   (queued jobs in the order of the scheduler's estimated start); Torque and the wrapper
   have no such listing.
 - start estimates before submitting: no PBS has a what-if query (`test_only_command` None).
+  PBS Pro estimates when queued jobs start (`estimated.start_time`, with strict_ordering or
+  backfill): `backlog_command(queue)` lists the queue's jobs with it, `parse_backlog` gives
+  the waiting jobs' estimates and the running jobs' walltime ends (cluster/startguess.py).
 
 Times: qstat prints the server's local time (`Wed Nov 25 21:40:00 2026`); parsed naive.
 """
@@ -50,9 +54,11 @@ Times: qstat prints the server's local time (`Wed Nov 25 21:40:00 2026`); parsed
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from hubdash.schedulers import pbsjson
 from hubdash.schedulers.base import (
+    Backlog,
     JobInfo,
     JobRequest,
     JobState,
@@ -76,12 +82,14 @@ from hubdash.schedulers.pbstext import (
     finished_state,
     parse_pbs_time,
     parse_records,
+    pbs_walltime,
     queue_from_attributes,
     queued_in_order,
     queues_from_table,
     strip_host,
     to_int,
 )
+from hubdash.walltime import parse_walltime
 
 # Re-exported: tests and callers read records and hosts through this module.
 __all__ = ["FLAVORS", "NodeCounts", "PBSAdapter", "exec_host_nodes", "parse_records"]
@@ -109,6 +117,10 @@ class PBSAdapter(SchedulerAdapter):
 
     name = "pbs"
     directive_prefix = "#PBS"
+    # From 2 tracked jobs of a user, one qstat asks about all of them: servers spawned at
+    # different moments fall due at different moments, and one command each would grow
+    # with N (bench/README.md, section 1b).
+    lookup_batch_min = 2
 
     def __init__(self, flavor: str = "torque", resource_spelling: str = ""):
         flavor = FLAVOR_ALIASES.get(flavor, flavor)
@@ -337,6 +349,29 @@ class PBSAdapter(SchedulerAdapter):
 
     def parse_positions(self, stdout: str) -> dict[str, int]:
         return {job_id: place for place, job_id in enumerate(queued_in_order(stdout), start=1)}
+
+    def backlog_command(self, queue: str) -> list[str] | None:
+        # Only PBS Pro estimates starts (estimated.start_time, with strict_ordering or
+        # backfill) and prints JSON; one request lists the queue's jobs with them.
+        if self.flavor != "pbspro":
+            return None
+        return ["qstat", "-f", "-F", "json", check_directive_value("queue", queue)]
+
+    def parse_backlog(self, stdout: str) -> Backlog:
+        backlog = Backlog()
+        for _, attributes in pbsjson.records(stdout, "Jobs", "qstat"):
+            state = self.job_state(attributes.get("job_state", ""), None)
+            if state is JobState.PENDING:
+                start = parse_pbs_time(attributes.get("estimated.start_time", ""))
+                backlog.waiting_starts.append(start)
+            elif state is JobState.RUNNING:
+                started = parse_pbs_time(attributes.get("stime", ""))
+                walltime = pbs_walltime(attributes.get("Resource_List.walltime", ""))
+                hosts = len(exec_host_nodes(attributes.get("exec_host", ""))) or 1
+                if started is not None and walltime:
+                    end = started + timedelta(seconds=parse_walltime(walltime))
+                    backlog.running_ends.append((end, hosts))
+        return backlog
 
     # --- queues and nodes -------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ nodes x tasks-per-node slots and Grid Engine places them; with a number K (a PE 
 What the caller does around these methods:
 
 - monitor rounds: `lookup_command(ids, user)` is `qstat -u USER -g t -xml`: one qmaster
-  request for all of the user's jobs (pending, running, suspended), whatever ids are due
-  (`lookup_batch_min` None). `parse_lookup` gives state, queue and hosts; a job that is not
-  listed has ended (or never was), and comes back GONE.
+  request for all of the user's jobs (pending, running, suspended), asked about all of the
+  user's tracked jobs at once (`lookup_batch_min` 1), so its cost stays flat in N.
+  `parse_lookup` gives state, queue and hosts; a job that is not listed has ended (or never
+  was), and comes back GONE.
 - follow-ups (SchedulerClient runs them for a lookup's answers, bounded): a waiting job's
   reason is in the scheduler's messages, `qstat -j ID -xml` (only where the cluster keeps
   them: `schedd_job_info true`); a job that left the listing ended, and how is in the
@@ -134,7 +135,9 @@ class GridEngineAdapter(SchedulerAdapter):
     name = "sge"
     directive_prefix = "#$"
     job_id_variable = "JOB_ID"
-    lookup_batch_min = None  # the user's listing answers for any number of ids
+    # The user's listing answers for all of the user's jobs: ask it for all of them at once,
+    # not once per job as each falls due (bench/README.md, section 1b).
+    lookup_batch_min = 1
     # qacct's record of an ended job can lag by the accounting flush time (15 s default).
     follow_up_delays = (1.0, 2.0, 4.0, 8.0, 5.0)
 
@@ -217,6 +220,10 @@ class GridEngineAdapter(SchedulerAdapter):
 
     def lookup_command(self, job_ids: list[str], username: str) -> list[str]:
         check_job_ids(job_ids)
+        return self._user_listing(username)
+
+    @staticmethod
+    def _user_listing(username: str) -> list[str]:
         user = check_directive_value("username", username)
         # -g t: a line per task of a parallel job, so that every host of it is named.
         return ["qstat", "-u", user, "-g", "t", "-xml"]
@@ -292,12 +299,16 @@ class GridEngineAdapter(SchedulerAdapter):
         return ["qdel", *check_job_ids(job_ids)]
 
     def jobs_named_command(self, job_name: str, user: str) -> list[str]:
-        # qstat -j takes a job name as well as an id; its answer names each job's owner.
-        check_directive_value("user", user)
-        return ["qstat", "-j", check_directive_value("job_name", job_name), "-xml"]
+        # The user's own listing: `qstat -j NAME` would name every user's jobs of that name.
+        check_directive_value("job_name", job_name)
+        return self._user_listing(user)
 
-    def parse_job_ids(self, stdout: str) -> list[str]:
-        return list(parse_job_details(stdout).jobs)
+    def parse_job_ids(self, stdout: str, job_name: str = "", user: str = "") -> list[str]:
+        return [
+            job.job_id
+            for job in parse_job_list(stdout).values()
+            if job.name == job_name and (not user or job.owner == user)
+        ]
 
     # --- one ended job ---------------------------------------------------------------------
 

@@ -93,7 +93,16 @@ class EstimateHandler(_FormInfoHandler):
         # One estimate per user and size: the job's name and files do not change the answer.
         key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
         client = cluster.client
-        estimate = await cache.estimate(key, lambda: client.estimate_start(transport, request))
+
+        async def nodes_free() -> int | None:
+            # The form's own figures (cached): a guess without a what-if query needs them.
+            figures = await cache.figures(lambda: client.queue_summaries(transport))
+            summary = figures.queues.get(request.queue)
+            return summary.nodes_free if summary is not None else None
+
+        estimate = await cache.estimate(
+            key, lambda: client.estimate_start(transport, request, nodes_free)
+        )
         self._send(estimate_json(estimate, cache.ttl))
 
 
@@ -155,6 +164,7 @@ def estimate_json(estimate: StartEstimate, ttl: float) -> dict[str, Any]:
     return {
         "available": estimate.available,
         "start": estimate.start.isoformat() if estimate.start else None,
+        "basis": estimate.basis,
         "seconds_from_now": seconds,
         "refused": estimate.refused,
         "message": estimate.message,

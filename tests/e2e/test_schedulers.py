@@ -4,6 +4,7 @@ run the rest of the e2e suite."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -11,16 +12,19 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page, expect
 
 from ..conftest import KEY_DIR, KNOWN_HOSTS, ROOT
 from .conftest import PORT_BASE, log_in
+from .formcheck import open_form, queue_row, wait_for_queue_information
 from .hubprocess import Hub
 from .jupyterlab import run_cell
 from .kernel import run_code
 from .test_engines import ENGINES_CELL
 from .test_lifecycle import EXITS_AT_ONCE, spawn_that_fails_at_once
 from .test_notebook_path import SPAWN_TIMEOUT_MS, spawn_from_form
+
+DASH = "/services/hubdash/"
 
 
 @dataclass(frozen=True)
@@ -163,9 +167,14 @@ def test_a_job_that_exits_at_once_fails_the_spawn_with_its_last_output(cluster_h
     assert elapsed < 10, f"the spawn took {elapsed:.1f} s to fail"
 
 
+def hold_queue_of(cluster: ClusterUnderTest) -> str:
+    """The test bed's queue that never starts a job (PBS: not started; SGE: disabled)."""
+    return "hold" if cluster.name == "pbs" else "hold.q"
+
+
 def hold_queue_config(cluster: ClusterUnderTest) -> str:
     """The demo's queues plus the test bed's queue that never starts a job."""
-    hold = "hold" if cluster.name == "pbs" else "hold.q"
+    hold = hold_queue_of(cluster)
     # A subconfig sees the demo's queues as a lazy value: it adds to them with update().
     return (
         f'c.JobSpawner.queues.update({{"{hold}": '
@@ -177,7 +186,7 @@ def test_hub_killed_and_restarted_keeps_the_running_server_and_accounts_for_the_
     cluster_hub, make_hub, tmp_path_factory
 ):
     cluster, _ = cluster_hub
-    hold = "hold" if cluster.name == "pbs" else "hold.q"
+    hold = hold_queue_of(cluster)
     data_dir = tmp_path_factory.mktemp(f"restarted-{cluster.name}")
     hub = make_hub(hold_queue_config(cluster), scheduler=cluster.name, data_dir=data_dir)
     hub.spawn("alice", "running", queue=cluster.queue, walltime="10")
@@ -214,3 +223,65 @@ def test_hub_killed_and_restarted_keeps_the_running_server_and_accounts_for_the_
         return in_hub == live and running_job in live
 
     again.wait_for(agreed, timeout=60)
+
+
+def test_the_form_and_the_dashboard_follow_a_queued_server_until_it_is_cancelled(
+    cluster_hub, make_hub, page: Page, browser: Browser, artifacts
+):
+    cluster, _ = cluster_hub
+    hold = hold_queue_of(cluster)
+    admin = 'c.Authenticator.admin_users = {"erin"}\n'
+    hub = make_hub(hold_queue_config(cluster) + admin, scheduler=cluster.name)
+    log_in(page, hub, "alice")
+
+    # The form: this cluster's queues with live figures, and its own kind of estimate.
+    open_form(page, hub)
+    wait_for_queue_information(page)
+    expect(page.locator("#hubdash-queue-status")).to_have_attribute("data-state", "loaded")
+    nodes, _ = queue_row(page, cluster.queue)
+    assert re.fullmatch(r"\d+ / 2", nodes), nodes
+    estimate = page.locator("#hubdash-estimate")
+    if cluster.name == "pbs":
+        # No what-if query: a time (or none) from the queue, saying what it rests on.
+        expect(estimate).to_have_attribute("data-state", re.compile(r"^(loaded|none)$"))
+        expect(estimate).to_contain_text(re.compile(r"in this queue|walltime|busy"))
+    else:
+        expect(estimate).to_have_attribute("data-state", "none")
+        expect(estimate).to_contain_text("gives no estimate")
+    page.screenshot(path=str(artifacts / f"form-{cluster.name}.png"), full_page=True)
+
+    # A server in the queue that never starts: its status page says queued, and why.
+    page.goto(f"{hub.url}/hub/spawn/alice/held")
+    page.select_option("#queue", hold)
+    page.fill("#walltime", "10")
+    page.fill("#nodes", "1")
+    page.click("#spawn_form button[type=submit]")
+    page.wait_for_url(f"**{DASH}status/alice/held", timeout=60_000)
+    expect(page.locator("#status-word")).to_have_attribute("data-status", "queued", timeout=60_000)
+    expect(page.locator('[data-detail="reason"]')).not_to_have_text("—", timeout=60_000)
+    expect(page.locator('[data-detail="job_id"]')).to_have_text(re.compile(r"^\d+"))
+    job_id = page.locator('[data-detail="job_id"]').inner_text()
+    cluster_hub[1].job_ids.append(job_id)  # checked gone at the end
+    assert job_is_live(cluster, job_id)
+    page.screenshot(path=str(artifacts / f"dashboard-queued-{cluster.name}.png"))
+
+    # The admin overview lists it with its queue and job.
+    context = browser.new_context()
+    try:
+        overview = context.new_page()
+        log_in(overview, hub, "erin")
+        overview.goto(f"{hub.url}{DASH}admin")
+        row = overview.locator('tr[data-user="alice"][data-server="held"]')
+        expect(row).to_contain_text(hold)
+        expect(row).to_contain_text(job_id)
+        overview.screenshot(path=str(artifacts / f"dashboard-admin-{cluster.name}.png"))
+    finally:
+        context.close()
+
+    # Cancel from My servers: the job leaves the queue.
+    page.goto(f"{hub.url}{DASH}")
+    card = page.locator('article[data-server="held"]')
+    expect(card).to_have_attribute("data-status", "queued")
+    card.get_by_role("button", name="Cancel job").click()
+    page.wait_for_url(f"**{DASH}?stopped=*")
+    seconds_until_gone(cluster, job_id, patience=30)

@@ -12,117 +12,52 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import subprocess
 import uuid
-from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
-from hubdash.cluster.cluster import Cluster
-from hubdash.cluster.config import ClusterConfig
 from hubdash.schedulers import pbsjson
 from hubdash.schedulers.base import JobInfo, JobRequest, JobState
 from hubdash.spawner.engineplan import launcher_command, launcher_template, plan_layout
-from hubdash.transport.factory import LoginSettings, UserKeys
-from tests.conftest import JOB_PREFIX, KEY_DIR, KNOWN_HOSTS, ROOT
+from tests.conftest import JOB_PREFIX
+from tests.integration.batchjobs import PATIENCE, PYTHON, BatchBed, cancel, lookup_until
 
 pytestmark = pytest.mark.integration
 
-PBS_LOGIN = "10.214.0.2"  # pbs-login, scripts/testbed/pbs.sh
-SCRIPT_DIR = ".hubdash-it-pbs"
-PYTHON = "/opt/hubdash/venv/bin/python"  # what jobs run; the package installed there
-PATIENCE = 60.0
-SSH = ["ssh", "-i", str(KEY_DIR / "alice"), "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
-       "-o", "BatchMode=yes", f"alice@{PBS_LOGIN}"]  # fmt: skip
 
-
-def _alice_jobs() -> list[str]:
-    """'id name' of alice's live jobs of this test session, from qstat over SSH."""
-    out = subprocess.run(
-        [*SSH, "qstat", "-f", "-F", "json"], capture_output=True, text=True, timeout=30, check=True
-    )
+def alice_jobs(qstat_json: str) -> list[tuple[str, str]]:
+    """(id, name) of alice's live jobs in `qstat -f -F json`."""
     return [
-        f"{job_id} {attributes.get('Job_Name', '')}"
-        for job_id, attributes in pbsjson.records(out.stdout, "Jobs", "qstat")
-        if attributes.get("Job_Name", "").endswith(f"-{JOB_PREFIX}")
-        and attributes.get("Job_Owner", "").startswith("alice@")
+        (job_id, attributes.get("Job_Name", ""))
+        for job_id, attributes in pbsjson.records(qstat_json, "Jobs", "qstat")
+        if attributes.get("Job_Owner", "").startswith("alice@")
     ]
+
+
+PBS = BatchBed(
+    scheduler="pbs",
+    label="PBS",
+    login="10.214.0.2",  # pbs-login, scripts/testbed/pbs.sh
+    queue="workq",
+    hold="#PBS -h",
+    options=(("flavor", "openpbs"),),
+    qstat=("qstat", "-f", "-F", "json"),
+    parse=alice_jobs,
+)
+SCRIPT_DIR = PBS.script_dir
 
 
 @pytest.fixture(scope="session")
 def pbs_cluster_up():
-    subprocess.run(
-        [str(ROOT / "scripts" / "testcluster"), "up", "--only", "pbs"], check=True, timeout=900
-    )
-    yield
-    # This session's scripts, logs and host lists go; other sessions' stay.
-    subprocess.run(
-        [*SSH, f"rm -f {SCRIPT_DIR}/*-{JOB_PREFIX}.* {SCRIPT_DIR}/{JOB_PREFIX}-*"], timeout=30
-    )
-    # Every job of these tests ends or is cancelled by them: none may be left.
-    left = _alice_jobs()
-    if left:
-        subprocess.run([*SSH, "qdel", *[entry.split()[0] for entry in left]], timeout=30)
-        pytest.fail("PBS jobs of the tests left in the queue: " + "; ".join(left))
-
-
-def make_cluster(**options: str) -> Cluster:
-    config = ClusterConfig(
-        name=f"it-pbs-{uuid.uuid4().hex[:4]}",
-        login=LoginSettings(host=PBS_LOGIN, known_hosts=str(KNOWN_HOSTS)),
-        scheduler="pbs",
-        scheduler_options=tuple(sorted({"flavor": "openpbs", **options}.items())),
-    )
-    cluster = Cluster(config)
-    cluster.transport_for("alice", UserKeys(key_files=(str(KEY_DIR / "alice"),)))
-    return cluster
+    yield from PBS.session()
 
 
 @pytest.fixture
 async def pbs(pbs_cluster_up):
-    cluster = make_cluster()
+    cluster = PBS.cluster()
     yield cluster
     await cluster.close()
-
-
-def job_name(what: str) -> str:
-    return f"hd-{what}-{uuid.uuid4().hex[:4]}-{JOB_PREFIX}"
-
-
-async def submit(
-    cluster: Cluster, what: str, body: str, *, hold: bool = False, **resources
-) -> tuple[str, str]:
-    """A job of alice's: the adapter's `#PBS` lines (plus `-h`), then `body`; submitted with
-    SchedulerClient.submit. Returns (job id, job name)."""
-    alice = cluster.transport_for("alice")
-    name = job_name(what)
-    request = JobRequest(
-        job_name=name,
-        queue=resources.pop("queue", "workq"),
-        walltime_seconds=resources.pop("walltime_seconds", 300),
-        output_path=f"{SCRIPT_DIR}/{name}.log",
-        **resources,
-    )
-    lines = ["#!/bin/bash", *cluster.adapter.directives(request)]
-    lines += ["#PBS -h"] if hold else []
-    script = f"{SCRIPT_DIR}/{name}.sh"
-    await alice.run(["mkdir", "-p", SCRIPT_DIR])
-    await alice.write_file(script, ("\n".join([*lines, body]) + "\n").encode(), mode=0o700)
-    return await cluster.client.submit(alice, script, request), name
-
-
-async def lookup_until(
-    cluster: Cluster, job_id: str, check: Callable[[JobInfo], bool], what: str
-) -> JobInfo:
-    """The lookup's answer (`qstat -E -x -f -F json ID`) once `check` holds."""
-    alice = cluster.transport_for("alice")
-    deadline = asyncio.get_running_loop().time() + PATIENCE
-    while True:
-        info = (await cluster.client.lookup(alice, [job_id], "alice"))[job_id]
-        if check(info):
-            return info
-        assert asyncio.get_running_loop().time() < deadline, f"never saw {what}; last: {info}"
-        await asyncio.sleep(0.5)
 
 
 def ended(info: JobInfo) -> bool:
@@ -130,12 +65,8 @@ def ended(info: JobInfo) -> bool:
     return info.state.is_finished and info.state is not JobState.COMPLETING
 
 
-async def cancel(cluster: Cluster, *job_ids: str) -> None:
-    await cluster.client.cancel(cluster.transport_for("alice"), list(job_ids))
-
-
 async def test_held_job_waits_is_found_by_name_and_cancelled(pbs):
-    job_id, name = await submit(pbs, "held", "sleep 60", hold=True)
+    job_id, name = await PBS.submit(pbs, "held", "sleep 60", hold=True)
     try:
         info = await lookup_until(pbs, job_id, lambda i: i.state is JobState.PENDING, "pending")
         assert (info.raw_state, info.queue, info.estimated_start) == ("H", "workq", None)
@@ -151,7 +82,7 @@ async def test_held_job_waits_is_found_by_name_and_cancelled(pbs):
 
 
 async def test_job_in_a_stopped_queue_says_why(pbs):
-    job_id, _ = await submit(pbs, "stopq", "sleep 60", queue="hold")
+    job_id, _ = await PBS.submit(pbs, "stopq", "sleep 60", queue="hold")
     try:
         info = await lookup_until(pbs, job_id, lambda i: bool(i.reason), "the scheduler's reason")
         assert (info.state, info.queue) == (JobState.PENDING, "hold")
@@ -163,9 +94,9 @@ async def test_job_in_a_stopped_queue_says_why(pbs):
 async def test_queued_jobs_get_estimates_and_places_behind_a_job_that_fills_the_cluster(pbs):
     alice = pbs.transport_for("alice")
     whole = {"nodes": 2, "tasks_per_node": 8, "walltime_seconds": 120}
-    blocker, _ = await submit(pbs, "fill", "sleep 120", **whole)
-    first, _ = await submit(pbs, "wait1", "sleep 60", **whole)
-    second, _ = await submit(pbs, "wait2", "sleep 60", **whole)
+    blocker, _ = await PBS.submit(pbs, "fill", "sleep 120", **whole)
+    first, _ = await PBS.submit(pbs, "wait1", "sleep 60", **whole)
+    second, _ = await PBS.submit(pbs, "wait2", "sleep 60", **whole)
     try:
         infos = {}
         for job_id in (first, second):
@@ -182,6 +113,10 @@ async def test_queued_jobs_get_estimates_and_places_behind_a_job_that_fills_the_
         assert answers[blocker].state in (JobState.RUNNING, JobState.PENDING)
         assert answers[second].estimated_start == infos[second].estimated_start
         assert answers["999999"].state is JobState.GONE
+        # The form's estimate for a new job: behind the two waiting, as PBS estimates them.
+        guess = await pbs.client.estimate_start(alice, JobRequest("x", "workq", 60))
+        assert guess.start is not None and "2 jobs waiting" in guess.basis
+        assert guess.start >= min(infos[second].estimated_start, datetime.now())
     finally:
         await cancel(pbs, blocker, first, second)
     for job_id in (first, second):
@@ -190,7 +125,7 @@ async def test_queued_jobs_get_estimates_and_places_behind_a_job_that_fills_the_
 
 
 async def test_running_job_then_its_exit_status_from_the_history(pbs):
-    job_id, _ = await submit(pbs, "exit3", "sleep 3; exit 3")
+    job_id, _ = await PBS.submit(pbs, "exit3", "sleep 3; exit 3")
     info = await lookup_until(pbs, job_id, lambda i: i.state is not JobState.PENDING, "start")
     if info.state is JobState.RUNNING:
         assert len(info.nodes) == 1 and info.nodes[0].startswith("pbs-cn")
@@ -202,7 +137,7 @@ async def test_running_job_then_its_exit_status_from_the_history(pbs):
 async def test_cancelling_a_running_job(pbs):
     alice = pbs.transport_for("alice")
     started = f"{SCRIPT_DIR}/{JOB_PREFIX}-{uuid.uuid4().hex[:8]}.started"
-    job_id, _ = await submit(pbs, "cancel", f"touch {started}; sleep 120")
+    job_id, _ = await PBS.submit(pbs, "cancel", f"touch {started}; sleep 120")
     try:
         await lookup_until(pbs, job_id, lambda i: i.state is JobState.RUNNING, "running")
         # The server says R as it sends the job to the MOM; a qdel that comes before the
@@ -221,14 +156,14 @@ async def test_cancelling_a_running_job(pbs):
 
 @pytest.mark.parametrize("spelling", ["select", "nodes"])
 async def test_job_on_two_hosts_reaches_both_with_pbs_tmrsh(pbs_cluster_up, spelling):
-    cluster = make_cluster(resource_spelling=spelling)
+    cluster = PBS.cluster(resource_spelling=spelling)
     alice = cluster.transport_for("alice")
     stem = f"/home/alice/{SCRIPT_DIR}/{JOB_PREFIX}-{uuid.uuid4().hex[:8]}"
     copy = ["/bin/sh", "-c", f"hostname >> {stem}.hosts"]
     spread = [PYTHON, "-m", "hubdash.job.pbshosts", "spread", "--engines", "4", "--per-node", "2"]
     body = f'echo "$PBS_JOBID" > {stem}.id\n{shlex.join([*spread, "--", *copy])}\nsleep 2'
     try:
-        job_id, _ = await submit(cluster, "two", body, nodes=2, tasks_per_node=2)
+        job_id, _ = await PBS.submit(cluster, "two", body, nodes=2, tasks_per_node=2)
         try:
             info = await lookup_until(
                 cluster, job_id, lambda i: i.state is not JobState.PENDING, "start"
@@ -275,7 +210,7 @@ async def test_four_engines_on_two_nodes_run_two_on_each_host(pbs):
     body = ENGINES_BODY.format(
         state=state, python=PYTHON, launcher=shlex.quote(shlex.join(launcher))
     )
-    job_id, _ = await submit(pbs, "engines", body, nodes=2, tasks_per_node=layout.per_node)
+    job_id, _ = await PBS.submit(pbs, "engines", body, nodes=2, tasks_per_node=layout.per_node)
     try:
         info = await lookup_until(pbs, job_id, ended, "the end")
     finally:
@@ -296,5 +231,14 @@ async def test_queue_figures(pbs):
     assert queues["workq"].nodes_total == 2
     assert 0 <= queues["workq"].nodes_free <= 2
     assert queues["workq"].jobs_pending is not None
-    # PBS has no what-if query: the form says it has no estimate before submitting.
-    assert await pbs.client.estimate_start(alice, JobRequest("x", "workq", 60)) is None
+
+    # No what-if query: the estimate comes from the queue (cluster/startguess.py). The debug
+    # queue holds no job of anyone's: free nodes mean now, busy ones their walltime end.
+    async def nodes_free():
+        return queues["debug"].nodes_free
+
+    guess = await pbs.client.estimate_start(alice, JobRequest("x", "debug", 60), nodes_free)
+    assert guess.basis in (
+        "nodes are free and no job waits in this queue",
+        "the nodes are busy and the scheduler has no estimate",
+    ), guess

@@ -205,6 +205,26 @@ async def test_pbs_jobs_of_one_user_share_one_qstat():
         await cluster.close()
 
 
+async def test_pbs_jobs_tracked_at_different_moments_are_still_asked_together():
+    # Servers spawned at different moments fall due at different moments; asking only for
+    # the due ones would cost one qstat per server a round (bench/README.md, section 1b).
+    scheduler = PaperScheduler()
+    cluster = make_cluster(scheduler, kind="pbs")
+    monitor = cluster.monitor
+    try:
+        for job_id in ("61", "62", "63"):
+            scheduler.jobs[job_id] = PaperJob("PENDING")
+            monitor.track(job_id, "alice")
+            await until(monitor, job_id, lambda v: v.info is not None, "an answer")
+        settled = len(scheduler.commands)
+        before = monitor.get("61").checks
+        await until(monitor, "61", lambda v: v.checks >= before + 4, "four more lookups")
+        later = [argv for argv in scheduler.commands[settled:] if argv[0] == "qstat"]
+        assert later and all(argv[-3:] == ["61", "62", "63"] for argv in later)
+    finally:
+        await cluster.close()
+
+
 async def test_refresh_asks_at_once_even_for_a_settled_job():
     scheduler = PaperScheduler()
     cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))

@@ -111,8 +111,8 @@ def test_submit_prints_the_whole_id_and_a_dot_in_the_name_is_taken():
 
 def test_all_ids_are_asked_in_one_json_request_with_history():
     assert PBSPRO.status_command(["7.s"]) == ["qstat", "-E", "-x", "-f", "-F", "json", "7.s"]
-    # The monitor asks for all due jobs of a user in one command.
-    assert PBSPRO.lookup_batch_min is None
+    # From two tracked jobs on, the monitor asks for all of a user's jobs in one command.
+    assert PBSPRO.lookup_batch_min == 2
     assert PBSPRO.lookup_command(["7.s", "8.s"], "alice")[-2:] == ["7.s", "8.s"]
 
 
@@ -298,7 +298,7 @@ def test_queue_figures_through_the_client_take_node_counts_from_pbsnodes():
 def test_orphans_are_found_by_name_with_qselect():
     argv, _, stdout, _ = answer("qselect-by-name.txt")
     assert PBSPRO.jobs_named_command("hd-run", "alice") == argv
-    assert PBSPRO.parse_job_ids(stdout) == ["232.pbs-login"]
+    assert PBSPRO.parse_job_ids(stdout, "hd-run", "alice") == ["232.pbs-login"]
 
 
 @pytest.mark.parametrize("name", ["qdel-finished.txt", "qdel-unknown.txt"])
@@ -306,3 +306,78 @@ def test_qdel_of_a_job_that_is_over_fails_and_says_why(name):
     argv, exit_status, _, stderr = answer(name)
     assert PBSPRO.cancel_command(argv[1:]) == argv
     assert exit_status != 0 and argv[1].split(".")[0] in stderr
+
+
+# --- the form's start estimate: no what-if query, the queue's own estimates ---------------
+
+
+def test_backlog_reads_the_waiting_jobs_estimates_and_the_running_jobs_walltime_end():
+    argv, _, stdout, _ = answer("qstat-f-F-json-queue-waiting.json")
+    assert PBSPRO.backlog_command("workq") == argv
+    backlog = PBSPRO.parse_backlog(stdout)
+    assert backlog.waiting_starts == [datetime(2026, 12, 4, 13, 47, 6)] * 2
+    # hd-both: started 13:37:06 with 10 minutes of walltime, on both nodes.
+    assert backlog.running_ends == [(datetime(2026, 12, 4, 13, 47, 6), 2)]
+
+
+@pytest.mark.parametrize(("name", "waiting", "running"), [("busy", 0, 1), ("empty", 0, 0)])
+def test_backlog_of_a_busy_and_of_an_empty_queue(name, waiting, running):
+    _, _, stdout, _ = answer(f"qstat-f-F-json-queue-{name}.json")
+    backlog = PBSPRO.parse_backlog(stdout)
+    assert (len(backlog.waiting_starts), len(backlog.running_ends)) == (waiting, running)
+
+
+def test_only_pbs_pro_lists_a_backlog_and_the_queue_name_is_checked():
+    assert PBSAdapter("torque").backlog_command("workq") is None
+    assert PBSAdapter("slurm-torque").backlog_command("workq") is None
+    with pytest.raises(ValueError):
+        PBSPRO.backlog_command("-x")
+
+
+class CannedBacklog:
+    """qstat -f -F json QUEUE answered from a recorded sample; nothing else is asked."""
+
+    def __init__(self, name: str):
+        self.name, self.commands = name, []
+
+    async def run(self, argv, *, input=None, timeout=30):  # noqa: A002 - the contract's name
+        self.commands.append(argv)
+        return CommandResult(0, sample(P + f"qstat-f-F-json-queue-{self.name}.json"), "")
+
+
+def free(count):
+    async def nodes_free():
+        return count
+
+    return nodes_free
+
+
+def test_estimate_behind_waiting_jobs_is_the_latest_of_their_estimates():
+    transport = CannedBacklog("waiting")
+    guess = asyncio.run(
+        SchedulerClient("test", PBSPRO).estimate_start(
+            transport, JobRequest("x", "workq", 600), free(0)
+        )
+    )
+    assert guess.start >= datetime(2026, 12, 4, 13, 47, 6)  # or now, once that is past
+    assert "2 jobs waiting" in guess.basis
+    assert transport.commands == [["qstat", "-f", "-F", "json", "workq"]]  # no qsub
+
+
+def test_estimate_of_a_busy_queue_with_none_waiting_is_the_running_jobs_walltime_end():
+    guess = asyncio.run(
+        SchedulerClient("test", PBSPRO).estimate_start(
+            CannedBacklog("busy"), JobRequest("x", "workq", 600, nodes=2), free(0)
+        )
+    )
+    assert guess.start is not None and "walltime" in guess.basis
+
+
+def test_estimate_of_an_empty_queue_with_free_nodes_is_now():
+    guess = asyncio.run(
+        SchedulerClient("test", PBSPRO).estimate_start(
+            CannedBacklog("empty"), JobRequest("x", "debug", 600), free(2)
+        )
+    )
+    assert guess.start is not None and abs((guess.start - datetime.now()).total_seconds()) < 5
+    assert guess.basis == "nodes are free and no job waits in this queue"

@@ -4,7 +4,6 @@ real one runs in tests/integration/test_pbs_cluster.py)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,7 @@ import pytest
 from hubdash.job import pbshosts
 
 from .scheduler_samples import DATA
-
-REPO = Path(__file__).resolve().parents[2]
+from .spreading import on_a_job_host, spread_copies
 
 
 def recorded_node_file(tmp_path: Path) -> Path:
@@ -59,41 +57,28 @@ def test_pbs_tmrsh_is_found_through_pbs_conf_when_not_on_path(tmp_path, monkeypa
         pbshosts.tmrsh_path()
 
 
-def fake_tmrsh(tmp_path: Path) -> Path:
-    """A pbs_tmrsh that logs its arguments and runs the command here, as the MOM would."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "tmrsh.log"
-    script = bin_dir / "pbs_tmrsh"
-    script.write_text(f'#!/bin/bash\necho "$@" >> {log}\nshift\nexec "$@"\n')
-    script.chmod(0o755)
-    return bin_dir
-
-
 @pytest.mark.parametrize(("engines", "here_copies", "remote_count"), [(4, 2, 2), (3, 2, 1)])
 def test_spread_puts_per_node_copies_here_and_the_rest_through_pbs_tmrsh(
     tmp_path, monkeypatch, engines, here_copies, remote_count
 ):
-    out = tmp_path / "copies"
-    monkeypatch.setenv("PBS_NODEFILE", str(recorded_node_file(tmp_path)))
-    monkeypatch.setenv("PATH", f"{fake_tmrsh(tmp_path)}:/usr/bin:/bin")
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setattr(pbshosts.socket, "gethostname", lambda: "pbs-cn1")
-    copy = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('x')"]
-    assert pbshosts.spread(engines, 2, copy) == 0
-    assert out.read_text() == "x" * engines
-    (call,) = (tmp_path / "tmrsh.log").read_text().splitlines()  # one task for pbs-cn2
+    log = on_a_job_host(
+        monkeypatch,
+        tmp_path,
+        pbshosts,
+        here="pbs-cn1",
+        hosts=("PBS_NODEFILE", recorded_node_file(tmp_path)),
+        remote=("pbs_tmrsh", 'shift\nexec "$@"'),  # as the MOM would: HOST, then the words
+    )
+    assert spread_copies(pbshosts, tmp_path, engines, 2) == (0, "x" * engines)
+    (call,) = log.read_text().splitlines()  # one task for pbs-cn2
     assert call.startswith("pbs-cn2 env ")
     assert f" local --count {remote_count} -- " in call
 
 
 def test_without_a_node_file_every_copy_runs_here(tmp_path, monkeypatch):
-    out = tmp_path / "copies"
     monkeypatch.delenv("PBS_NODEFILE", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")  # no pbs_tmrsh needed
-    copy = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('x')"]
-    assert pbshosts.spread(2, 1, copy) == 0
-    assert out.read_text() == "xx"
+    assert spread_copies(pbshosts, tmp_path, 2, 1) == (0, "xx")
 
 
 def test_a_missing_command_is_the_launchers_exit_code(tmp_path):

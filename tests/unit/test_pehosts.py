@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 import pytest
 
 from hubdash.job import pehosts
 
 from .scheduler_samples import DATA
-
-REPO = Path(__file__).resolve().parents[2]
+from .spreading import on_a_job_host, spread_copies
 
 
 def test_the_recorded_pe_hostfile_reads_as_hosts_and_slots():
@@ -75,41 +73,28 @@ def test_qrsh_is_found_by_sge_root_and_architecture_when_not_on_path(tmp_path, m
         pehosts.qrsh_path()
 
 
-def fake_qrsh(tmp_path: Path) -> Path:
-    """A qrsh that logs its arguments and runs the line here, as the remote shell would."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "qrsh.log"
-    script = bin_dir / "qrsh"
-    script.write_text(f'#!/bin/bash\necho "$@" >> {log}\nexec /bin/bash -c "${{@: -1}}"\n')
-    script.chmod(0o755)
-    return bin_dir
-
-
 def test_spread_runs_this_hosts_copies_here_and_the_others_through_qrsh(tmp_path, monkeypatch):
     hostfile = tmp_path / "pe_hostfile"
     hostfile.write_text("sge-cn1 2 all.q@sge-cn1 UNDEFINED\nsge-cn2 2 all.q@sge-cn2 UNDEFINED\n")
-    out = tmp_path / "copies"
-    monkeypatch.setenv("PE_HOSTFILE", str(hostfile))
-    monkeypatch.setenv("PATH", f"{fake_qrsh(tmp_path)}:/usr/bin:/bin")
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setattr(pehosts.socket, "gethostname", lambda: "sge-cn2.example.org")
-    copy = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('x')"]
-    assert pehosts.spread(3, 2, copy) == 0
-    assert out.read_text() == "xxx"
-    qrsh_calls = (tmp_path / "qrsh.log").read_text().splitlines()
+    log = on_a_job_host(
+        monkeypatch,
+        tmp_path,
+        pehosts,
+        here="sge-cn2.example.org",
+        hosts=("PE_HOSTFILE", hostfile),
+        remote=("qrsh", 'exec /bin/bash -c "${@: -1}"'),  # as the remote shell would: the line
+    )
+    assert spread_copies(pehosts, tmp_path, 3, 2) == (0, "xxx")
+    qrsh_calls = log.read_text().splitlines()
     assert len(qrsh_calls) == 1  # this host (sge-cn2) runs its 2 copies without qrsh
     assert qrsh_calls[0].startswith("-inherit -nostdin sge-cn1 env ")
     assert " local --count 1 -- " in qrsh_calls[0]
 
 
 def test_without_a_pe_hostfile_every_copy_runs_here(tmp_path, monkeypatch):
-    out = tmp_path / "copies"
     monkeypatch.delenv("PE_HOSTFILE", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")  # no qrsh needed
-    copy = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('x')"]
-    assert pehosts.spread(2, 1, copy) == 0
-    assert out.read_text() == "xx"
+    assert spread_copies(pehosts, tmp_path, 2, 1) == (0, "xx")
 
 
 def test_a_failing_copy_is_the_launchers_exit_code(tmp_path):

@@ -81,8 +81,8 @@ async def test_pbs_queue_summaries_take_node_counts_from_pbsnodes():
 
 async def test_slurm_estimate_asks_test_only_and_submits_nothing():
     cluster, transport = slurm_cluster()
-    start = await cluster.estimate_start(transport, REQUEST)
-    assert start == datetime(2026, 11, 25, 21, 22, 8)
+    guess = await cluster.estimate_start(transport, REQUEST)
+    assert (guess.start, guess.basis) == (datetime(2026, 11, 25, 21, 22, 8), "")
     (argv,) = transport.commands
     assert argv[:2] == ["sbatch", "--test-only"] and "--wrap=true" in argv
     assert "--parsable" not in argv
@@ -97,10 +97,10 @@ async def test_a_job_the_scheduler_cannot_run_is_its_answer_not_an_outage():
         await cluster.estimate_start(transport, REQUEST)
 
 
-async def test_pbs_gives_no_estimate_and_runs_nothing_for_it():
+async def test_torque_gives_no_estimate_and_runs_nothing_for_it():
     transport = CannedTransport({})
     cluster = SchedulerClient("test", PBSAdapter("slurm-torque"))
-    assert await cluster.estimate_start(transport, REQUEST) is None
+    assert (await cluster.estimate_start(transport, REQUEST)).start is None
     assert transport.commands == []
 
 

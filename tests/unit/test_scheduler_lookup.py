@@ -77,7 +77,7 @@ def test_slurm_lookup_failure_is_no_verdict(stderr):
 
 
 def test_pbs_lookup_asks_for_all_of_a_users_jobs_in_one_qstat():
-    assert TORQUE.lookup_batch_min is None
+    assert TORQUE.lookup_batch_min == 2
     assert TORQUE.lookup_command(["1234.torque01", "1299.torque01"], "alice") == [
         "qstat",
         "-f",

@@ -177,7 +177,7 @@ def test_state_letters_that_say_why_a_job_waits(letters, words):
 
 
 def test_lookup_is_one_qstat_of_the_users_jobs_whatever_ids_are_due():
-    assert SGE.lookup_batch_min is None
+    assert SGE.lookup_batch_min == 1  # every lookup answers for all of the user's jobs
     assert SGE.lookup_command(["7", "9"], "alice") == ["qstat", "-u", "alice", "-g", "t", "-xml"]
     for ids, user in ((["-7"], "alice"), (["7"], "-alice"), (["7"], "a b")):
         with pytest.raises(ValueError):
@@ -351,9 +351,14 @@ def test_status_knows_alive_jobs_and_calls_the_others_gone():
 
 def test_cancel_and_jobs_by_name():
     assert SGE.cancel_command(["9", "10"]) == ["qdel", "9", "10"]
-    assert SGE.jobs_named_command("hd-run", "alice") == ["qstat", "-j", "hd-run", "-xml"]
-    assert SGE.parse_job_ids(recorded("qstat-j-xml-by-name.xml")) == ["9"]
-    assert SGE.parse_job_ids(recorded("qstat-j-xml-by-unknown-name.xml")) == []
+    # The user's own listing, filtered by name: another user's job of that name is not theirs.
+    argv = SGE.jobs_named_command("hd-run", "alice")
+    assert argv == ["qstat", "-u", "alice", "-g", "t", "-xml"]
+    listing = recorded("qstat-u-g-t-xml-mixed.xml")
+    assert SGE.parse_job_ids(listing, "hd-run", "alice") == ["9"]
+    assert SGE.parse_job_ids(listing, "hd-pe", "alice") == ["10"]  # one id for its 3 tasks
+    assert SGE.parse_job_ids(listing, "hd-run", "bob") == []
+    assert SGE.parse_job_ids(listing, "hd-none", "alice") == []
     with pytest.raises(ValueError):
         SGE.jobs_named_command("hd-*", "alice")
 
