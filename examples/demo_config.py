@@ -1,9 +1,10 @@
 """JupyterHub config for the local test cluster (scripts/testcluster): the demo and the e2e tests.
 
 Environment variables (all optional) let the tests run several hubs side by side:
-HUBDASH_SCHEDULER picks the test cluster: slurm (default), slurm-torque (the Slurm cluster
-through its PBS/Torque commands), pbs (the OpenPBS cluster) or sge (the Grid Engine
-cluster); HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR, HUBDASH_SERVICE_PORT (the
+HUBDASH_SCHEDULER picks the test cluster: all (the demo's: Slurm, OpenPBS and Grid Engine
+from one hub, the user picks the cluster in the form), slurm (the default here, one
+cluster), slurm-torque (the Slurm cluster through its PBS/Torque commands), pbs (the
+OpenPBS cluster) or sge (the Grid Engine cluster); HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR, HUBDASH_SERVICE_PORT (the
 dashboard service's port, default 10101).
 """
 
@@ -84,11 +85,22 @@ CLUSTERS = {
         },
     },
 }
+TITLES = {
+    "slurm": "Slurm test cluster",
+    "pbs": "OpenPBS test cluster",
+    "sge": "Grid Engine test cluster",
+}
 cluster = os.environ.get("HUBDASH_SCHEDULER", "slurm")
-if cluster not in CLUSTERS:
-    raise ValueError(f"HUBDASH_SCHEDULER={cluster!r}: choose one of {', '.join(CLUSTERS)}")
-for name, value in CLUSTERS[cluster].items():
-    setattr(c.JobSpawner, name, value)
+if cluster == "all":
+    # Several clusters from one hub: each entry its own settings over the ones below.
+    c.JobSpawner.clusters = {
+        name: {"title": title, **CLUSTERS[name]} for name, title in TITLES.items()
+    }
+elif cluster in CLUSTERS:
+    for name, value in CLUSTERS[cluster].items():
+        setattr(c.JobSpawner, name, value)
+else:
+    raise ValueError(f"HUBDASH_SCHEDULER={cluster!r}: choose all or one of {', '.join(CLUSTERS)}")
 c.JobSpawner.known_hosts = "/etc/hubdash-testcluster/known_hosts"
 c.JobSpawner.ssh_key_path = "/etc/hubdash-testcluster/keys/{username}"
 c.JobSpawner.remote_python = "/opt/hubdash/venv/bin/python"

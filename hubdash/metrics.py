@@ -35,6 +35,12 @@ QUEUE_INFO_ANSWERS = Counter(
     ["cluster", "kind", "source"],
 )
 
+CLUSTER_AVAILABLE = Gauge(
+    "hubdash_cluster_available",
+    "1 while the cluster's login node answers (its SSH greeting), 0 while it does not",
+    ["cluster"],
+)
+
 
 def commands_run(cluster: str) -> dict[str, int]:
     """Scheduler commands run so far for one cluster, by command (all outcomes): what the

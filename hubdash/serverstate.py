@@ -15,7 +15,14 @@ Version 2 (times are epoch seconds, durations seconds)::
      "tunnel": {...},            # as the spawner's tunnel describes itself
      "history": [{"phase", "time", "message"}, ...],
      "last_outcome": {"job_id", "state", "message", "exit_code", "ended_at", "log_tail"},
-     "cancel_pending": [job ids]}
+     "cancel_pending": [job ids],
+     "cluster": {"name", "title", "login_host", "login_port", "scheduler",
+                 "scheduler_options": {name: value}, "bin_dir"}}
+
+`cluster` is the cluster the server was last started on (JobSpawner.clusters; a hub with
+one cluster names it too): its name and title, and how to reach its scheduler, so that a
+server whose cluster was since removed from the config can still be shown and its job
+cancelled. States saved before it existed have none: the hub's first cluster is theirs.
 
 `job`, `tunnel` and `history` are there while the server has a job; `last_outcome` stays after
 it stops. `estimated_start` is ISO 8601 text as the scheduler gave it (the cluster's wall
@@ -90,6 +97,19 @@ class Step:
 
 
 @dataclass
+class ClusterRef:
+    """The cluster a server runs on, as saved with it."""
+
+    name: str
+    title: str = ""
+    login_host: str = ""
+    login_port: int = 22
+    scheduler: str = ""
+    scheduler_options: dict[str, str] = field(default_factory=dict)
+    bin_dir: str = ""
+
+
+@dataclass
 class ServerState:
     """Everything saved about one server; `problems` says what a read could not take."""
 
@@ -98,6 +118,7 @@ class ServerState:
     history: list[Step] = field(default_factory=list)
     last_outcome: JobOutcome | None = None
     cancel_pending: list[str] = field(default_factory=list)  # job ids whose cancel failed
+    cluster: ClusterRef | None = None
     problems: list[str] = field(default_factory=list, compare=False)  # never saved
 
     def to_state(self) -> dict[str, Any]:
@@ -113,6 +134,8 @@ class ServerState:
             state["last_outcome"] = asdict(self.last_outcome)
         if self.cancel_pending:
             state["cancel_pending"] = list(self.cancel_pending)
+        if self.cluster is not None:
+            state["cluster"] = asdict(self.cluster)
         return state
 
 
@@ -151,11 +174,27 @@ def read_server_state(state: dict[str, Any] | None) -> ServerState:
         history=_history(state.get("history"), problems),
         last_outcome=_outcome(state.get("last_outcome"), problems),
         cancel_pending=_job_ids(state.get("cancel_pending"), problems),
+        cluster=_cluster(state.get("cluster"), problems),
         problems=problems,
     )
     if not saved.job.job_id:
         saved.job = JobRecord()  # the rest of a job without an id is no job
     return saved
+
+
+def _cluster(data: Any, problems: list[str]) -> ClusterRef | None:
+    if data is None:
+        return None
+    try:
+        ref = _read(ClusterRef, data, "cluster", problems)
+    except _Unreadable as exc:
+        problems.append(f"{exc}: not read")
+        return None
+    options = ref.scheduler_options
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
+        problems.append("cluster.scheduler_options: not all text")
+        ref.scheduler_options = {}
+    return ref
 
 
 def _v1_job(job: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """Cluster: one configured cluster, live in the hub.
 
 Holds what the spawners of every user share for it: the scheduler client, one transport per
-cluster user, the SSH connect throttle of its login node, the job monitor and the form's
-queue-information cache. Made by the ClusterRegistry, one per ClusterConfig.
+cluster user, the SSH connect throttle of its login node, the job monitor, the form's
+queue-information cache and whether its login node answers (health). Made by the
+ClusterRegistry, one per ClusterConfig.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from hubdash.cluster.client import SchedulerClient
 from hubdash.cluster.config import ClusterConfig
+from hubdash.cluster.health import LoginHealth, ssh_greeting
 from hubdash.cluster.monitor import JobMonitor
 from hubdash.cluster.queueinfo import QueueInformation
 from hubdash.schedulers.base import SchedulerAdapter
@@ -21,6 +23,11 @@ from hubdash.transport.factory import UserKeys, make_transport
 
 # Makes the transport of a cluster user from the user's keys (tests hand in their own).
 TransportMaker = Callable[[str, UserKeys], Transport]
+
+
+async def probe_login_node(host: str, port: int, timeout: float) -> str:
+    """The login node's SSH greeting (looked up at each check: tests on paper replace it)."""
+    return await ssh_greeting(host, port, timeout)
 
 
 class Cluster:
@@ -47,6 +54,16 @@ class Cluster:
         self._transports: dict[str, Transport] = {}
         self.monitor = JobMonitor(self.client, self._open_transport, config.monitor, log=self.log)
         self.queue_info = QueueInformation(config.name, config.queue_info_ttl, log=self.log)
+        # Over SSH, whether the login node answers at all; a local transport has no such node.
+        self.health: LoginHealth | None = None
+        if config.login.transport == "ssh" and config.login.host and transport_maker is None:
+            self.health = LoginHealth(
+                config.login.host,
+                config.login.port,
+                interval=config.check_interval,
+                cluster=config.name,
+                probe=lambda host, port, timeout: probe_login_node(host, port, timeout),
+            )
 
     @property
     def adapter(self) -> SchedulerAdapter:
@@ -79,5 +96,7 @@ class Cluster:
 
     async def close(self) -> None:
         await self.monitor.close()
+        if self.health is not None:
+            await self.health.close()
         transports, self._transports = list(self._transports.values()), {}
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)

@@ -26,6 +26,8 @@ class ClusterConfig:
     command_timeout: float = 30.0
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     queue_info_ttl: float = 30.0
+    check_interval: float = 30.0  # seconds between checks that the login node answers
+    title: str = ""  # what users read; the name when empty
 
     def check(self, where: str = "JobSpawner") -> None:
         """ValueError naming the setting when this configuration cannot work."""

@@ -11,6 +11,7 @@ from traitlets import (
     TraitError,
 )
 
+from hubdash.spawner.clusterchoice import ClusterRefused, refused_as_http
 from hubdash.spawner.extras import ExtraConfigError, ExtraFields, parse_extra_settings
 from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.options import (
@@ -43,9 +44,18 @@ class FormOptions:
             # Shown above the form as it is (not as "HTTP 400: Bad Request (...)").
             error.jupyterhub_message = f"The server was not started. Please correct the form: {exc}"
             raise error from None
-        return options.to_user_options()
+        user_options = options.to_user_options()
+        if self.clusters:  # a hub of several clusters: the server's own, kept with the rest
+            user_options["cluster"] = self.chosen_cluster
+        return user_options
 
     def job_options(self, data: dict) -> JobOptions:
+        """The options checked against the rules of the cluster they name (or the user's
+        first one), whose settings are then in place on this spawner."""
+        data = dict(data)
+        name = self.pick_cluster(data.pop("cluster", None))
+        if name != self.chosen_cluster or self.removed_cluster is not None:
+            self.use_cluster(name)
         groups = [group.name for group in getattr(self.user, "groups", [])]
         return validate_options(data, self.queue_table, self.user.name, groups, self.extra_fields)
 
@@ -60,9 +70,7 @@ class FormOptions:
     def check_config(self) -> None:
         """Read every form setting once; TraitError naming the setting if one cannot work."""
         try:
-            self._queue_table, self._extra_fields, self._cluster_config = None, None, None
-            _ = self.queue_table, self.extra_fields
-            self.cluster_config.check()
+            self.check_clusters()
         except (ConfigError, ExtraConfigError, ValueError) as exc:
             raise TraitError(str(exc)) from None
 
@@ -72,6 +80,8 @@ def check_user_options(spawner: Any, user_options: dict) -> None:
     way in (form, API, opt- URL), before start() runs."""
     try:
         spawner.job_options(user_options or {})
+    except ClusterRefused as exc:
+        raise refused_as_http(exc) from None
     except OptionsError as exc:
         error = web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%"))
         # What the REST API answers (tornado would show the log message's '%%' as it is).

@@ -36,6 +36,7 @@ from hubdash.schedulers.base import (
 )
 from hubdash.serverstate import JobOutcome, JobRecord, ServerState, read_server_state
 from hubdash.spawner import formpage
+from hubdash.spawner.clusterchoice import ClusterChoices, ClusterRefused, refused_as_http
 from hubdash.spawner.extras import ExtraFields
 from hubdash.spawner.formoptions import FormOptions, check_user_options
 from hubdash.spawner.hubchannel import HubChannel
@@ -63,7 +64,14 @@ USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 
 class JobSpawner(
-    JobSpawnerSettings, FormOptions, JobRequestBuilder, ServerWait, HubChannel, JobCancels, Spawner
+    JobSpawnerSettings,
+    ClusterChoices,
+    FormOptions,
+    JobRequestBuilder,
+    ServerWait,
+    HubChannel,
+    JobCancels,
+    Spawner,
 ):
     """Starts each single-user server as a batch job on an HPC cluster, through its login node.
 
@@ -99,6 +107,15 @@ class JobSpawner(
         saved = read_server_state(state)
         for problem in saved.problems:
             self.log.warning("Saved state of %s: %s", self._log_name, problem)
+        if saved.cluster is not None and saved.cluster.name in self.cluster_choices:
+            self.use_cluster(saved.cluster.name)
+        elif saved.cluster is not None:
+            self.log.warning(
+                "%s ran on cluster %r, which is no longer configured: it is reached as saved",
+                self._log_name,
+                saved.cluster.name,
+            )
+            self.use_removed_cluster(saved.cluster)
         self.job, self.last_outcome = saved.job, saved.last_outcome
         self.cancel_pending = saved.cancel_pending
         if self.cancel_pending:
@@ -114,6 +131,7 @@ class JobSpawner(
             history=self._progress.history if with_job else [],
             last_outcome=self.last_outcome,
             cancel_pending=list(self.cancel_pending),
+            cluster=self.cluster_ref() if self.chosen_cluster else None,
         )
         state.update(saved.to_state())  # the layout of hubdash.serverstate
         return state
@@ -173,6 +191,7 @@ class JobSpawner(
     def cluster_config(self) -> ClusterConfig:
         """This server's cluster as configured (hubdash.spawner.wiring)."""
         if self._cluster_config is None:
+            self.ensure_cluster()
             self._cluster_config = cluster_config_of(self)
         return self._cluster_config
 
@@ -212,11 +231,19 @@ class JobSpawner(
     async def start(self) -> tuple[str, int]:
         try:
             options = self.job_options(self.user_options or {})
+        except ClusterRefused as exc:
+            raise refused_as_http(exc) from None
         except OptionsError as exc:
             raise web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%")) from None
         self._progress.reset()
         self.job = JobRecord()
         cluster = self.cluster
+        if cluster.health is not None and not await cluster.health.check(max_age=5.0):
+            # Down for everyone: say so at once rather than after SSH's own timeouts.
+            raise SpawnError(
+                f"Cluster {self.cluster_title or cluster.name} is unavailable: "
+                f"{cluster.health.message}."
+            )
         transport = self.user_transport()
         try:
             address = await self._start_job(cluster, transport, options)
@@ -229,8 +256,10 @@ class JobSpawner(
             self.log.warning("Start of %s failed: %s", self._log_name, reason)
             await asyncio.shield(self._abandon_start(cluster, transport, reason))
             if isinstance(exc, TransportError | SchedulerError | ConfigError):
-                # Written for the user; JupyterHub shows only an HTTPError's message.
-                raise SpawnError(str(exc)) from exc
+                # Written for the user; JupyterHub shows only an HTTPError's message. With
+                # several clusters, which one failed is half the message.
+                where = f"Cluster {self.cluster_title}: " if self.clusters else ""
+                raise SpawnError(f"{where}{exc}") from exc
             raise
         finally:
             await self._progress.finish()

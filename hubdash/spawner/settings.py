@@ -22,6 +22,7 @@ from traitlets import (
 )
 
 from hubdash.schedulers import SCHEDULERS
+from hubdash.spawner.clustersettings import ClusterSettings
 from hubdash.spawner.engineplan import LauncherError, launcher_template
 from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, parse_extra_settings
 from hubdash.spawner.options import ConfigError, parse_queue_table
@@ -29,7 +30,7 @@ from hubdash.spawner.pbssettings import PBSSettings
 from hubdash.spawner.sgesettings import GridEngineSettings
 
 
-class JobSpawnerSettings(GridEngineSettings, PBSSettings):
+class JobSpawnerSettings(ClusterSettings, GridEngineSettings, PBSSettings):
     """The settings of JobSpawner (`c.JobSpawner.<name>` in jupyterhub_config.py).
 
     A mixin: JobSpawner(JobSpawnerSettings, Spawner); defaults it gives for the hub's

@@ -25,7 +25,8 @@ def cluster_config_of(settings: Any) -> ClusterConfig:
             "slots_per_node": str(settings.sge_slots_per_node),
         }
     return ClusterConfig(
-        name=settings.login_host or "local",
+        name=getattr(settings, "chosen_cluster", "") or settings.login_host or "local",
+        title=getattr(settings, "cluster_title", ""),
         login=LoginSettings(
             transport=settings.transport,
             host=settings.login_host,
@@ -49,6 +50,7 @@ def cluster_config_of(settings: Any) -> ClusterConfig:
             max_lookups_per_minute=settings.monitor_max_lookups_per_minute,
         ),
         queue_info_ttl=settings.queue_info_ttl,
+        check_interval=settings.cluster_check_interval,
     )
 
 

@@ -20,8 +20,13 @@ c.JupyterHub.named_server_limit_per_user = 0
 # only them (other hubs may share the test cluster).
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_JOB_PREFIX"]
 # Queue access under test: batch is bob's alone (the form, opt- URLs and the API refuse alice).
-if "batch" in c.JobSpawner.queues:  # the Slurm cluster's queues
-    c.JobSpawner.queues["batch"]["users"] = ["bob"]
+slurm_queues = (
+    c.JobSpawner.clusters["slurm"]["queues"]  # a hub of several clusters
+    if "clusters" in c.JobSpawner
+    else c.JobSpawner.queues
+)
+if "batch" in slurm_queues:  # the Slurm cluster's queues
+    slurm_queues["batch"]["users"] = ["bob"]
 
 # Options for the dashboard service: a test cannot reach into the service list from its
 # extra config (a subconfig's list replaces the whole list).

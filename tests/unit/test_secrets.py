@@ -33,6 +33,7 @@ def recorded(monkeypatch):
         return transports[-1]
 
     monkeypatch.setattr(cluster_module, "make_transport", make_transport)
+    monkeypatch.setattr(cluster_module, "probe_login_node", answering_login_node)
     return SimpleNamespace(scheduler=scheduler, transports=transports)
 
 
@@ -79,3 +80,8 @@ def test_job_script_never_holds_the_token():
     script = spawner.job_script()
     assert TOKEN not in script
     assert "jupyterhub-singleuser --ServerApp.log_level=INFO" in script
+
+
+async def answering_login_node(host: str, port: int, timeout: float) -> str:
+    """A login node on paper always answers."""
+    return "SSH-2.0-paper"

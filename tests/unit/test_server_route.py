@@ -59,6 +59,7 @@ async def paper(monkeypatch):
         lambda login, user, keys, throttle, log=None: RecordingTransport(box.scheduler, user),
     )
     monkeypatch.setattr(JobSpawner, "_save_state", lambda self: None)  # no hub database here
+    monkeypatch.setattr(cluster_module, "probe_login_node", answering_login_node)
     yield box
     await hub_state(None).clusters.close()  # the monitors' tasks too
 
@@ -206,3 +207,8 @@ async def test_a_file_is_not_taken_while_the_scheduler_names_no_nodes(paper, mon
     finally:
         start.cancel()
         await asyncio.gather(start, return_exceptions=True)
+
+
+async def answering_login_node(host: str, port: int, timeout: float) -> str:
+    """A login node on paper always answers."""
+    return "SSH-2.0-paper"
