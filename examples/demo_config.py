@@ -4,8 +4,8 @@ Environment variables (all optional) let the tests run several hubs side by side
 HUBDASH_SCHEDULER picks the test cluster: all (the demo's: Slurm, OpenPBS and Grid Engine
 from one hub, the user picks the cluster in the form), slurm (the default here, one
 cluster), slurm-torque (the Slurm cluster through its PBS/Torque commands), pbs (the
-OpenPBS cluster) or sge (the Grid Engine cluster); HUBDASH_PORT, HUBDASH_HUB_PORT, HUBDASH_DATA_DIR, HUBDASH_SERVICE_PORT (the
-dashboard service's port, default 10101).
+OpenPBS cluster) or sge (the Grid Engine cluster); HUBDASH_PORT, HUBDASH_HUB_PORT,
+HUBDASH_DATA_DIR, HUBDASH_SERVICE_PORT (the dashboard service's port, default 10101).
 """
 
 import os

@@ -40,7 +40,8 @@ async def ssh_greeting(host: str, port: int, timeout: float) -> str:
 
 
 class LoginHealth:
-    """The last word on one login node, refreshed every `interval` seconds while asked for."""
+    """The last word on one login node, refreshed every `interval` seconds from the first
+    question on (the hub asks while it runs: forms, spawns, the admin overview) until close()."""
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from tornado import web
 from traitlets import Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from hubdash.dashboard.clusters import ClusterDirectory
 from hubdash.dashboard.handlers import routes, sample_scheduler_rate
 from hubdash.dashboard.hubapi import HubAPI
 from hubdash.dashboard.hubauth import SharedLookupHubOAuth
@@ -153,6 +154,7 @@ class HubDash(Application):
             "walltime_warning_minutes": self.walltime_warning_minutes,
             "state_interval": self.state_interval,
             "scheduler_rate": SchedulerRate(self.rate_window),
+            "clusters": ClusterDirectory(hub_api),
             "stream_limits": StreamLimits(self.max_streams_per_user, self.max_streams_total),
             "jinja_env": Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True),
             "static_path": str(STATIC),

@@ -18,8 +18,10 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated,
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from hubdash.dashboard.adminview import admin_overview
+from hubdash.dashboard.clusters import ClusterDirectory
 from hubdash.dashboard.hubapi import HubAPI, HubAPIError
-from hubdash.dashboard.live import ServerFeed, ServerListFeed, read_servers
+from hubdash.dashboard.live import ServerFeed, ServerListFeed, known_clusters, read_servers
 from hubdash.dashboard.schedulerrate import SchedulerRate, command_totals
 from hubdash.dashboard.sse import format_event
 from hubdash.dashboard.streamlimits import StreamLimits, StreamsFull
@@ -63,6 +65,17 @@ class DashboardHandler(HubOAuthenticated, web.RequestHandler):
     @property
     def prefix(self) -> str:
         return self.settings["service_prefix"]
+
+    @property
+    def clusters(self) -> ClusterDirectory | None:
+        return self.settings.get("clusters")
+
+    async def server_views(self, user_name: str) -> list[dict[str, Any]]:
+        """The views of all of a user's servers, by name (the hub asked with our token)."""
+        servers = await read_servers(self.api, user_name)
+        known = await known_clusters(self.clusters)
+        now = time.time()
+        return [server_view(user_name, servers[name], now, known) for name in sorted(servers)]
 
     async def prepare(self) -> None:
         # HubAuth's synchronous path would wait for the hub in a thread; ask it here instead.
@@ -116,7 +129,7 @@ class DashboardHandler(HubOAuthenticated, web.RequestHandler):
         await self.own_server(user_name, server)
         servers = await read_servers(self.api, user_name)
         model = servers.get(server) or {"name": server, "pending": None, "ready": False}
-        return server_view(user_name, model)
+        return server_view(user_name, model, clusters=await known_clusters(self.clusters))
 
     # --- output ---------------------------------------------------------------------------
 
@@ -270,9 +283,7 @@ class ServersPage(DashboardHandler):
     async def get(self) -> None:
         me = self.current_user
         await self.own_server(me["name"], "")
-        servers = await read_servers(self.api, me["name"])
-        now = time.time()
-        views = [server_view(me["name"], servers[name], now) for name in sorted(servers)]
+        views = await self.server_views(me["name"])
         self.finish(
             self.render_template(
                 "dashboard_servers.html",
@@ -302,21 +313,24 @@ class StatusPage(DashboardHandler):
 
 
 class AdminPage(DashboardHandler):
-    """Every user's jobs and the hub's scheduler query rate; hub admins only."""
+    """Every user's jobs, the hub's scheduler query rate and its clusters' health, of all
+    clusters or one (`?cluster=<name>`); hub admins only."""
 
     @web.authenticated
     async def get(self) -> None:
         if not self.current_user.get("admin"):
             raise web.HTTPError(403, "The overview is for hub admins only.")
         rate = await sample_scheduler_rate(self.api, self.settings["scheduler_rate"], fresh=True)
-        now = time.time()
-        rows = []
-        for user in sorted(await self.api.users(), key=lambda u: u.get("name", "")):
-            for name, model in sorted((user.get("servers") or {}).items()):
-                view = server_view(user["name"], dict(model, name=name), now)
-                view["age_seconds"] = now - view["submitted_at"] if view["submitted_at"] else None
-                rows.append(view)
-        self.finish(self.render_template("dashboard_admin.html", rows=rows, rate=rate))
+        # An admin who presses Refresh wants the health as it is, not half a minute old.
+        clusters = await self.clusters.get(max_age=2) if self.clusters is not None else None
+        overview = admin_overview(
+            await self.api.users(),
+            clusters,
+            rate,
+            self.get_argument("cluster", "").strip(),
+            time.time(),
+        )
+        self.finish(self.render_template("dashboard_admin.html", **overview))
 
 
 async def sample_scheduler_rate(
@@ -361,6 +375,7 @@ class ServerEvents(EventStreamHandler):
                 self.user_token(),
                 self.send,
                 interval=self.settings["state_interval"],
+                clusters=self.clusters,
             )
             await self.stream(feed)
 
@@ -380,7 +395,11 @@ class ServerListEvents(EventStreamHandler):
                     await self.send(name, data)
 
             feed = ServerListFeed(
-                self.api, user_name, send_cards, interval=self.settings["state_interval"]
+                self.api,
+                user_name,
+                send_cards,
+                interval=self.settings["state_interval"],
+                clusters=self.clusters,
             )
             await self.stream(feed)
 
@@ -397,9 +416,7 @@ class ServerCardsAPI(ApiHandler):
     @web.authenticated
     async def get(self, user_name: str) -> None:
         await self.own_server(user_name, "")
-        servers = await read_servers(self.api, user_name)
-        now = time.time()
-        views = [server_view(user_name, servers[name], now) for name in sorted(servers)]
+        views = await self.server_views(user_name)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(render_cards(self, views)))
 

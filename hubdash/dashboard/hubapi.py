@@ -86,9 +86,17 @@ class HubAPI:
             **kwargs,
         )
 
-    async def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
-        """One API call; the JSON answer (None when empty). Raises HubAPIError."""
-        kwargs: dict[str, Any] = {"request_timeout": self.request_timeout}
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One API call; the JSON answer (None when empty). Raises HubAPIError. `timeout`:
+        seconds for this call, when not the client's own `request_timeout`."""
+        kwargs: dict[str, Any] = {"request_timeout": timeout or self.request_timeout}
         if body is not None:
             kwargs["body"] = json.dumps(body)
         elif method in ("POST", "PUT", "PATCH"):

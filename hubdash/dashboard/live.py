@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hubdash.dashboard.clusters import ClusterDirectory, ClusterHealth
 from hubdash.dashboard.hubapi import HubAPI, HubAPIError
 from hubdash.dashboard.views import server_view
 
@@ -25,6 +26,11 @@ _CLOCK_FIELDS = ("time", "elapsed_seconds", "walltime_left_seconds")
 
 def _stable(view: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in view.items() if key not in _CLOCK_FIELDS}
+
+
+async def known_clusters(directory: ClusterDirectory | None) -> list[ClusterHealth] | None:
+    """The hub's cluster list, if there is a directory to ask (None: no cluster information)."""
+    return await directory.get() if directory is not None else None
 
 
 async def read_servers(api: HubAPI, user: str) -> dict[str, dict[str, Any]]:
@@ -50,10 +56,12 @@ class ServerFeed:
         token: str,
         send: Send,
         interval: float = 5.0,
+        clusters: ClusterDirectory | None = None,
     ) -> None:
         self.api, self.user, self.server, self.token = api, user, server, token
         self.send = send
         self.interval = interval
+        self.clusters = clusters
         self._wake = asyncio.Event()
         self._relay: asyncio.Task | None = None
         self._last_sent: dict[str, Any] | None = None
@@ -89,7 +97,7 @@ class ServerFeed:
             await self.send("problem", {"message": f"The hub did not answer ({exc.status})."})
             return None
         model = servers.get(self.server) or {"name": self.server, "pending": None, "ready": False}
-        return server_view(self.user, model)
+        return server_view(self.user, model, clusters=await known_clusters(self.clusters))
 
     async def _send_view(self, view: dict[str, Any]) -> None:
         stable = _stable(view)
@@ -120,8 +128,16 @@ class ServerFeed:
 class ServerListFeed:
     """Keeps the My servers page up to date: sends `servers` (every view) when any changes."""
 
-    def __init__(self, api: HubAPI, user: str, send: Send, interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        api: HubAPI,
+        user: str,
+        send: Send,
+        interval: float = 5.0,
+        clusters: ClusterDirectory | None = None,
+    ) -> None:
         self.api, self.user, self.send, self.interval = api, user, send, interval
+        self.clusters = clusters
         self._last_sent: list[dict[str, Any]] | None = None
 
     async def run(self) -> None:
@@ -131,8 +147,11 @@ class ServerListFeed:
             except HubAPIError as exc:
                 await self.send("problem", {"message": f"The hub did not answer ({exc.status})."})
             else:
+                known = await known_clusters(self.clusters)
                 now = time.time()
-                views = [server_view(self.user, servers[name], now) for name in sorted(servers)]
+                views = [
+                    server_view(self.user, servers[name], now, known) for name in sorted(servers)
+                ]
                 stable = [_stable(view) for view in views]
                 if stable != self._last_sent:
                     self._last_sent = stable

@@ -58,8 +58,8 @@ class SchedulerRate:
             self._samples.popleft()
 
     def rates(self) -> dict[str, Any] | None:
-        """Commands per second over the window, in total and per (cluster, command);
-        None until two readings exist.
+        """Commands per second over the window, in total, per cluster and per (cluster,
+        command); None until two readings exist.
 
         >>> rate = SchedulerRate()
         >>> rate.add(0, {("c", "squeue"): 10.0})
@@ -68,6 +68,8 @@ class SchedulerRate:
         >>> rate.add(60, {("c", "squeue"): 40.0, ("c", "sbatch"): 1.0})
         >>> rate.rates()["per_second"]
         0.5167
+        >>> rate.rates()["by_cluster"]
+        [{'cluster': 'c', 'count': 31, 'per_second': 0.5167, 'per_minute': 31.0}]
         """
         if len(self._samples) < 2:
             return None
@@ -76,6 +78,7 @@ class SchedulerRate:
         if span <= 0:
             return None
         by_command = []
+        per_cluster: dict[str, float] = {}
         total = 0.0
         for key in sorted(last):
             # A counter that went down means the hub restarted: count from zero.
@@ -83,6 +86,7 @@ class SchedulerRate:
             if delta < 0:
                 delta = last[key]
             total += delta
+            per_cluster[key[0]] = per_cluster.get(key[0], 0.0) + delta
             by_command.append(
                 {
                     "cluster": key[0],
@@ -95,5 +99,14 @@ class SchedulerRate:
             "per_second": round(total / span, 4),
             "per_minute": round(total * 60 / span, 2),
             "window_seconds": round(span, 1),
+            "by_cluster": [
+                {
+                    "cluster": cluster,
+                    "count": int(delta),
+                    "per_second": round(delta / span, 4),
+                    "per_minute": round(delta * 60 / span, 2),
+                }
+                for cluster, delta in sorted(per_cluster.items())
+            ],
             "by_command": by_command,
         }

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from hubdash.dashboard.clusters import ClusterHealth, cluster_view
 from hubdash.serverstate import JobOutcome, ServerState, read_server_state
 
 log = logging.getLogger("hubdash.dashboard.views")
@@ -101,8 +102,14 @@ def read_state(user: str, model: dict[str, Any]) -> ServerState:
     return saved
 
 
-def server_view(user: str, model: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """Everything a card or a status page shows of one server (plain JSON values)."""
+def server_view(
+    user: str,
+    model: dict[str, Any],
+    now: float | None = None,
+    clusters: list[ClusterHealth] | None = None,
+) -> dict[str, Any]:
+    """Everything a card or a status page shows of one server (plain JSON values);
+    `clusters` is the hub's cluster list, None when it gave none."""
     now = time.time() if now is None else now
     saved = read_state(user, model)
     job = saved.job
@@ -157,6 +164,7 @@ def server_view(user: str, model: dict[str, Any], now: float | None = None) -> d
         "last_error": failure_text(last) if status == "failed" and last is not None else "",
         "outcome": asdict(last) if last is not None else None,
         "history": [asdict(step) for step in saved.history],
+        "cluster": cluster_view(saved.cluster, clusters),
         "time": now,
     }
 

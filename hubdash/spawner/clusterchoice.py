@@ -22,6 +22,7 @@ from traitlets.config import LoggingConfigurable
 from hubdash.serverstate import ClusterRef
 from hubdash.spawner.options import ConfigError, OptionsError
 from hubdash.spawner.settings import JobSpawnerSettings
+from hubdash.spawner.spawnerror import SpawnError
 
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Settings that belong to the hub, not to one cluster.
@@ -195,6 +196,14 @@ class ClusterChoices:
         if not self.chosen_cluster:
             allowed = self.allowed_clusters() if getattr(self, "user", None) else []
             self.use_cluster((allowed or list(self.cluster_choices.values()))[0].name)
+
+    async def require_available(self) -> None:
+        """SpawnError at once when the cluster's login node does not answer (checked within
+        the last 5 s): down for everyone, said now rather than after SSH's own timeouts."""
+        cluster = self.cluster
+        if cluster.health is not None and not await cluster.health.check(max_age=5.0):
+            label = self.cluster_title or cluster.name
+            raise SpawnError(f"Cluster {label} is unavailable: {cluster.health.message}.")
 
     def cluster_ref(self) -> ClusterRef:
         """The chosen cluster as saved with the server."""

@@ -2,6 +2,8 @@
 
 Renders only, and never asks the scheduler: the page's script fetches live queue figures
 from the hub's queue API (queueapi.py) after the page is shown. The rules live in options.py.
+On a hub of several clusters the cluster is the first choice, and each allowed cluster's part
+of the form is rendered from its own settings (a sibling spawner, clusterchoice.py).
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ from datetime import datetime
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from hubdash.cluster.queueinfo import API_PREFIX
+from hubdash.spawner.clusterform import (
+    cluster_health,
+    latest_choices_by_cluster,
+    one_value,
+    opening_cluster,
+    unavailable_mark,
+    unavailable_text,
+)
 from hubdash.spawner.extras import ExtraFields, format_memory
 from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.options import (
@@ -110,20 +121,98 @@ def queue_data(
 
 def render_options_form(spawner: Any) -> str:
     """JupyterHub calls this (options_form) with the spawner to show the form."""
+    api = spawner.hub.base_url.rstrip("/") + API_PREFIX if spawner.hub else "/hub" + API_PREFIX
+    urls = {"queues_url": f"{api}/queues", "estimate_url": f"{api}/estimate"}
+    if spawner.clusters:
+        return _several_clusters_form(spawner, urls, f"{api}/clusters")
+    data, errors = hub_state(spawner.user).failed_forms.take(
+        spawner.user.name, spawner.name, known_fields(spawner.extra_fields)
+    )
+    body = _cluster_body(spawner, data, errors, last_choices(spawner))
+    return _ENV.get_template("options_form.html.j2").render(
+        live=body, several=False, clusters=[], templates=[], cluster_error="", **urls
+    )
+
+
+def _several_clusters_form(spawner: Any, urls: dict[str, str], clusters_url: str) -> str:
+    """The cluster first, then the chosen cluster's part of the form live and every other
+    allowed cluster's in an inert <template>, which the page's script swaps in on a change."""
+    allowed = spawner.allowed_clusters()
+    names = [choice.name for choice in allowed]
+    siblings = {name: spawner.for_cluster(name) for name in names}
+    fields = {"cluster"}
+    for sibling in siblings.values() or [spawner]:
+        fields.update(known_fields(sibling.extra_fields))
+    data, errors = hub_state(spawner.user).failed_forms.take(
+        spawner.user.name, spawner.name, fields
+    )
+    refused_for = one_value((data or {}).get("cluster"))
+    if refused_for in names:
+        chosen = refused_for  # a refused form comes back on the cluster it was for
+    else:
+        chosen = opening_cluster(last_choices(spawner), names)
+    latest = latest_choices_by_cluster(spawner, names[0]) if names else {}
+    # With a choice shown, its error is shown under it; else with the others above the form.
+    cluster_error = errors.get("cluster", "") if len(names) > 1 else ""
+    clusters, live, templates = [], None, []
+    for choice in allowed:
+        sibling = siblings[choice.name]
+        health = cluster_health(sibling)
+        own = choice.name == chosen
+        own_errors = {k: v for k, v in errors.items() if k != "cluster" or not cluster_error}
+        body = _cluster_body(
+            sibling,
+            data if own else None,
+            own_errors if own else {},
+            latest.get(choice.name, {}),
+            cluster=choice.name,
+            label=choice.label,
+        )
+        clusters.append(
+            {
+                "name": choice.name,
+                "label": choice.label,
+                "mark": unavailable_mark(health),
+                "warning": unavailable_text(choice.label, health),
+                "selected": own,
+            }
+        )
+        if own:
+            live = body
+        else:
+            templates.append((choice.name, body))
+    return _ENV.get_template("options_form.html.j2").render(
+        live=live,
+        several=True,
+        clusters=clusters,
+        templates=templates,
+        cluster_error=cluster_error,
+        clusters_url=clusters_url,
+        **urls,
+    )
+
+
+def _cluster_body(
+    spawner: Any,
+    data: dict[str, Any] | None,
+    errors: dict[str, str],
+    last: Mapping[str, Any],
+    cluster: str = "",
+    label: str = "",
+) -> Markup:
+    """One cluster's part of the form (its queues, limits, extras and live figures), from
+    `spawner`, whose settings are that cluster's; filled from refused `data`, else from the
+    user's `last` choices that still pass."""
     username = spawner.user.name
     groups = [group.name for group in getattr(spawner.user, "groups", [])]
     extras: ExtraFields = spawner.extra_fields
     queues = allowed_queues(spawner.queue_table, username, groups)
-    data, errors = hub_state(spawner.user).failed_forms.take(
-        username, spawner.name, known_fields(extras)
-    )
     defaults = None
     if data is None and queues:
-        defaults = usable_defaults(last_choices(spawner), queues, username, groups, extras)
+        defaults = usable_defaults(last, queues, username, groups, extras)
     form = build_form(queues, data, defaults=defaults, extras=extras)
     chosen = form.queue.data if form.queue.data in queues else next(iter(queues), "")
-    api = spawner.hub.base_url.rstrip("/") + API_PREFIX if spawner.hub else "/hub" + API_PREFIX
-    return _ENV.get_template("options_form.html.j2").render(
+    html = _ENV.get_template("options_form_body.html.j2").render(
         form=form,
         errors=errors,
         queues=list(queues.values()),
@@ -135,7 +224,8 @@ def render_options_form(spawner: Any) -> str:
         ),
         format_walltime=format_walltime,
         queue_timeout_minutes=spawner.queue_timeout // 60,
-        queues_url=f"{api}/queues",
-        estimate_url=f"{api}/estimate",
         ttl=spawner.queue_info_ttl,
+        cluster=cluster,
+        cluster_label=label,
     )
+    return Markup(html)  # rendered with autoescape: every value in it is escaped

@@ -72,8 +72,10 @@ class HubChannel:
         """Put the server's internal-TLS key and certificates into its private folder.
 
         Over SFTP as the user, each file 0600 in the 0700 folder; the job is told their
-        paths (relative to $HOME), never their contents.
+        paths (relative to $HOME), never their contents. JupyterHub calls this before
+        start(): a cluster that does not answer is said to be so here already.
         """
+        await self.require_available()
         transport = self.user_transport()
         moved = {}
         try:

@@ -237,13 +237,8 @@ class JobSpawner(
             raise web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%")) from None
         self._progress.reset()
         self.job = JobRecord()
+        await self.require_available()
         cluster = self.cluster
-        if cluster.health is not None and not await cluster.health.check(max_age=5.0):
-            # Down for everyone: say so at once rather than after SSH's own timeouts.
-            raise SpawnError(
-                f"Cluster {self.cluster_title or cluster.name} is unavailable: "
-                f"{cluster.health.message}."
-            )
         transport = self.user_transport()
         try:
             address = await self._start_job(cluster, transport, options)

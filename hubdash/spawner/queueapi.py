@@ -2,7 +2,9 @@
 
 `GET /hub/api/hubdash/queues` (figures of the queues offered to the user) and
 `GET /hub/api/hubdash/estimate?queue=…&walltime=…` (start estimate for one choice), both
-answered from queueinfo's cache; the scheduler is asked over the user's own transport.
+answered from queueinfo's cache; the scheduler is asked over the user's own transport. Both
+take `cluster=<name>` (default: the user's first cluster). `GET /hub/api/hubdash/clusters`
+lists the clusters with whether each answers, for the form and the dashboard.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from jupyterhub.user import User
@@ -24,6 +27,8 @@ from hubdash.cluster.queueinfo import (
     QueueInformation,
     StartEstimate,
 )
+from hubdash.spawner.clusterchoice import ClusterRefused
+from hubdash.spawner.clusterform import cluster_list
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.options import OptionsError, allowed_queues
 
@@ -42,6 +47,34 @@ class _FormInfoHandler(APIHandler):
             raise web.HTTPError(404, "This hub's spawner is not hubdash's JobSpawner.")
         return spawner
 
+    def _asked_spawner(self, spawner: Any) -> Any | None:
+        """The spawner that sees the cluster of `?cluster=` (the user's first one without it),
+        or None once a refusal is sent: 400 for a cluster the hub does not have, 403 for one
+        the user may not use.
+
+        The user's default server's spawner may be running on another cluster: another
+        cluster's settings are only ever put in place on a sibling of it (for_cluster), which
+        is the spawner itself when its own cluster is asked about.
+        """
+        try:
+            name = spawner.pick_cluster(self.get_query_argument("cluster", None))
+        except OptionsError as exc:
+            status = 403 if isinstance(exc, ClusterRefused) else 400
+            self._send({"available": False, "errors": exc.errors, "message": str(exc)}, status)
+            return None
+        return spawner.for_cluster(name)
+
+    async def _unavailable(self, spawner: Any) -> str:
+        """On a hub of several clusters, why the cluster cannot be asked now ('' if it can):
+        its login node does not answer, which the scheduler's own query would find out only
+        after SSH's timeouts."""
+        health = spawner.cluster.health if spawner.clusters else None
+        if health is None or await health.check():
+            return ""
+        return f"cluster {spawner.cluster_title or spawner.chosen_cluster} is unavailable: " + (
+            health.message or "its login node does not answer"
+        )
+
     def _cluster_parts(self, spawner: Any) -> tuple[Any, QueueInformation, Any]:
         """The user's cluster, its cache, and the transport the user's own spawns use."""
         cluster = spawner.cluster
@@ -54,19 +87,29 @@ class _FormInfoHandler(APIHandler):
 
 
 class QueuesHandler(_FormInfoHandler):
-    """Free/total nodes and pending jobs of every queue the user may choose."""
+    """Free/total nodes and pending jobs of every queue the user may choose on a cluster."""
 
     async def get(self) -> None:
         await self._get(user_name=self.current_user.name if self.current_user else "")
 
     @needs_scope("servers")
     async def _get(self, user_name: str) -> None:
-        spawner = self._job_spawner()
-        cluster, cache, transport = self._cluster_parts(spawner)
-        figures = await cache.figures(lambda: cluster.client.queue_summaries(transport))
+        spawner = self._asked_spawner(self._job_spawner())
+        if spawner is None:
+            return
         groups = [group.name for group in spawner.user.groups]
-        offered = allowed_queues(spawner.queue_table, spawner.user.name, groups)
-        self._send(figures_json(figures, list(offered), cache.ttl))
+        offered = list(allowed_queues(spawner.queue_table, spawner.user.name, groups))
+        cluster, cache, transport = self._cluster_parts(spawner)
+        down = await self._unavailable(spawner)
+        if down:
+            figures = QueueFigures(False, message=down, fetched_at=time.time())
+        else:
+            figures = await cache.figures(lambda: cluster.client.queue_summaries(transport))
+        answer = figures_json(figures, offered, cache.ttl)
+        if spawner.clusters:
+            answer["cluster"] = spawner.chosen_cluster
+            answer["cluster_down"] = bool(down)  # a start there fails at once: say so
+        self._send(answer)
 
 
 class EstimateHandler(_FormInfoHandler):
@@ -77,12 +120,15 @@ class EstimateHandler(_FormInfoHandler):
 
     @needs_scope("servers")
     async def _get(self, user_name: str) -> None:
-        spawner = self._job_spawner()
+        spawner = self._asked_spawner(self._job_spawner())
+        if spawner is None:
+            return
         data = {
             key: values[-1].decode("utf-8", "replace")
             for key, values in self.request.query_arguments.items()
-            if key != "_xsrf"
+            if key not in ("_xsrf", "cluster")
         }
+        data["cluster"] = spawner.chosen_cluster  # its own: nothing else is put in place
         try:
             options = spawner.job_options(data)
         except OptionsError as exc:
@@ -90,6 +136,11 @@ class EstimateHandler(_FormInfoHandler):
             return
         request = spawner.job_request(options)
         cluster, cache, transport = self._cluster_parts(spawner)
+        down = await self._unavailable(spawner)
+        if down:
+            unavailable = StartEstimate(False, message=down, fetched_at=time.time())
+            self._send(estimate_json(unavailable, cache.ttl))
+            return
         # One estimate per user and size: the job's name and files do not change the answer.
         key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
         client = cluster.client
@@ -106,11 +157,71 @@ class EstimateHandler(_FormInfoHandler):
         self._send(estimate_json(estimate, cache.ttl))
 
 
+class ClustersHandler(APIHandler):
+    """The hub's clusters with whether each answers, each checked before the answer: a
+    user's own (those they may use), or every one for a hub admin and for a service holding
+    `read:servers` (the dashboard, with its own token)."""
+
+    async def get(self) -> None:
+        caller = self.current_user
+        if caller is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if isinstance(caller, User):
+            spawner = caller.spawner
+            if not isinstance(spawner, JobSpawner):
+                raise web.HTTPError(404, "This hub's spawner is not hubdash's JobSpawner.")
+            every = bool(caller.admin) and self.has_scope("read:servers")
+            if not every and not self.has_scope(f"read:servers!user={caller.name}"):
+                raise web.HTTPError(403, "Listing clusters requires read:servers.")
+            choices = list(spawner.cluster_choices.values()) if every else None
+        elif isinstance(caller, orm.Service):
+            if not self.has_scope("read:servers"):
+                raise web.HTTPError(403, "Listing clusters requires read:servers.")
+            spawner = self._hub_spawner()
+            choices = list(spawner.cluster_choices.values())
+        else:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if choices is None:
+            choices = spawner.allowed_clusters()
+        clusters = await cluster_list(spawner, choices)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"clusters": clusters}))
+
+    def _hub_spawner(self) -> Any:
+        """A spawner of nobody's, to read the hub's clusters from (one per hub, kept)."""
+        spawner = self.settings.get(_HUB_SPAWNER)
+        if spawner is None:
+            spawner_class = self.settings.get("spawner_class")
+            if not (isinstance(spawner_class, type) and issubclass(spawner_class, JobSpawner)):
+                raise web.HTTPError(404, "This hub's spawner is not hubdash's JobSpawner.")
+            spawner = spawner_class(
+                config=self.config, hub=self.settings.get("hub"), user=_Nobody(self.settings)
+            )
+            self.settings[_HUB_SPAWNER] = spawner
+        return spawner
+
+
+# Where ClustersHandler keeps its spawner of nobody's: the hub's tornado settings.
+_HUB_SPAWNER = "hubdash_cluster_list_spawner"
+
+
+class _Nobody:
+    """The user of a spawner that only reads the hub's clusters: no name, no groups; the
+    hub's settings, where the live clusters are (hubstate.hub_state)."""
+
+    name = ""
+    groups: tuple[Any, ...] = ()
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+
 def queue_info_handlers() -> list[tuple[str, type[APIHandler]]]:
     """The routes for `c.JupyterHub.extra_handlers` (JupyterHub puts them under /hub)."""
     return [
         (f"{API_PREFIX}/queues", QueuesHandler),
         (f"{API_PREFIX}/estimate", EstimateHandler),
+        (f"{API_PREFIX}/clusters", ClustersHandler),
     ]
 
 

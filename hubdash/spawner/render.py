@@ -6,6 +6,7 @@ a user and spawn options, from the hub's own config file. Connects to nothing, s
 
 Options are the spawn form's fields as name=value; they go through the same validation
 as the form, the REST API and `opt-` URLs, so a refusal here is what the user would see.
+On a hub of several clusters, `cluster=<name>` picks one (default: the user's first).
 """
 
 from __future__ import annotations

@@ -168,3 +168,25 @@ class PaperTransport(Transport):
 
     async def close(self) -> None:
         pass
+
+
+class PaperLoginNodes:
+    """Login nodes on paper for the clusters' health check: each answers with an SSH greeting
+    unless its host is in `down`; `asked` lists the hosts checked, in order."""
+
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+        self.asked: list[str] = []
+
+    async def probe(self, host: str, port: int, timeout: float) -> str:
+        self.asked.append(host)
+        if host in self.down:
+            raise OSError("connection refused")
+        return "SSH-2.0-paper"
+
+    def install(self, monkeypatch) -> PaperLoginNodes:
+        """In place of the real check for the test's duration (hubdash.cluster.cluster)."""
+        from hubdash.cluster import cluster as cluster_module
+
+        monkeypatch.setattr(cluster_module, "probe_login_node", self.probe)
+        return self

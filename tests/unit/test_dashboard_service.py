@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,15 +15,62 @@ from jupyterhub.services.auth import HubOAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
-from tornado.web import create_signed_value
+from tornado.web import HTTPError, create_signed_value
 
 from hubdash.dashboard.app import HubDash
 from hubdash.dashboard.hubapi import HubAPI
 from hubdash.serverstate import JobRecord, ServerState
 
-from .fakehub import SERVICE_TOKEN, FakeHubState, serve_fake_hub, server_model, service_auth
+from .fakehub import (
+    SERVICE_TOKEN,
+    FakeHubHandler,
+    FakeHubState,
+    make_fake_hub,
+    server_model,
+    service_auth,
+)
 
 PREFIX = "/services/hubdash/"
+
+
+@dataclass
+class FakeClusters:
+    """What the fake hub answers to GET /hub/api/hubdash/clusters: `clusters` (None: the hub
+    is older than that route and answers 404), for the service's token only."""
+
+    clusters: Any = None  # a list of clusters; anything else is sent as it is
+    status: int = 200  # another answer than 200: the hub failed
+    delay: float = 0.0  # seconds the hub takes to answer
+    asked: int = 0
+
+
+class ClusterList(FakeHubHandler):
+    def initialize(self, hub: FakeHubState, clusters: FakeClusters) -> None:
+        super().initialize(hub)
+        self.clusters = clusters
+
+    async def get(self) -> None:
+        self.clusters.asked += 1
+        await asyncio.sleep(self.clusters.delay)
+        if self.clusters.clusters is None:
+            raise HTTPError(404)
+        if self.clusters.status != 200:
+            raise HTTPError(self.clusters.status)
+        if self.caller() != "service":
+            raise HTTPError(403)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"clusters": self.clusters.clusters}))
+
+
+def serve_hub(hub: FakeHubState, clusters: FakeClusters) -> tuple[HTTPServer, str]:
+    """The fake hub, with its hubdash cluster list too; (its server, its API URL)."""
+    app = make_fake_hub(hub)
+    kwargs = {"hub": hub, "clusters": clusters}
+    app.add_handlers(r".*", [(r"/hub/api/hubdash/clusters", ClusterList, kwargs)])
+    sock, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    return server, f"http://127.0.0.1:{port}/hub/api"
 
 
 @dataclass
@@ -31,6 +79,8 @@ class Dashboard:
     hub: FakeHubState
     cookie_secret: bytes
     client: AsyncHTTPClient
+    clusters: FakeClusters = field(default_factory=FakeClusters)
+    settings: dict[str, Any] = field(default_factory=dict)  # the dashboard app's
 
     async def fetch(
         self, path: str, token: str | None = None, method: str = "GET", **kwargs: Any
@@ -105,10 +155,11 @@ class Dashboard:
         return events
 
 
-@pytest.fixture
-async def dash():
-    hub = FakeHubState()
-    hub_server, api_url = serve_fake_hub(hub)
+@contextlib.asynccontextmanager
+async def running_dashboard() -> AsyncIterator[Dashboard]:
+    """The dashboard against a fake hub, both on free loopback ports, for one test."""
+    hub, clusters = FakeHubState(), FakeClusters()
+    hub_server, api_url = serve_hub(hub, clusters)
 
     config = HubDash(service_prefix=PREFIX, state_interval=0.5, walltime_warning_minutes=10)
     auth = service_auth(HubOAuth, api_url, PREFIX)
@@ -117,11 +168,27 @@ async def dash():
     server = HTTPServer(app)
     server.add_sockets([sock])
     client = AsyncHTTPClient(force_instance=True)
-    yield Dashboard(f"http://127.0.0.1:{port}", hub, app.settings["cookie_secret"], client)
-    client.close()
-    server.stop()
-    hub_server.stop()
-    await asyncio.sleep(0)  # let closed connections finish
+    try:
+        yield Dashboard(
+            f"http://127.0.0.1:{port}",
+            hub,
+            app.settings["cookie_secret"],
+            client,
+            clusters,
+            app.settings,
+        )
+    finally:
+        client.close()
+        server.stop()
+        hub_server.stop()
+        await asyncio.sleep(0)  # let closed connections finish
+
+
+@pytest.fixture
+async def dash():
+    # The hub's cluster list is left unset: these tests are about a hub without one (404).
+    async with running_dashboard() as dashboard:
+        yield dashboard
 
 
 def saved_state(**job: Any) -> dict[str, Any]:
@@ -214,14 +281,20 @@ async def test_a_bad_token_header_does_not_fall_back_to_the_login_cookie(dash):
     assert dash.hub.stopped == []
 
 
-async def test_stop_with_the_users_own_api_token_needs_no_xsrf(dash):
-    queued_alice(dash.hub, "gpu")
-    response = await dash.fetch(
-        f"{PREFIX}api/users/alice/servers/gpu/stop",
-        token="alice-token",
+async def stop_with_token(dash, user: str, server: str, token: str):
+    """POST the dashboard's stop API with a user's own API token (no cookie, no XSRF)."""
+    path = f"servers/{server}" if server else "server"
+    return await dash.fetch(
+        f"{PREFIX}api/users/{user}/{path}/stop",
+        token=token,
         method="POST",
         headers={"Accept": "application/json"},
     )
+
+
+async def test_stop_with_the_users_own_api_token_needs_no_xsrf(dash):
+    queued_alice(dash.hub, "gpu")
+    response = await stop_with_token(dash, "alice", "gpu", "alice-token")
     assert response.code == 202
     assert dash.hub.stopped == [("alice", "gpu", "alice-token")]
 

@@ -17,7 +17,7 @@ from traitlets.config import Config
 from hubdash.cluster import cluster as cluster_module
 from hubdash.spawner.jobspawner import JobSpawner
 
-from .fake_cluster import PaperScheduler, PaperTransport
+from .fake_cluster import PaperLoginNodes, PaperScheduler, PaperTransport
 
 TOKEN = "hubdash-test-token-4f1c2e9a7b"  # what the hub would hand the server
 
@@ -33,7 +33,7 @@ def recorded(monkeypatch):
         return transports[-1]
 
     monkeypatch.setattr(cluster_module, "make_transport", make_transport)
-    monkeypatch.setattr(cluster_module, "probe_login_node", answering_login_node)
+    PaperLoginNodes().install(monkeypatch)  # every login node answers
     return SimpleNamespace(scheduler=scheduler, transports=transports)
 
 
@@ -80,8 +80,3 @@ def test_job_script_never_holds_the_token():
     script = spawner.job_script()
     assert TOKEN not in script
     assert "jupyterhub-singleuser --ServerApp.log_level=INFO" in script
-
-
-async def answering_login_node(host: str, port: int, timeout: float) -> str:
-    """A login node on paper always answers."""
-    return "SSH-2.0-paper"

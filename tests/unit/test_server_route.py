@@ -21,7 +21,7 @@ from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.spawnerror import SpawnError
 from hubdash.transport.base import Forward
 
-from .fake_cluster import PaperScheduler, PaperTransport
+from .fake_cluster import PaperLoginNodes, PaperScheduler, PaperTransport
 
 
 class RoutedScheduler(PaperScheduler):
@@ -59,7 +59,7 @@ async def paper(monkeypatch):
         lambda login, user, keys, throttle, log=None: RecordingTransport(box.scheduler, user),
     )
     monkeypatch.setattr(JobSpawner, "_save_state", lambda self: None)  # no hub database here
-    monkeypatch.setattr(cluster_module, "probe_login_node", answering_login_node)
+    PaperLoginNodes().install(monkeypatch)  # every login node answers
     yield box
     await hub_state(None).clusters.close()  # the monitors' tasks too
 
@@ -207,8 +207,3 @@ async def test_a_file_is_not_taken_while_the_scheduler_names_no_nodes(paper, mon
     finally:
         start.cancel()
         await asyncio.gather(start, return_exceptions=True)
-
-
-async def answering_login_node(host: str, port: int, timeout: float) -> str:
-    """A login node on paper always answers."""
-    return "SSH-2.0-paper"

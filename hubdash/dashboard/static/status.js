@@ -73,6 +73,10 @@
   function renderDetails(now) {
     var current = status();
     var queued = current === "queued";
+    // Text only (textContent): cluster names and titles come from config and saved state.
+    var cluster = view.cluster;
+    setText('[data-detail="cluster"]', cluster
+      ? cluster.title + (cluster.note ? " (" + cluster.note + ")" : "") : "");
     setText('[data-detail="job_id"]', detail("job_id"));
     var jobState = queued ? "pending" : (detail("state") || view.job_state);
     if (current === "failed") jobState = (view.outcome && view.outcome.state) || "ended";
