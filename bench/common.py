@@ -363,3 +363,14 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         if n == 0:
             print("-+-".join("-" * width for width in widths))
     print(flush=True)
+
+
+def note_other_users(noisy: list[str]) -> None:
+    """Say which measured windows (`noisy`, described) had other users' slurmctld RPCs: the
+    top RPC types count them, the bench user's own figures do not."""
+    if noisy:
+        print(
+            "other users made RPCs during "
+            + ", ".join(noisy)
+            + ": the top RPC types include them; the per-user figures do not."
+        )

@@ -1,6 +1,6 @@
 """The hub the benchmarks measure hubdash with: the demo's configuration (examples/demo_config.py)
 plus a service token for the benchmark, every test-cluster user, the never-starting queue (`hold`,
-Grid Engine's `hold.q`) and named servers.
+Grid Engine's `hold.q`; with HUBDASH_SCHEDULER=all in each cluster's entry) and named servers.
 
 Started by bench/hubs.py, which sets the HUBDASH_* variables read here and in the demo config.
 """
@@ -24,9 +24,24 @@ if not os.environ.get("HUBDASH_BENCH_TLS"):
     c.ConfigurableHTTPProxy.api_url = c.ConfigurableHTTPProxy.api_url.replace("https:", "http:")
 
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_BENCH_JOB_PREFIX"]
-# The test cluster's queue that takes jobs and never starts them (Grid Engine's is hold.q).
-hold = "hold.q" if os.environ.get("HUBDASH_SCHEDULER") == "sge" else "hold"
-c.JobSpawner.queues[hold] = {"description": "takes jobs, never starts them"}
+
+
+def with_hold(queues: dict, scheduler: str) -> dict:
+    """A queue table plus the test cluster's queue that takes jobs and never starts them
+    (Grid Engine's is hold.q)."""
+    hold = "hold.q" if scheduler == "sge" else "hold"
+    return {**queues, hold: {"description": "takes jobs, never starts them"}}
+
+
+scheduler = os.environ.get("HUBDASH_SCHEDULER", "slurm")
+if scheduler == "all":
+    # Each cluster reads its own queue table, not the spawner-wide one.
+    c.JobSpawner.clusters = {
+        name: {**entry, "queues": with_hold(entry["queues"], entry["scheduler"])}
+        for name, entry in c.JobSpawner.clusters.items()
+    }
+else:
+    c.JobSpawner.queues = with_hold(c.JobSpawner.queues, scheduler)
 if os.environ.get("HUBDASH_BENCH_TINY"):
     # A trivially small server (bench/tinyserver.py) where only the spawner's cost matters.
     c.JobSpawner.cmd = [

@@ -178,21 +178,31 @@ def daemon_pids(cluster: TestCluster) -> dict[str, int]:
 # ----------------------------------------------------------------------- the hub ---
 
 
-def hub_commands(hub: BenchHub) -> dict[str, float]:
-    """The hub's scheduler commands so far, by command (its /hub/metrics)."""
+def hub_commands_by_cluster(hub: BenchHub) -> dict[str, dict[str, float]]:
+    """The hub's scheduler commands so far, by cluster (its metrics' label) and command
+    (its /hub/metrics)."""
     answer = requests.get(
         f"{hub.url}/hub/metrics", headers={"Authorization": f"token {hub.token}"}, timeout=60
     )
     answer.raise_for_status()
-    text = answer.text
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    counts: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(answer.text):
         if family.name != "hubdash_scheduler_commands":
             continue
         for sample in family.samples:
             if sample.name.endswith("_total"):
+                by_command = counts.setdefault(sample.labels["cluster"], {})
                 command = sample.labels["command"]
-                counts[command] = counts.get(command, 0.0) + sample.value
+                by_command[command] = by_command.get(command, 0.0) + sample.value
+    return counts
+
+
+def hub_commands(hub: BenchHub) -> dict[str, float]:
+    """The hub's scheduler commands so far, by command, all clusters together."""
+    counts: dict[str, float] = {}
+    for by_command in hub_commands_by_cluster(hub).values():
+        for command, count in by_command.items():
+            counts[command] = counts.get(command, 0.0) + count
     return counts
 
 

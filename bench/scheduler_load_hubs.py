@@ -36,6 +36,7 @@ from bench.common import (
     hold_jobs,
     live_jobs,
     load_between,
+    note_other_users,
     print_table,
     queue_is_quiet,
     run_cleanly,
@@ -175,13 +176,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
             ratios.append((level, _ratio(bs.ms, hd.ms), _ratio(bs.rpcs, hd.rpcs)))
     if ratios:
         print_table(["servers", "batchspawner/hubdash ms", "batchspawner/hubdash RPCs"], ratios)
-    noisy = [r for r in rows if r.others]
-    if noisy:
-        print(
-            "other users made RPCs during "
-            + ", ".join(f"{r.kind} {r.level} ({r.others})" for r in noisy)
-            + ": 'top RPC types' includes them; the per-user figures do not."
-        )
+    note_other_users([f"{r.kind} {r.level} ({r.others})" for r in rows if r.others])
 
 
 def main() -> int:
