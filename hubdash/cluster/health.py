@@ -93,9 +93,14 @@ class LoginHealth:
         try:
             await self._probe(self.host, self.port, self.timeout)
         except (TimeoutError, OSError) as exc:
-            why = "no answer" if isinstance(exc, asyncio.TimeoutError) else str(exc) or "refused"
+            if isinstance(exc, TimeoutError):
+                why = f"no SSH answer within {self.timeout:g} s"
+            elif isinstance(exc, ConnectionRefusedError):
+                why = "connection refused"
+            else:
+                why = str(exc) or type(exc).__name__
             self.available = False
-            self.message = f"its login node {self.host}:{self.port} does not answer ({why})"
+            self.message = f"its login node {self.host} port {self.port} does not answer ({why})"
         else:
             self.available, self.message = True, ""
             self.last_reachable = time.time()

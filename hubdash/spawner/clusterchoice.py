@@ -202,8 +202,10 @@ class ClusterChoices:
         the last 5 s): down for everyone, said now rather than after SSH's own timeouts."""
         cluster = self.cluster
         if cluster.health is not None and not await cluster.health.check(max_age=5.0):
+            # A hub of one cluster has no cluster names to speak of.
             label = self.cluster_title or cluster.name
-            raise SpawnError(f"Cluster {label} is unavailable: {cluster.health.message}.")
+            which = f"Cluster {label}" if self.clusters else "The cluster"
+            raise SpawnError(f"{which} is unavailable: {cluster.health.message}.")
 
     def cluster_ref(self) -> ClusterRef:
         """The chosen cluster as saved with the server."""

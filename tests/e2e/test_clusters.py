@@ -225,3 +225,44 @@ def test_a_cluster_of_a_group_is_neither_shown_nor_open_to_others(
     assert offered == ["slurm", "pbs", "sge"], offered
     expect(page.locator("#cluster")).to_be_visible()
     assert "Grid Engine" in page.locator("#cluster").inner_text()
+
+
+WITHOUT_SGE = """
+c.JobSpawner.clusters = {
+    "slurm": {
+        "title": "Slurm test cluster",
+        "scheduler": "slurm",
+        "login_host": "10.213.0.2",
+        "queues": {"debug": {"max_walltime": "1:00:00", "max_nodes": 2}},
+    },
+}
+"""
+
+
+def test_a_server_of_a_cluster_removed_from_the_config_stays_visible_and_stops(
+    all_clusters, make_hub, page: Page, tmp_path_factory
+):
+    data_dir = tmp_path_factory.mktemp("clusters-removed")
+    hub = make_hub("", scheduler="all", data_dir=data_dir)
+    answer = hub.spawn("alice", "gone", cluster="sge", queue="debug.q", walltime="10")
+    assert answer.status_code in (201, 202), answer.text
+    hub.wait_ready("alice", "gone", timeout=240)
+    job_id = job_and_cluster(hub, "alice", "gone")[0]
+    try:
+        hub.terminate(signal.SIGKILL)  # a SIGTERM would stop the server (issue 19)
+        # The same hub without its Grid Engine cluster.
+        again = make_hub(WITHOUT_SGE, scheduler="all", data_dir=data_dir)
+        again.token = hub.token
+        assert job_and_cluster(again, "alice", "gone") == (job_id, "sge")
+        assert live("sge", job_id)  # the restart left the job alone
+        log_in(page, again, "alice")
+        page.goto(f"{again.url}{DASH}")
+        card = page.locator('article[data-server="gone"]')
+        expect(card).to_contain_text("cluster no longer configured")
+        # Stop still reaches the login node as saved, and cancels the job.
+        assert again.stop("alice", "gone").status_code in (202, 204)
+        wait_gone({"sge": job_id}, patience=60)
+    finally:
+        for hub_ in (locals().get("again"), hub):
+            if hub_ is not None and hub_.process and hub_.process.poll() is None:
+                hub_.stop_all_servers()
