@@ -69,9 +69,7 @@ class LoginHealth:
         age = self.interval if max_age is None else max_age
         if self.checked_at is not None and time.time() - self.checked_at < age:
             return self.available
-        if self._checking is None:
-            self._checking = asyncio.ensure_future(self._check_now())
-        return await asyncio.shield(self._checking)
+        return await self._shared_check()
 
     def describe(self) -> dict[str, object]:
         """For the form, the admin overview and the API (times are epoch seconds)."""
@@ -115,9 +113,13 @@ class LoginHealth:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.ensure_future(self._loop())
 
+    async def _shared_check(self) -> bool:
+        """The check under way, or a new one: every caller meanwhile shares its answer."""
+        if self._checking is None:
+            self._checking = asyncio.ensure_future(self._check_now())
+        return await asyncio.shield(self._checking)
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            if self._checking is None:
-                self._checking = asyncio.ensure_future(self._check_now())
-            await asyncio.shield(self._checking)
+            await self._shared_check()

@@ -23,18 +23,12 @@ from hubdash.serverstate import ClusterRef
 from hubdash.spawner.options import ConfigError, OptionsError
 from hubdash.spawner.settings import JobSpawnerSettings
 from hubdash.spawner.spawnerror import SpawnError
+from hubdash.spawner.wiring import settings_of_options
 
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Settings that belong to the hub, not to one cluster.
 HUB_WIDE = frozenset({"clusters", "cluster_check_interval", "job_name_prefix", "status_interval"})
 ENTRY_KEYS = ("title", "groups")
-# How a saved cluster's scheduler options map back onto settings (a cluster since removed).
-_OPTION_SETTINGS = {
-    "flavor": "pbs_flavor",
-    "resource_spelling": "pbs_resource_spelling",
-    "parallel_environment": "sge_parallel_environment",
-    "slots_per_node": "sge_slots_per_node",
-}
 
 
 class ClusterRefused(OptionsError):
@@ -120,7 +114,7 @@ class ClusterChoices:
             cached = parse_clusters(
                 self.clusters,
                 self.per_cluster_settings(),
-                self._base_value("login_host") or "local",
+                self._base_settings()["login_host"] or "local",
             )
             self.__dict__["_cluster_choices"] = cached
         return cached
@@ -173,11 +167,8 @@ class ClusterChoices:
             overrides.update(login_host=ref.login_host, login_port=ref.login_port)
         if ref.scheduler:
             overrides["scheduler"] = ref.scheduler
-        for option, value in ref.scheduler_options.items():
-            if option in _OPTION_SETTINGS:
-                setting = _OPTION_SETTINGS[option]
-                overrides[setting] = int(value) if setting == "sge_slots_per_node" else value
         try:
+            overrides.update(settings_of_options(ref.scheduler, ref.scheduler_options))
             self._apply_settings(overrides)
         except TraitError:
             self._apply_settings({})  # unreadable: the spawner-wide settings, at least
@@ -197,15 +188,22 @@ class ClusterChoices:
             allowed = self.allowed_clusters() if getattr(self, "user", None) else []
             self.use_cluster((allowed or list(self.cluster_choices.values()))[0].name)
 
+    async def unavailable_reason(self, max_age: float | None = None) -> str:
+        """Why the cluster cannot be reached now ('' if it can): its login node does not
+        answer (checked within `max_age` seconds; default: the check interval)."""
+        cluster = self.cluster
+        if cluster.health is None or await cluster.health.check(max_age):
+            return ""
+        # A hub of one cluster has no cluster names to speak of.
+        which = f"cluster {self.cluster_title or cluster.name}" if self.clusters else "the cluster"
+        return f"{which} is unavailable: {cluster.health.message}"
+
     async def require_available(self) -> None:
         """SpawnError at once when the cluster's login node does not answer (checked within
         the last 5 s): down for everyone, said now rather than after SSH's own timeouts."""
-        cluster = self.cluster
-        if cluster.health is not None and not await cluster.health.check(max_age=5.0):
-            # A hub of one cluster has no cluster names to speak of.
-            label = self.cluster_title or cluster.name
-            which = f"Cluster {label}" if self.clusters else "The cluster"
-            raise SpawnError(f"{which} is unavailable: {cluster.health.message}.")
+        reason = await self.unavailable_reason(max_age=5.0)
+        if reason:
+            raise SpawnError(f"{reason[:1].upper()}{reason[1:]}.")
 
     def cluster_ref(self) -> ClusterRef:
         """The chosen cluster as saved with the server."""
@@ -243,7 +241,6 @@ class ClusterChoices:
             where = f"JobSpawner.clusters[{name!r}]" if self.clusters else "JobSpawner"
             try:
                 self.use_cluster(name)
-                self._queue_table, self._extra_fields, self._cluster_config = None, None, None
                 _ = self.queue_table, self.extra_fields
                 self.cluster_config.check(where)
             except (TraitError, ConfigError, ValueError) as exc:
@@ -256,9 +253,6 @@ class ClusterChoices:
             self.use_cluster(first)
 
     # --- the settings themselves ---------------------------------------------------------
-
-    def _base_value(self, key: str) -> Any:
-        return self._base_settings()[key] if key in self._base_settings() else getattr(self, key)
 
     def _base_settings(self) -> dict[str, Any]:
         """The spawner-wide values, taken before any cluster's were put in place."""

@@ -34,23 +34,27 @@ def one_value(value: Any) -> Any:
 
 def cluster_health(spawner: Any) -> dict[str, Any]:
     """The last word on the login node of `spawner`'s cluster, without asking it again."""
-    try:
-        health = spawner.cluster.health
-    except Exception:  # a cluster the registry refuses (the hub's start check says why)
-        return _broken(spawner)
-    return dict(health.describe()) if health is not None else dict(ALWAYS_AVAILABLE)
+    health, fixed = _login_health(spawner)
+    return fixed if health is None else dict(health.describe())
 
 
 async def checked_health(spawner: Any) -> dict[str, Any]:
     """As cluster_health, after a check if the last one is older than the check interval."""
-    try:
-        health = spawner.cluster.health
-    except Exception:
-        return _broken(spawner)
+    health, fixed = _login_health(spawner)
     if health is None:
-        return dict(ALWAYS_AVAILABLE)
+        return fixed
     await health.check()
     return dict(health.describe())
+
+
+def _login_health(spawner: Any) -> tuple[Any, dict[str, Any]]:
+    """The cluster's LoginHealth, or None and the answer that stands for it: always
+    available (no login node to check), or broken (a cluster the registry refuses)."""
+    try:
+        health = spawner.cluster.health
+    except Exception:  # a cluster the registry refuses (the hub's start check says why)
+        return None, _broken(spawner)
+    return health, dict(ALWAYS_AVAILABLE)
 
 
 def _broken(spawner: Any) -> dict[str, Any]:
@@ -108,27 +112,28 @@ def unavailable_text(label: str, health: dict[str, Any]) -> str:
     )
 
 
-def latest_choices_by_cluster(spawner: Any, first: str) -> dict[str, dict[str, Any]]:
-    """Each cluster's latest options of this user: this server's own for its cluster, then the
-    latest of the user's other servers per cluster. Options that name no cluster (saved
-    before the hub had several) count for `first`, where a start without one goes.
-    """
-    found: dict[str, dict[str, Any]] = {}
-
-    def keep(options: dict[str, Any]) -> None:
-        name = options.get("cluster")
-        found.setdefault(name if isinstance(name, str) and name else first, dict(options))
-
-    if spawner.user_options:
-        keep(dict(spawner.user_options))
+def options_newest_first(spawner: Any) -> list[dict[str, Any]]:
+    """This user's saved spawn options: this server's own first, then the user's other
+    servers', the latest started first (JupyterHub keeps each server's last user_options)."""
+    found = [dict(spawner.user_options)] if spawner.user_options else []
     others = [
         orm_spawner
         for orm_spawner in (getattr(spawner.user, "orm_spawners", None) or {}).values()
         if orm_spawner.user_options
     ]
     others.sort(key=lambda s: s.started or s.last_activity or datetime.min, reverse=True)
-    for orm_spawner in others:
-        keep(dict(orm_spawner.user_options))
+    return found + [dict(orm_spawner.user_options) for orm_spawner in others]
+
+
+def latest_choices_by_cluster(spawner: Any, first: str) -> dict[str, dict[str, Any]]:
+    """Each cluster's latest options of this user: this server's own for its cluster, then the
+    latest of the user's other servers per cluster. Options that name no cluster (saved
+    before the hub had several) count for `first`, where a start without one goes.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for options in options_newest_first(spawner):
+        name = options.get("cluster")
+        found.setdefault(name if isinstance(name, str) and name else first, options)
     return found
 
 

@@ -56,8 +56,9 @@ class FormOptions:
         name = self.pick_cluster(data.pop("cluster", None))
         if name != self.chosen_cluster or self.removed_cluster is not None:
             self.use_cluster(name)
-        groups = [group.name for group in getattr(self.user, "groups", [])]
-        return validate_options(data, self.queue_table, self.user.name, groups, self.extra_fields)
+        return validate_options(
+            data, self.queue_table, self.user.name, self.user_groups(), self.extra_fields
+        )
 
     @property
     def extra_fields(self) -> ExtraFields:
@@ -75,11 +76,11 @@ class FormOptions:
             raise TraitError(str(exc)) from None
 
 
-def check_user_options(spawner: Any, user_options: dict) -> None:
-    """JupyterHub's apply_user_options: bad options end as a 400 naming the option, for every
-    way in (form, API, opt- URL), before start() runs."""
+def checked_job_options(spawner: Any, user_options: dict | None) -> JobOptions:
+    """The spawn's options, or the HTTP error that refuses them: 403 for a cluster the user
+    may not use, 400 naming the option for anything else."""
     try:
-        spawner.job_options(user_options or {})
+        return spawner.job_options(user_options or {})
     except ClusterRefused as exc:
         raise refused_as_http(exc) from None
     except OptionsError as exc:
@@ -87,3 +88,9 @@ def check_user_options(spawner: Any, user_options: dict) -> None:
         # What the REST API answers (tornado would show the log message's '%%' as it is).
         error.jupyterhub_message = f"Invalid options: {exc}"
         raise error from None
+
+
+def check_user_options(spawner: Any, user_options: dict) -> None:
+    """JupyterHub's apply_user_options: bad options end as a 400 naming the option (403 for
+    another group's cluster), for every way in (form, API, opt- URL), before start() runs."""
+    checked_job_options(spawner, user_options)

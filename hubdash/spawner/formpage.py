@@ -9,7 +9,6 @@ of the form is rendered from its own settings (a sibling spawner, clusterchoice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import jinja2
@@ -21,6 +20,7 @@ from hubdash.spawner.clusterform import (
     latest_choices_by_cluster,
     one_value,
     opening_cluster,
+    options_newest_first,
     unavailable_mark,
     unavailable_text,
 )
@@ -49,18 +49,8 @@ def last_choices(spawner: Any) -> dict[str, Any]:
     JupyterHub keeps each server's last user_options in its database and hands them to
     the spawner (also after a stop or a hub restart).
     """
-    own = dict(spawner.user_options or {})
-    if own:
-        return own
-    others = [
-        orm_spawner
-        for orm_spawner in (getattr(spawner.user, "orm_spawners", None) or {}).values()
-        if orm_spawner.user_options
-    ]
-    if not others:
-        return {}
-    latest = max(others, key=lambda s: s.started or s.last_activity or datetime.min)
-    return dict(latest.user_options)
+    saved = options_newest_first(spawner)
+    return saved[0] if saved else {}
 
 
 def usable_defaults(
@@ -204,7 +194,7 @@ def _cluster_body(
     `spawner`, whose settings are that cluster's; filled from refused `data`, else from the
     user's `last` choices that still pass."""
     username = spawner.user.name
-    groups = [group.name for group in getattr(spawner.user, "groups", [])]
+    groups = spawner.user_groups()
     extras: ExtraFields = spawner.extra_fields
     queues = allowed_queues(spawner.queue_table, username, groups)
     defaults = None

@@ -36,9 +36,9 @@ from hubdash.schedulers.base import (
 )
 from hubdash.serverstate import JobOutcome, JobRecord, ServerState, read_server_state
 from hubdash.spawner import formpage
-from hubdash.spawner.clusterchoice import ClusterChoices, ClusterRefused, refused_as_http
+from hubdash.spawner.clusterchoice import ClusterChoices
 from hubdash.spawner.extras import ExtraFields
-from hubdash.spawner.formoptions import FormOptions, check_user_options
+from hubdash.spawner.formoptions import FormOptions, check_user_options, checked_job_options
 from hubdash.spawner.hubchannel import HubChannel
 from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.jobcancels import JobCancels
@@ -47,7 +47,6 @@ from hubdash.spawner.logtail import read_log_tail
 from hubdash.spawner.options import (
     ConfigError,
     JobOptions,
-    OptionsError,
     QueueSpec,
     parse_queue_table,
 )
@@ -229,12 +228,7 @@ class JobSpawner(
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
-        try:
-            options = self.job_options(self.user_options or {})
-        except ClusterRefused as exc:
-            raise refused_as_http(exc) from None
-        except OptionsError as exc:
-            raise web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%")) from None
+        options = checked_job_options(self, self.user_options)
         self._progress.reset()
         self.job = JobRecord()
         await self.require_available()

@@ -68,12 +68,7 @@ class _FormInfoHandler(APIHandler):
         """On a hub of several clusters, why the cluster cannot be asked now ('' if it can):
         its login node does not answer, which the scheduler's own query would find out only
         after SSH's timeouts."""
-        health = spawner.cluster.health if spawner.clusters else None
-        if health is None or await health.check():
-            return ""
-        return f"cluster {spawner.cluster_title or spawner.chosen_cluster} is unavailable: " + (
-            health.message or "its login node does not answer"
-        )
+        return await spawner.unavailable_reason() if spawner.clusters else ""
 
     def _cluster_parts(self, spawner: Any) -> tuple[Any, QueueInformation, Any]:
         """The user's cluster, its cache, and the transport the user's own spawns use."""
@@ -97,8 +92,9 @@ class QueuesHandler(_FormInfoHandler):
         spawner = self._asked_spawner(self._job_spawner())
         if spawner is None:
             return
-        groups = [group.name for group in spawner.user.groups]
-        offered = list(allowed_queues(spawner.queue_table, spawner.user.name, groups))
+        offered = list(
+            allowed_queues(spawner.queue_table, spawner.user.name, spawner.user_groups())
+        )
         cluster, cache, transport = self._cluster_parts(spawner)
         down = await self._unavailable(spawner)
         if down:

@@ -13,17 +13,47 @@ from hubdash.cluster.monitor import MonitorSettings
 from hubdash.transport.credentials import auth_state_key_source
 from hubdash.transport.factory import LoginSettings, UserKeys
 
+# The adapter options each scheduler takes, by the setting that gives each one. Read both
+# ways: settings -> ClusterConfig here, a saved ClusterConfig -> settings in
+# settings_of_options (a server whose cluster was since removed from the config).
+SCHEDULER_OPTIONS: dict[str, dict[str, str]] = {
+    "pbs": {"flavor": "pbs_flavor", "resource_spelling": "pbs_resource_spelling"},
+    "sge": {
+        "parallel_environment": "sge_parallel_environment",
+        "slots_per_node": "sge_slots_per_node",
+    },
+}
+# Options left out when their setting is empty: the adapter then picks its own.
+_OPTIONAL = frozenset({"resource_spelling"})
+
+
+def scheduler_options_of(settings: Any) -> dict[str, str]:
+    """The adapter options of the settings' scheduler, as text."""
+    options = {}
+    for option, setting in SCHEDULER_OPTIONS.get(settings.scheduler, {}).items():
+        value = getattr(settings, setting)
+        if value or option not in _OPTIONAL:
+            options[option] = str(value)
+    return options
+
+
+def settings_of_options(scheduler: str, options: dict[str, str]) -> dict[str, Any]:
+    """The settings that give these saved adapter options (unknown options left out).
+
+    >>> settings_of_options("sge", {"slots_per_node": "4", "nodes": "2"})
+    {'sge_slots_per_node': 4}
+    """
+    settings: dict[str, Any] = {}
+    for option, setting in SCHEDULER_OPTIONS.get(scheduler, {}).items():
+        if option in options:
+            value = options[option]
+            settings[setting] = int(value) if setting == "sge_slots_per_node" else value
+    return settings
+
 
 def cluster_config_of(settings: Any) -> ClusterConfig:
-    """The cluster the single-cluster settings (JobSpawnerSettings) describe."""
-    options = {"flavor": settings.pbs_flavor} if settings.scheduler == "pbs" else {}
-    if settings.scheduler == "pbs" and settings.pbs_resource_spelling:
-        options["resource_spelling"] = settings.pbs_resource_spelling
-    if settings.scheduler == "sge":
-        options = {
-            "parallel_environment": settings.sge_parallel_environment,
-            "slots_per_node": str(settings.sge_slots_per_node),
-        }
+    """The cluster the settings in place on a spawner (JobSpawnerSettings) describe."""
+    options = scheduler_options_of(settings)
     return ClusterConfig(
         name=getattr(settings, "chosen_cluster", "") or settings.login_host or "local",
         title=getattr(settings, "cluster_title", ""),
