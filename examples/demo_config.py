@@ -107,8 +107,9 @@ c.JobSpawner.remote_python = "/opt/hubdash/venv/bin/python"
 c.JobSpawner.cmd = ["/opt/hubdash/venv/bin/jupyterhub-singleuser"]
 c.JobSpawner.default_url = "/lab"
 
-# The form's live queue figures and start estimates (/hub/api/hubdash/*), and a check of
-# the JobSpawner settings above when the hub starts: a bad one stops it, naming the setting.
+# The form's live queue figures and start estimates (/hub/api/hubdash/*), a check of the
+# JobSpawner settings above when the hub starts (a bad one stops it, naming the setting),
+# and jobs kept across hub restarts: cleanup_servers off, queued jobs adopted, orphans swept.
 from hubdash.spawner.hubsetup import setup_hub  # noqa: E402
 
 setup_hub(c)
@@ -120,7 +121,14 @@ setup_hub(c)
 c.JupyterHub.services = [
     {
         "name": "hubdash",
-        "command": [sys.executable, "-m", "hubdash", "--walltime-warning-minutes=15"],
+        "command": [
+            sys.executable,
+            "-m",
+            "hubdash",
+            "--walltime-warning-minutes=15",
+            # Logins to the dashboard outlive a hub restart: open pages carry on by themselves.
+            f"--cookie-secret-file={data_dir}/hubdash_cookie_secret",
+        ],
         "url": f"http://127.0.0.1:{os.environ.get('HUBDASH_SERVICE_PORT', '10101')}",
         "oauth_client_allowed_scopes": ["read:servers!user", "delete:servers!user"],
         "oauth_no_confirm": True,  # part of the hub: no "authorize this service?" page

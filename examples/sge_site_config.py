@@ -56,7 +56,12 @@ c.JobSpawner.queues = {
 c.JobSpawner.form_extras = ["account", "memory"]
 c.JobSpawner.accounts = {"*": ["bioinf", "teaching"], "@genomics": ["genomics"]}
 
-# Serves the form's live queue information and stops the hub at start on a bad setting.
+# This hub's name in job names and folders on the cluster: a staging hub gets another.
+c.JobSpawner.hub_id = "prod"
+
+# Serves the form's live queue information, stops the hub at start on a bad setting, and
+# keeps every job across hub restarts (cleanup_servers off, queued jobs adopted, orphans
+# swept).
 from hubdash.spawner.hubsetup import setup_hub  # noqa: E402
 
 setup_hub(c)

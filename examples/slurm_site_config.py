@@ -73,7 +73,12 @@ c.JobSpawner.accounts = {
 # Queue figures and estimates in the form are reused this long before Slurm is asked again.
 c.JobSpawner.queue_info_ttl = 30
 
-# Serves the form's live queue information and stops the hub at start on a bad setting.
+# This hub's name in job names and folders on the cluster: a staging hub gets another.
+c.JobSpawner.hub_id = "prod"
+
+# Serves the form's live queue information, stops the hub at start on a bad setting, and
+# keeps every job across hub restarts (cleanup_servers off, queued jobs adopted, orphans
+# swept).
 from hubdash.spawner.hubsetup import setup_hub  # noqa: E402
 
 setup_hub(c)

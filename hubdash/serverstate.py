@@ -11,11 +11,12 @@ Version 2 (times are epoch seconds, durations seconds)::
      "job": {"job_id", "job_name", "queue", "node_count", "nodes": [node names], "engines",
              "engines_up", "engines_state", "walltime_seconds", "submitted_at", "started_at",
              "state", "reason", "position", "estimated_start", "node", "remote_port",
-             "local_port", "hub_forward_port"},
+             "local_port", "hub_forward_port", "state_dir", "token_sha256"},
      "tunnel": {...},            # as the spawner's tunnel describes itself
      "history": [{"phase", "time", "message"}, ...],
      "last_outcome": {"job_id", "state", "message", "exit_code", "ended_at", "log_tail"},
      "cancel_pending": [job ids],
+     "resume": {"job": {...as "job"}, "reason"},
      "cluster": {"name", "title", "login_host", "login_port", "scheduler",
                  "scheduler_options": {name: value}, "bin_dir"}}
 
@@ -23,6 +24,10 @@ Version 2 (times are epoch seconds, durations seconds)::
 one cluster names it too): its name and title, and how to reach its scheduler, so that a
 server whose cluster was since removed from the config can still be shown and its job
 cancelled. States saved before it existed have none: the hub's first cluster is theirs.
+
+`resume` is a job that was still queued or starting when the hub went down: the server was
+stopped in the hub's books, and is started again as soon as the hub serves, adopting this
+job (same id, same place in the queue) instead of submitting one.
 
 `job`, `tunnel` and `history` are there while the server has a job; `last_outcome` stays after
 it stops. `estimated_start` is ISO 8601 text as the scheduler gave it (the cluster's wall
@@ -73,6 +78,16 @@ class JobRecord:
     remote_port: int = 0
     local_port: int = 0  # the hub-side end of the notebook forward
     hub_forward_port: int = 0  # the login-node end of the hub API forward
+    state_dir: str = ""  # the job's folder on the cluster ("": the layout before hub ids)
+    token_sha256: str = ""  # of the server's API token in the job's settings file
+
+
+@dataclass
+class Resume:
+    """A job to adopt when the hub serves again: still queued or starting at its restart."""
+
+    job: JobRecord
+    reason: str = ""  # why, as the user reads it
 
 
 @dataclass
@@ -119,6 +134,7 @@ class ServerState:
     last_outcome: JobOutcome | None = None
     cancel_pending: list[str] = field(default_factory=list)  # job ids whose cancel failed
     cluster: ClusterRef | None = None
+    resume: Resume | None = None
     problems: list[str] = field(default_factory=list, compare=False)  # never saved
 
     def to_state(self) -> dict[str, Any]:
@@ -136,6 +152,8 @@ class ServerState:
             state["cancel_pending"] = list(self.cancel_pending)
         if self.cluster is not None:
             state["cluster"] = asdict(self.cluster)
+        if self.resume is not None:
+            state["resume"] = asdict(self.resume)
         return state
 
 
@@ -175,11 +193,26 @@ def read_server_state(state: dict[str, Any] | None) -> ServerState:
         last_outcome=_outcome(state.get("last_outcome"), problems),
         cancel_pending=_job_ids(state.get("cancel_pending"), problems),
         cluster=_cluster(state.get("cluster"), problems),
+        resume=_resume(state.get("resume"), problems),
         problems=problems,
     )
     if not saved.job.job_id:
         saved.job = JobRecord()  # the rest of a job without an id is no job
     return saved
+
+
+def _resume(data: Any, problems: list[str]) -> Resume | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"resume: {_shown(data)} is not an object")
+        return None
+    job = _read(JobRecord, data.get("job"), "resume.job", problems)
+    if not job.job_id:
+        problems.append("resume: no job id: not read")
+        return None
+    reason = data.get("reason")
+    return Resume(job=job, reason=reason if isinstance(reason, str) else "")
 
 
 def _cluster(data: Any, problems: list[str]) -> ClusterRef | None:

@@ -59,14 +59,35 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+# Seconds a test of the tiers on the test cluster may run, its fixtures not counted (they
+# bring clusters and hubs up under bounds of their own: `testcluster up` up to 900 s, a
+# hub 60 s; a timer firing there would kill the bring-up half-way). A test whose own waits
+# add up to more says so with @pytest.mark.timeout(N) and why. Unit tests: pyproject's
+# `timeout`, fixtures included.
+TIER_TIMEOUT = 300
+TIERS = ("integration", "e2e")
+
+
 def pytest_collection_modifyitems(config, items):
-    # Integration and e2e tests live in their folders; mark them so `-m` selects them.
+    # `--timeout N` on the command line replaces the tiers' default (0: none); explicit
+    # marks stay. `-p no:timeout` switches pytest-timeout off altogether.
+    timeouts = config.pluginmanager.hasplugin("timeout")
+    tier_timeout = config.getoption("timeout", None)
+    if tier_timeout is None:
+        tier_timeout = TIER_TIMEOUT
     for item in items:
         path = str(item.fspath)
-        if f"{os.sep}integration{os.sep}" in path:
-            item.add_marker(pytest.mark.integration)
-        if f"{os.sep}e2e{os.sep}" in path:
-            item.add_marker(pytest.mark.e2e)
+        for tier in TIERS:
+            # Integration and e2e tests live in their folders; mark them so `-m` selects them.
+            if f"{os.sep}{tier}{os.sep}" in path:
+                item.add_marker(getattr(pytest.mark, tier))
+                if not timeouts:
+                    continue
+                own = item.get_closest_marker("timeout")
+                seconds = tier_timeout
+                if own is not None:
+                    seconds = own.args[0] if own.args else own.kwargs["timeout"]
+                item.add_marker(pytest.mark.timeout(seconds, func_only=True), append=False)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -75,9 +96,7 @@ def pytest_terminal_summary(terminalreporter):
 
     if TALLY.tried:
         terminalreporter.write_sep("-", "hostile input")
-        terminalreporter.write_line(
-            f"hostile inputs tried: {TALLY.tried}, refused or neutralised: {TALLY.stopped}"
-        )
+        terminalreporter.write_line(TALLY.summary())
         for value in TALLY.let_through[:20]:
             terminalreporter.write_line(f"  NOT stopped: {value}")
 

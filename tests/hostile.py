@@ -1,7 +1,9 @@
 """Hostile input for the security tests, and the tally the end-of-run summary prints.
 
-Every test that feeds the product something hostile records each value with `TALLY.record`;
-tests/conftest.py prints "hostile inputs tried: N, refused or neutralised: M" after the run.
+Every test that feeds the product something hostile tries each value in `TALLY.trying`
+and says what became of it: refused (an error naming the field, a 400), neutralised (taken,
+but quoted, escaped or replaced so that it is inert) or accepted (taken as it was: it is
+plain, like "0" for engines). tests/conftest.py prints `TALLY.summary()` after the run.
 """
 
 from __future__ import annotations
@@ -69,30 +71,80 @@ ODD_VALUES = [
 ]
 
 
+REFUSED, NEUTRALISED, ACCEPTED = "refused", "neutralised", "accepted"
+OUTCOMES = (REFUSED, NEUTRALISED, ACCEPTED)
+
+
+@dataclass
+class Trial:
+    """What became of one value; the test says so before its `trying` block ends."""
+
+    outcome: str | None = None
+
+    def refused(self) -> None:
+        self.outcome = REFUSED
+
+    def neutralised(self) -> None:
+        self.outcome = NEUTRALISED
+
+    def accepted(self) -> None:
+        self.outcome = ACCEPTED
+
+    def taken(self, changed: bool) -> None:
+        """Taken: neutralised if the product had to change it (quote, escape, replace),
+        accepted if it went on as it was."""
+        self.outcome = NEUTRALISED if changed else ACCEPTED
+
+
 @dataclass
 class Tally:
-    """How many hostile inputs the run tried, and how many were refused or neutralised."""
+    """How many hostile inputs the run tried, and what became of each.
 
-    tried: int = 0
-    stopped: int = 0
+    Only refused and neutralised values were stopped; an accepted one was plain, and a
+    value a test failed on was not stopped at all (listed in `let_through`).
+    """
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    failed: int = 0
     let_through: list[str] = field(default_factory=list)
 
-    def record(self, value: object, stopped: bool) -> None:
-        self.tried += 1
-        if stopped:
-            self.stopped += 1
-        else:
+    @property
+    def tried(self) -> int:
+        return sum(self.counts.values()) + self.failed
+
+    def record(self, value: object, outcome: str | None) -> None:
+        """`outcome` is one of OUTCOMES, or None: the test failed on `value`."""
+        if outcome is None:
+            self.failed += 1
             self.let_through.append(repr(value)[:80])
+        else:
+            self.counts[outcome] += 1
 
     @contextmanager
-    def trying(self, value: object) -> Iterator[None]:
-        """Count `value` as stopped when the block finishes without an assertion failing."""
+    def trying(self, value: object, outcome: str | None = None) -> Iterator[Trial]:
+        """Count `value` once the block finishes without an assertion failing, as `outcome`
+        or as the block told the Trial it yields; a block that tells nothing is an error."""
+        trial = Trial(outcome)
         try:
-            yield
+            yield trial
         except BaseException:
-            self.record(value, stopped=False)
+            self.record(value, None)
             raise
-        self.record(value, stopped=True)
+        if trial.outcome not in OUTCOMES:
+            raise AssertionError(
+                f"the test did not say whether {repr(value)[:60]} was refused, neutralised "
+                "or accepted (TALLY.trying(value, REFUSED), or trial.refused() ...)"
+            )
+        self.record(value, trial.outcome)
+
+    def summary(self) -> str:
+        """The end-of-run line: every value tried, by what became of it."""
+        counts = self.counts
+        return (
+            f"hostile inputs tried: {self.tried}; refused: {counts[REFUSED]}, "
+            f"neutralised: {counts[NEUTRALISED]}, accepted as plain: {counts[ACCEPTED]}, "
+            f"not stopped (a test failed): {self.failed}"
+        )
 
 
 TALLY = Tally()

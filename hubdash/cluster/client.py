@@ -147,6 +147,29 @@ class SchedulerClient:
             raise _command_error(argv, result, "failed")
         return self.adapter.parse_job_ids(result.stdout, job_name, user)
 
+    async def user_jobs(self, transport: Transport, user: str) -> dict[str, str]:
+        """Job id -> name of the cluster user's live jobs ({} where the scheduler cannot
+        be asked); names a listing leaves out are asked for in one more command."""
+        argv = self.adapter.user_jobs_command(user)
+        if argv is None:
+            return {}
+        result = await self._run(transport, argv)
+        if result.exit_status != 0:
+            raise _command_error(argv, result, "failed")
+        jobs = self.adapter.parse_user_jobs(result.stdout, user)
+        unnamed = [job_id for job_id, name in jobs.items() if not name]
+        names_argv = self.adapter.job_names_command(unnamed) if unnamed else None
+        if names_argv is not None:
+            result = await self._run(transport, names_argv)
+            # A job that ended since the listing makes qstat fail for it alone.
+            if result.exit_status != 0 and not result.stdout.strip():
+                raise _command_error(names_argv, result, "failed")
+            names = self.adapter.parse_job_names(result.stdout)
+            same = self.adapter.same_job
+            for job_id in unnamed:
+                jobs[job_id] = next((n for listed, n in names.items() if same(listed, job_id)), "")
+        return jobs
+
     async def exit_code(self, transport: Transport, job_id: str) -> int | None:
         """A finished job's exit code, where the scheduler keeps it apart from its state."""
         argv = self.adapter.job_detail_command(job_id)

@@ -47,6 +47,7 @@ class HubDash(Application):
         "max-streams-per-user": "HubDash.max_streams_per_user",
         "max-streams-total": "HubDash.max_streams_total",
         "url": "HubDash.service_url",
+        "cookie-secret-file": "HubDash.cookie_secret_file",
         "log-level": "Application.log_level",
     }
 
@@ -135,6 +136,20 @@ class HubDash(Application):
     def _default_prefix(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/hubdash/")
 
+    cookie_secret_file = Unicode(
+        "",
+        help="""File with the secret the dashboard's login cookies are signed with; created
+        (mode 0600, 32 random bytes) if missing. With it, users stay logged in to the
+        dashboard across restarts of the hub and the dashboard, so an open status page
+        follows a server through a hub restart by itself. Empty (the default): a new secret
+        at every start, and open pages must log in again after one.""",
+    ).tag(config=True)
+
+    def cookie_secret(self) -> bytes:
+        if not self.cookie_secret_file:
+            return secrets.token_bytes(32)
+        return read_or_create_secret(Path(self.cookie_secret_file))
+
     def make_app(
         self, hub_auth: HubOAuth | None = None, hub_api: HubAPI | None = None
     ) -> web.Application:
@@ -159,8 +174,8 @@ class HubDash(Application):
             "jinja_env": Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True),
             "static_path": str(STATIC),
             "static_url_prefix": prefix + "static/",
-            # A new secret per start: users are simply sent through the hub's OAuth again.
-            "cookie_secret": secrets.token_bytes(32),
+            # Without a secret file, a new one per start: users go through the hub's OAuth again.
+            "cookie_secret": self.cookie_secret(),
             "xsrf_cookies": True,
             "login_url": hub_auth.login_url,
             "log_function": self._log_request,
@@ -229,3 +244,28 @@ def _internal_tls(hub_auth: HubOAuth) -> ssl.SSLContext | None:
     if not (hub_auth.keyfile and hub_auth.certfile):
         return None
     return make_ssl_context(hub_auth.keyfile, hub_auth.certfile, cafile=hub_auth.client_ca)
+
+
+SECRET_BYTES = 32
+
+
+def read_or_create_secret(path: Path) -> bytes:
+    """The secret in `path` (hex), made there (0600) first if the file does not exist."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, "rb") as file:
+            text = file.read(4 * SECRET_BYTES).strip()  # bounded: hex of the secret
+        try:
+            secret = bytes.fromhex(text.decode("ascii"))
+        except ValueError:
+            secret = b""
+        if len(secret) < 16:
+            raise TraitError(
+                f"HubDash.cookie_secret_file {path} holds no secret of 16 bytes or more in hex"
+            ) from None
+        return secret
+    secret = secrets.token_bytes(SECRET_BYTES)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret.hex() + "\n")
+    return secret

@@ -256,6 +256,25 @@ class SchedulerAdapter:
         """The ids `jobs_named_command(job_name, user)` printed (a line each by default)."""
         return [line.strip() for line in stdout.splitlines() if line.strip()]
 
+    # --- a user's jobs by name (the hub's start-up sweep of its orphaned jobs) ------------
+
+    def user_jobs_command(self, user: str) -> list[str] | None:
+        """A listing of the cluster user's live jobs; None where it cannot be asked."""
+        return None
+
+    def parse_user_jobs(self, stdout: str, user: str) -> dict[str, str]:
+        """Job id -> name from `user_jobs_command`'s answer; a name is '' where the listing
+        holds none (then `job_names_command` is asked)."""
+        raise NotImplementedError
+
+    def job_names_command(self, job_ids: list[str]) -> list[str] | None:
+        """The names of these jobs, where `user_jobs_command` lists ids only."""
+        return None
+
+    def parse_job_names(self, stdout: str) -> dict[str, str]:
+        """Job id (as the scheduler prints it) -> name, from `job_names_command`'s answer."""
+        raise NotImplementedError
+
     def queues_command(self) -> list[str]:
         raise NotImplementedError
 

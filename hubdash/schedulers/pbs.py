@@ -89,6 +89,7 @@ from hubdash.schedulers.pbstext import (
     strip_host,
     to_int,
 )
+from hubdash.schedulers.slurmtext import parse_id_and_name, squeue_live
 from hubdash.walltime import parse_walltime
 
 # Re-exported: tests and callers read records and hosts through this module.
@@ -324,20 +325,28 @@ class PBSAdapter(SchedulerAdapter):
         user = check_directive_value("user", user)
         if self.flavor == "slurm-torque":
             # The wrappers have no qselect; underneath is Slurm, which can be asked.
-            return [
-                "squeue",
-                "-h",
-                "-u",
-                user,
-                "-n",
-                name,
-                "-t",
-                "PENDING,RUNNING,SUSPENDED,CONFIGURING",
-                "-o",
-                "%i",
-            ]
+            return squeue_live(user, "-n", name, fields="%i")
         # qselect lists ids of jobs not yet finished (Q, H, W, R, E ...).
         return ["qselect", "-N", name, "-u", user, "-s", "QHWRTE"]
+
+    def user_jobs_command(self, user: str) -> list[str]:
+        user = check_directive_value("user", user)
+        if self.flavor == "slurm-torque":
+            return squeue_live(user, fields="%i|%j")
+        # Ids only: qstat's listings cut names short (to 15 characters, even with -w).
+        return ["qselect", "-u", user, "-s", "QHWRTE"]
+
+    def parse_user_jobs(self, stdout: str, user: str) -> dict[str, str]:
+        if self.flavor == "slurm-torque":
+            return parse_id_and_name(stdout)
+        return dict.fromkeys(self.parse_job_ids(stdout), "")
+
+    def job_names_command(self, job_ids: list[str]) -> list[str]:
+        ids = check_job_ids(job_ids)
+        return ["qstat", "-f", "-F", "json", *ids] if self.show_finished else ["qstat", "-f", *ids]
+
+    def parse_job_names(self, stdout: str) -> dict[str, str]:
+        return {job_id: attrs.get("Job_Name", "") for job_id, attrs in self._job_records(stdout)}
 
     # --- place in the queue ----------------------------------------------------------------
 

@@ -303,6 +303,16 @@ class GridEngineAdapter(SchedulerAdapter):
         check_directive_value("job_name", job_name)
         return self._user_listing(user)
 
+    def user_jobs_command(self, user: str) -> list[str]:
+        return self._user_listing(user)
+
+    def parse_user_jobs(self, stdout: str, user: str) -> dict[str, str]:
+        return {
+            job.job_id: job.name
+            for job in parse_job_list(stdout).values()
+            if not job.owner or job.owner == user
+        }
+
     def parse_job_ids(self, stdout: str, job_name: str = "", user: str = "") -> list[str]:
         return [
             job.job_id

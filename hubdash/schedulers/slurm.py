@@ -52,10 +52,12 @@ from hubdash.schedulers.slurmtext import (
     NONE_WORDS,
     expand_hostlist,
     parse_exit_code,
+    parse_id_and_name,
     parse_scontrol_line,
     parse_slurm_time,
     slurm_state,
     slurm_walltime,
+    squeue_live,
 )
 
 _SUBMITTED = re.compile(r"^(\d+)(?:;\S+)?$")
@@ -220,18 +222,13 @@ class SlurmAdapter(SchedulerAdapter):
 
     def jobs_named_command(self, job_name: str, user: str) -> list[str]:
         name = check_directive_value("job_name", job_name)
-        return [
-            "squeue",
-            "-h",
-            "-u",
-            check_directive_value("user", user),
-            "-n",
-            name,
-            "-t",
-            "PENDING,RUNNING,SUSPENDED,CONFIGURING",
-            "-o",
-            "%i",
-        ]
+        return squeue_live(check_directive_value("user", user), "-n", name, fields="%i")
+
+    def user_jobs_command(self, user: str) -> list[str]:
+        return squeue_live(check_directive_value("user", user), fields="%i|%j")
+
+    def parse_user_jobs(self, stdout: str, user: str) -> dict[str, str]:
+        return parse_id_and_name(stdout)
 
     # --- one job in detail ----------------------------------------------------------------
 

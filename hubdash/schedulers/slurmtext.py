@@ -46,6 +46,30 @@ NONE_WORDS = {"", "N/A", "(null)", "None", "Unknown", "NONE"}
 _SCONTROL_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z][\w:/.+\-]*)=")
 
 
+# The states of a job that still holds (or waits for) nodes, as squeue -t takes them.
+LIVE_STATES = "PENDING,RUNNING,SUSPENDED,CONFIGURING"
+
+
+def squeue_live(user: str, *selection: str, fields: str) -> list[str]:
+    """squeue listing one user's live jobs (`selection`: more squeue options), no header.
+    `user` and each selection value must be checked already (check_directive_value)."""
+    return ["squeue", "-h", "-u", user, *selection, "-t", LIVE_STATES, "-o", fields]
+
+
+def parse_id_and_name(stdout: str) -> dict[str, str]:
+    r"""Job id -> name from squeue -o '%i|%j' (the name may hold '|'; the id never does).
+
+    >>> parse_id_and_name("12|jupyterhub-h1-alice-default\n13|a|b\n\n")
+    {'12': 'jupyterhub-h1-alice-default', '13': 'a|b'}
+    """
+    jobs = {}
+    for line in stdout.splitlines():
+        job_id, bar, name = line.strip().partition("|")
+        if bar and job_id:
+            jobs[job_id] = name
+    return jobs
+
+
 def slurm_state(raw_state: str) -> JobState:
     """Our state for Slurm's word; a word we do not know keeps the job waiting, never ends it.
 

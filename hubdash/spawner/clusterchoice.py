@@ -27,7 +27,16 @@ from hubdash.spawner.wiring import settings_of_options
 
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Settings that belong to the hub, not to one cluster.
-HUB_WIDE = frozenset({"clusters", "cluster_check_interval", "job_name_prefix", "status_interval"})
+HUB_WIDE = frozenset(
+    {
+        "clusters",
+        "cluster_check_interval",
+        "job_name_prefix",
+        "status_interval",
+        "hub_id",
+        "orphan_sweep",
+    }
+)
 ENTRY_KEYS = ("title", "groups")
 
 

@@ -1,5 +1,6 @@
 """What the hub process needs besides the spawner class: the form's queue-information API,
-and a check of the spawner's settings when the hub starts.
+a check of the spawner's settings when the hub starts, servers kept across restarts, and
+the work done once the hub serves (hubrestart.py).
 
 Call `setup_hub(c)` at the end of jupyterhub_config.py. Wires things up; runs nothing itself.
 """
@@ -13,12 +14,25 @@ from typing import Any
 from traitlets.config import Config
 from traitlets.config.loader import LazyConfigValue
 
+from hubdash.spawner.hubrestart import schedule_after_start
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.queueapi import queue_info_handlers
 
+CLEANUP_WARNING = (
+    "c.JupyterHub.cleanup_servers is True: every time the hub stops (a restart, an upgrade, "
+    "systemctl stop) it stops every user's server, which cancels every batch job, running "
+    "notebooks and jobs that waited hours in the queue alike. Leave it unset (setup_hub sets "
+    "it to False) unless that is what you want (docs/deployment.md, 'Restarts and upgrades')."
+)
+
 
 def setup_hub(c: Any) -> None:
-    """Serve /hub/api/hubdash/* to the spawn form, and stop the hub at start on a bad setting.
+    """Serve /hub/api/hubdash/* to the spawn form, stop the hub at start on a bad setting,
+    and keep every job across hub restarts.
+
+    JupyterHub's default `cleanup_servers = True` stops every server when the hub stops,
+    which for batch jobs means cancelling them all: it is set to False here unless the
+    admin set it (a warning at start then says what it does).
 
     JupyterHub builds a spawner only when a user first spawns, so a setting that cannot
     work (a queue table with a typo, say) would otherwise surface in front of a user.
@@ -31,6 +45,8 @@ def setup_hub(c: Any) -> None:
         handlers = handlers.get_value([])
     routes = [route for route in queue_info_handlers() if route not in handlers]
     c.JupyterHub.extra_handlers = [*handlers, *routes]
+    if "cleanup_servers" not in c.JupyterHub:
+        c.JupyterHub.cleanup_servers = False
     app_module = sys.modules.get("jupyterhub.app")
     if app_module is not None and app_module.JupyterHub.initialized():
         _check_when_configured(app_module.JupyterHub.instance(), c)
@@ -66,6 +82,15 @@ def _check_when_configured(app: Any, c: Any) -> None:
             internal_ssl = bool(merged.JupyterHub.get("internal_ssl", False))
             for warning in channel_warnings(spawner, internal_ssl):
                 app.log.warning(warning)
+            if merged.JupyterHub.get("cleanup_servers", False):  # setup_hub set it unless given
+                app.log.warning(CLEANUP_WARNING)
+            app.log.info(
+                "hubdash: hub id %r (job names '%s-%s-<user>-<server>')",
+                spawner.hub_identity,
+                spawner.job_name_prefix,
+                spawner.hub_identity,
+            )
+            schedule_after_start(app)
 
     app.observe(check, names="spawner_class")
 

@@ -58,11 +58,17 @@ class HubState:
     def __init__(self) -> None:
         self.clusters = ClusterRegistry()
         self.failed_forms = FailedForms()
+        # (user, server) whose job a start is to adopt once the hub serves (jobadoption.py).
+        self.resumes: set[tuple[str, str]] = set()
 
 
 def hub_state(user: Any) -> HubState:
     """The HubState of the hub this user (a JupyterHub User) belongs to."""
-    settings = getattr(user, "settings", None)
+    return hub_state_in(getattr(user, "settings", None))
+
+
+def hub_state_in(settings: Any) -> HubState:
+    """The HubState kept in a hub's tornado settings (a dict); outside a hub, the process's."""
     if isinstance(settings, dict):
         state = settings.get(SETTINGS_KEY)
         if state is None:

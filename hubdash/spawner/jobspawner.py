@@ -34,13 +34,15 @@ from hubdash.schedulers.base import (
     JobState,
     SchedulerError,
 )
-from hubdash.serverstate import JobOutcome, JobRecord, ServerState, read_server_state
+from hubdash.serverstate import JobOutcome, JobRecord, Resume, ServerState, read_server_state
 from hubdash.spawner import formpage
 from hubdash.spawner.clusterchoice import ClusterChoices
 from hubdash.spawner.extras import ExtraFields
 from hubdash.spawner.formoptions import FormOptions, check_user_options, checked_job_options
 from hubdash.spawner.hubchannel import HubChannel
+from hubdash.spawner.hubrestart import hub_is_stopping
 from hubdash.spawner.hubstate import hub_state
+from hubdash.spawner.jobadoption import JobAdoption, token_sha256
 from hubdash.spawner.jobcancels import JobCancels
 from hubdash.spawner.jobrequest import JobRequestBuilder
 from hubdash.spawner.logtail import read_log_tail
@@ -70,6 +72,7 @@ class JobSpawner(
     ServerWait,
     HubChannel,
     JobCancels,
+    JobAdoption,
     Spawner,
 ):
     """Starts each single-user server as a batch job on an HPC cluster, through its login node.
@@ -96,6 +99,8 @@ class JobSpawner(
         self._background: set[asyncio.Future] = set()  # e.g. route rewrites after a move
         self._extra_fields: ExtraFields | None = None
         self._cluster_config: ClusterConfig | None = None
+        # A job queued or starting when the hub went down, for the next start to adopt.
+        self.resume: Resume | None = None
 
     @property
     def job_id(self) -> str:
@@ -116,6 +121,10 @@ class JobSpawner(
             )
             self.use_removed_cluster(saved.cluster)
         self.job, self.last_outcome = saved.job, saved.last_outcome
+        self.resume = saved.resume
+        for job in (self.job, self.resume.job if self.resume else None):
+            if job is not None and job.job_id and not job.state_dir:
+                job.state_dir = self._folder_before_hub_ids()
         self.cancel_pending = saved.cancel_pending
         if self.cancel_pending:
             self._schedule_cancel_retry()
@@ -131,12 +140,14 @@ class JobSpawner(
             last_outcome=self.last_outcome,
             cancel_pending=list(self.cancel_pending),
             cluster=self.cluster_ref() if self.chosen_cluster else None,
+            resume=self.resume,
         )
         state.update(saved.to_state())  # the layout of hubdash.serverstate
         return state
 
     def clear_state(self) -> None:
         # The last outcome stays: the dashboard shows why a server ended after it stopped.
+        # So does a job to adopt: JupyterHub clears the state just before starting again.
         super().clear_state()
         self.job = JobRecord()
 
@@ -171,11 +182,12 @@ class JobSpawner(
 
     @property
     def job_name(self) -> str:
-        """'<prefix>-<cluster user>-<key>': the same at every start of this server, and
-        never another server's of the same cluster user (the scheduler is only ever asked
-        for one user's jobs of a name).
+        """'<prefix>-<hub id>-<cluster user>-<key>': the same at every start of this server,
+        and never another server's of the same cluster user or another hub's (the scheduler
+        is only ever asked for one user's jobs of a name).
         """
-        name = f"{self.job_name_prefix}-{self.cluster_username}-{self.server_key}"
+        parts = (self.job_name_prefix, self.hub_identity, self.cluster_username, self.server_key)
+        name = "-".join(parts)
         if self.scheduler == "pbs" and self.pbs_flavor == "pbspro":
             # PBS Pro's qsub -N takes only letters, digits and _ - +: a '.' of the prefix
             # or the user name (never of the key) becomes '_'.
@@ -183,7 +195,21 @@ class JobSpawner(
         return name
 
     @property
+    def server_dir(self) -> str:
+        """Where this hub puts this server's next job: '<state_root>/<hub id>/<key>'."""
+        return f"{self.state_root.rstrip('/')}/{self.hub_identity}/{self.server_key}"
+
+    @property
     def state_dir(self) -> str:
+        """The folder of this server's job: as saved with the job (or the job to adopt),
+        else where the next job goes."""
+        for job in (self.job, self.resume.job if self.resume else None):
+            if job is not None and job.state_dir:
+                return job.state_dir
+        return self.server_dir
+
+    def _folder_before_hub_ids(self) -> str:
+        """A job saved without its folder was started by a hub that had no hub ids."""
         return f"{self.state_root.rstrip('/')}/{self.server_key}"
 
     @property
@@ -235,11 +261,20 @@ class JobSpawner(
         cluster = self.cluster
         transport = self.user_transport()
         try:
-            address = await self._start_job(cluster, transport, options)
+            resume, self.resume = self.resume, None
+            if resume is not None:
+                address = await self._adopt_or_replace(cluster, transport, options, resume)
+            else:
+                address = await self._start_job(cluster, transport, options)
             # Up: the monitor may now look at the job at its slower pace.
             cluster.monitor.track(self.job_id, self.cluster_username, starting=False)
             return address
         except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and hub_is_stopping():
+                # A planned restart: the job keeps its place, the next hub adopts it.
+                self.log.info("Hub stopping: job %s of %s is left", self.job_id, self._log_name)
+                self._save_state()
+                raise
             # Whatever stopped the start (error, timeout, cancel): the job must not linger.
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             self.log.warning("Start of %s failed: %s", self._log_name, reason)
@@ -283,21 +318,32 @@ class JobSpawner(
             walltime_seconds=options.walltime_seconds,
             submitted_at=time.time(),
             hub_forward_port=self.job.hub_forward_port,
+            state_dir=self.state_dir,
+            token_sha256=token_sha256(self.api_token),
         )
         self._save_state()  # at once: a hub that dies now must still know this job
         cluster.monitor.track(job_id, self.cluster_username, starting=True)
         self.log.info("Submitted job %s for %s", job_id, self._log_name)
+        await self._emit_submitted(f"Job {job_id} submitted to queue {options.queue}")
+        return await self._follow_job(cluster, transport, tunnel)
+
+    async def _emit_submitted(self, message: str) -> None:
+        """The 'submitted' event: the job's request, for the progress bar and dashboard."""
         await self._emit(
             "submitted",
-            f"Job {job_id} submitted to queue {options.queue}",
-            state="pending",
-            queue=options.queue,
-            node_count=options.nodes,
-            engines=options.engines,
-            walltime_seconds=options.walltime_seconds,
+            message,
+            state=self.job.state or "pending",
+            queue=self.job.queue,
+            node_count=self.job.node_count,
+            engines=self.job.engines,
+            walltime_seconds=self.job.walltime_seconds,
             queue_timeout=self.queue_timeout,
         )
 
+    async def _follow_job(
+        self, cluster: Cluster, transport: Transport, tunnel: Tunnel
+    ) -> tuple[str, int]:
+        """From a queued job to its server answering through the tunnel."""
         host, port = await self._wait_for_server_address(cluster, transport)
         self.job.node, self.job.remote_port = host, port
         await self._emit(
@@ -321,39 +367,7 @@ class JobSpawner(
         await self._wait_for_answer(cluster, transport, tunnel)
         return ("127.0.0.1", self.job.local_port)
 
-    # --- the job's way to the hub ---------------------------------------------------------
-
-    async def _note_pending(self, info: JobInfo) -> None:
-        self.job.reason = info.reason
-        self.job.position = info.position
-        self.job.estimated_start = (
-            info.estimated_start.isoformat() if info.estimated_start else None
-        )
-        reason = f" ({info.reason})" if info.reason else ""
-        where = f", position {info.position}" if info.position else ""
-        await self._emit(
-            "pending",
-            f"Job {self.job_id} is queued in {info.queue or self.job.queue}{reason}{where}",
-            state="pending",
-            reason=info.reason,
-            position=info.position,
-            estimated_start=self.job.estimated_start,
-        )
-
-    async def _note_running(self, nodes: list[str]) -> None:
-        self.job.state = JobState.RUNNING.value
-        self.job.started_at = time.time()
-        self.job.nodes = list(nodes)
-        self.job.node = nodes[0] if nodes else ""
-        self.job.reason, self.job.position = "", None
-        self._save_state()
-        await self._emit(
-            "running",
-            f"Job {self.job_id} is running on {', '.join(nodes) or 'its node'}",
-            state="running",
-            node=self.job.node,
-            nodes=list(nodes),
-        )
+    # --- the job as the scheduler sees it -------------------------------------------------
 
     async def _job_info(self, cluster: Cluster, transport: Transport) -> JobInfo | None:
         """The monitor's last definitive answer about the job; None while there is none.
@@ -416,23 +430,8 @@ class JobSpawner(
         if info.state.is_active:
             if not self.job.local_port:
                 # Submitted by a start that this hub process did not finish (the hub
-                # restarted meanwhile). JupyterHub does not call stop() for a server
-                # poll() reports ended, so the job is cancelled here.
-                self.log.warning(
-                    "Job %s of %s was still starting when the hub restarted; cancelling it",
-                    self.job_id,
-                    self._log_name,
-                )
-                await self._cancel_or_remember(cluster, transport, self.job_id)
-                self.last_outcome = JobOutcome(
-                    job_id=self.job_id,
-                    state="cancelled",
-                    message=f"Job {self.job_id} was cancelled: the hub restarted while it "
-                    "was starting. Please start the server again.",
-                    ended_at=time.time(),
-                )
-                self.job = JobRecord()
-                return 1
+                # restarted meanwhile): adopted by a start once the hub serves.
+                return self._resume_later(info)
             if info.state is JobState.RUNNING and self._tunnel is None:
                 await self._reopen_tunnel(transport)
             elif self._tunnel is not None and self.forward_hub_api and not self._tunnel.hub_forward:

@@ -87,6 +87,38 @@ class ServerWait:
             # Wakes at once when the monitor learns something, else looks again in a second.
             await cluster.monitor.wait_for_change(self.job_id, timeout=1.0, since=seen_version)
 
+    async def _note_pending(self, info: JobInfo) -> None:
+        self.job.reason = info.reason
+        self.job.position = info.position
+        self.job.estimated_start = (
+            info.estimated_start.isoformat() if info.estimated_start else None
+        )
+        reason = f" ({info.reason})" if info.reason else ""
+        where = f", position {info.position}" if info.position else ""
+        await self._emit(
+            "pending",
+            f"Job {self.job_id} is queued in {info.queue or self.job.queue}{reason}{where}",
+            state="pending",
+            reason=info.reason,
+            position=info.position,
+            estimated_start=self.job.estimated_start,
+        )
+
+    async def _note_running(self, nodes: list[str]) -> None:
+        self.job.state = JobState.RUNNING.value
+        self.job.started_at = time.time()
+        self.job.nodes = list(nodes)
+        self.job.node = nodes[0] if nodes else ""
+        self.job.reason, self.job.position = "", None
+        self._save_state()
+        await self._emit(
+            "running",
+            f"Job {self.job_id} is running on {', '.join(nodes) or 'its node'}",
+            state="running",
+            node=self.job.node,
+            nodes=list(nodes),
+        )
+
     async def _exists(self, transport: Transport, path: str) -> bool:
         try:
             return await transport.exists(path)

@@ -22,15 +22,17 @@ from traitlets import (
 )
 
 from hubdash.schedulers import SCHEDULERS
+from hubdash.spawner.clusterpaths import validate_remote_python
 from hubdash.spawner.clustersettings import ClusterSettings
 from hubdash.spawner.engineplan import LauncherError, launcher_template
 from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, parse_extra_settings
 from hubdash.spawner.options import ConfigError, parse_queue_table
 from hubdash.spawner.pbssettings import PBSSettings
+from hubdash.spawner.restartsettings import RestartSettings
 from hubdash.spawner.sgesettings import GridEngineSettings
 
 
-class JobSpawnerSettings(ClusterSettings, GridEngineSettings, PBSSettings):
+class JobSpawnerSettings(ClusterSettings, RestartSettings, GridEngineSettings, PBSSettings):
     """The settings of JobSpawner (`c.JobSpawner.<name>` in jupyterhub_config.py).
 
     A mixin: JobSpawner(JobSpawnerSettings, Spawner); defaults it gives for the hub's
@@ -349,8 +351,11 @@ class JobSpawnerSettings(ClusterSettings, GridEngineSettings, PBSSettings):
     remote_python = Unicode(
         "python3",
         help="""The Python interpreter on the compute nodes that has hubdash, jupyterhub and
-        jupyter-server installed, e.g. '/opt/hubdash/venv/bin/python'.""",
+        jupyter-server installed, e.g. '/opt/hubdash/venv/bin/python': a path (absolute, or
+        relative to the user's home) or a command on the nodes' PATH, of letters, digits and
+        _ . / + - (not starting with '-').""",
     ).tag(config=True)
+    _validate_remote_python = validate_remote_python
 
     job_prologue = List(
         Unicode(),
@@ -360,9 +365,9 @@ class JobSpawnerSettings(ClusterSettings, GridEngineSettings, PBSSettings):
 
     job_name_prefix = Unicode(
         "jupyterhub",
-        help="""Start of every job name; the name is '<prefix>-<cluster user>-<server>',
-        the same for every start of one server, so admins and users can find it in squeue
-        or qstat.""",
+        help="""Start of every job name; the name is
+        '<prefix>-<hub_id>-<cluster user>-<server>', the same for every start of one
+        server, so admins and users can find it in squeue or qstat.""",
     ).tag(config=True)
 
     @validate("job_name_prefix")
@@ -376,8 +381,9 @@ class JobSpawnerSettings(ClusterSettings, GridEngineSettings, PBSSettings):
 
     state_root = Unicode(
         ".hubdash/servers",
-        help="""Folder, relative to the user's home on the cluster, holding one sub-folder
-        per server (job script, 0600 settings file, connection file, job log).""",
+        help="""Folder, relative to the user's home on the cluster, holding a folder per
+        hub (hub_id) with one sub-folder per server (job script, 0600 settings file,
+        connection file, job log).""",
     ).tag(config=True)
 
     @validate("state_root")

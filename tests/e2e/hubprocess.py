@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.hubclient import HubClient
 from harness.hubprocess import launch_hub, stop_hub, wait_for_health
+from hubdash.spawner.restartsettings import hub_id_of_database
 
 from ..conftest import JOB_PREFIX
 
@@ -33,6 +34,18 @@ class Hub(HubClient):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hub_id(self) -> str:
+        """The hub's identity in job names and folders: by default, of its database (the
+        demo's, in data_dir), unless the test's extra config sets c.JobSpawner.hub_id."""
+        return hub_id_of_database(f"sqlite:///{self.data_dir}/jupyterhub.sqlite")
+
+    def folder(self, user: str, name: str = "") -> Path:
+        """A server's folder on the cluster (the test cluster's homes are this machine's)."""
+        from hubdash.spawner.serverkey import server_key
+
+        return Path(f"/home/{user}/.hubdash/servers/{self.hub_id}/{server_key(name)}")
 
     def start(self) -> Hub:
         env = dict(
@@ -59,3 +72,9 @@ class Hub(HubClient):
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         """Stop the hub and everything it started (proxy, services), ports freed on return."""
         stop_hub(self.process, sig)
+
+    def restart(self, sig: int = signal.SIGTERM) -> Hub:
+        """Stop the hub with `sig` (SIGTERM as systemd does, SIGKILL for a crash) and start
+        it again on the same ports and database, as an admin's restart would."""
+        self.terminate(sig)
+        return self.start()

@@ -69,6 +69,8 @@ def job_and_cluster(hub, user: str, name: str) -> tuple[str, str]:
     return state["job"]["job_id"], state["cluster"]["name"]
 
 
+# a server from the form on each of three clusters (180 s each), a notebook cell on each
+@pytest.mark.timeout(1620)
 def test_one_server_on_each_cluster_from_the_form(all_clusters, make_hub, page: Page, artifacts):
     hub = make_hub("", scheduler="all")
     log_in(page, hub, "alice")
@@ -113,6 +115,8 @@ def test_one_server_on_each_cluster_from_the_form(all_clusters, make_hub, page: 
     wait_gone(jobs)
 
 
+# three servers (240 s each), a hub killed and restarted, each found (120 s) and run again
+@pytest.mark.timeout(1560)
 def test_a_hub_killed_with_servers_on_every_cluster_gets_them_all_back(
     all_clusters, make_hub, tmp_path_factory
 ):
@@ -143,6 +147,7 @@ def test_a_hub_killed_with_servers_on_every_cluster_gets_them_all_back(
     wait_gone(jobs)
 
 
+@pytest.mark.timeout(1020)  # sshd stopped and started again around two spawns of up to 240 s each
 def test_a_cluster_whose_login_node_does_not_answer_is_unavailable_and_comes_back(
     all_clusters, make_hub, page: Page, artifacts
 ):
@@ -239,6 +244,8 @@ c.JobSpawner.clusters = {
 """
 
 
+# a spawn (240 s), a hub killed and restarted, the job's cancel awaited (60 s)
+@pytest.mark.timeout(600)
 def test_a_server_of_a_cluster_removed_from_the_config_stays_visible_and_stops(
     all_clusters, make_hub, page: Page, tmp_path_factory
 ):

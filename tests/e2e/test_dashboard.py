@@ -58,6 +58,8 @@ def job_ids() -> set[str]:
     return {line.split()[0] for line in cluster_jobs(JOB_PREFIX)}
 
 
+# a queued job followed until it runs and JupyterLab opens (240 s each), then stopped
+@pytest.mark.timeout(900)
 @slurm_only
 def test_queued_job_is_shown_live_until_it_runs_and_opens_jupyterlab(
     page: Page, hub: Hub, artifacts
@@ -185,6 +187,7 @@ def test_stop_post_without_xsrf_is_refused(page: Page, hub: Hub):
     assert "_xsrf" in response.text()
 
 
+@pytest.mark.timeout(480)  # a start that fails after 15 s, followed on two pages (120 s each)
 def test_failed_start_shows_the_reason_and_the_jobs_last_output(page: Page, make_hub, artifacts):
     # Fails after the hub's slow_spawn_timeout (10 s), so the hub shows its "starting" page.
     hub = make_hub(

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page
 
 from .conftest import log_in
@@ -65,6 +66,8 @@ def wait_for_no_parallel_processes(job_id: str, seconds: float = 60) -> None:
     assert not left, f"processes of job {job_id} left after stop: {left}"
 
 
+# a two-node spawn with engines (240 s), a notebook cell, the engines gone (60 s)
+@pytest.mark.timeout(660)
 def test_notebook_client_sees_the_requested_engines_on_both_nodes(page: Page, hub: Hub, artifacts):
     assert os.geteuid() == 0, "reading the job's processes needs root"
     log_in(page, hub, "alice")

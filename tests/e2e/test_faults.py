@@ -25,8 +25,8 @@ TESTCLUSTER = str(ROOT / "scripts" / "testcluster")
 # HUBDASH_TEST_DISRUPTIVE=0 skips them where several people share one test cluster.
 disruptive = pytest.mark.skipif(
     os.environ.get("HUBDASH_TEST_DISRUPTIVE", "1") == "0",
-    reason="takes Slurm daemons or nodes away from everyone on the test cluster "
-    "(HUBDASH_TEST_DISRUPTIVE=0)",
+    reason="HUBDASH_TEST_DISRUPTIVE=0: this test takes Slurm daemons or nodes away from "
+    "everyone on the test cluster",
 )
 
 
@@ -87,6 +87,8 @@ def hung(tag: str) -> list[int]:
     return pids
 
 
+# two spawns (180 s each) around five status queries that hang until cut (60 s each)
+@pytest.mark.timeout(900)
 def test_hanging_status_command_keeps_servers_and_the_hub_serves_others(hang, make_hub):
     folder, flag, tag = hang
     hub = make_hub(
@@ -127,6 +129,8 @@ def test_hanging_status_command_keeps_servers_and_the_hub_serves_others(hang, ma
 # --- slurmctld restarts -------------------------------------------------------------------------
 
 
+# slurmctld restarted (300 s) and the cluster brought back (900 s) between two spawns
+@pytest.mark.timeout(1800)
 @disruptive
 def test_slurmctld_restart_keeps_running_servers_and_new_spawns_work(make_hub):
     hub = make_hub("c.Spawner.poll_interval = 3\n")
@@ -162,6 +166,8 @@ def jobs_on(node: str) -> list[str]:
     return out.split()
 
 
+# a node taken down between two spawns (180 s each), the cluster brought back (900 s)
+@pytest.mark.timeout(1560)
 @disruptive
 def test_node_going_down_ends_its_server_with_the_reason_and_spares_the_others(make_hub):
     hub = make_hub("c.Spawner.poll_interval = 3\n")
@@ -176,7 +182,7 @@ def test_node_going_down_ends_its_server_with_the_reason_and_spares_the_others(m
         others = [name for name in jobs_on(node) if not name.startswith(JOB_PREFIX)]
         if others:  # never take someone else's job down with it
             hub.stop("alice", "doomed")
-            pytest.skip(f"jobs of others run on {node}: {others}")
+            pytest.skip(f"{node} cannot be taken down: jobs of other users run on it: {others}")
         hub.spawn("bob", "spared", queue="batch", walltime="10")
         spared = hub.wait_ready("bob", "spared", timeout=180)
         assert spared["state"]["job"]["node"] != node

@@ -117,10 +117,7 @@ def as_user_in(namespace: str, user: str, *argv: str, **kwargs) -> subprocess.Co
     )
 
 
-def server_folder(user: str, name: str) -> Path:
-    return Path(f"/home/{user}/.hubdash/servers/{name}")
-
-
+@pytest.mark.timeout(360)  # a spawn (120 s) and two probes from compute nodes (60 s each)
 def test_the_hub_forward_answers_no_one_without_a_job_certificate(make_hub):
     hub = make_hub("")
     hub.spawn("alice", "chan", queue="debug", walltime="10")
@@ -148,7 +145,7 @@ def test_the_hub_forward_answers_no_one_without_a_job_certificate(make_hub):
     assert "SSL" in answers["tls_without_certificate"], answers
 
     # The job's own certificate does get the hub's answer: the probe above was at the hub.
-    certs = server_folder("alice", "chan") / "certs"
+    certs = hub.folder("alice", "chan") / "certs"
     holder = as_user_in(
         "cn1",
         "alice",
@@ -193,6 +190,8 @@ def _received(process: subprocess.Popen) -> bytes:
     return b"".join(bytes.fromhex(line) for line in out.split() if line)
 
 
+# two spawns (120 s each), a hub killed and restarted, each notebook run again
+@pytest.mark.timeout(660)
 def test_ports_taken_while_the_hub_is_down_change_nothing_for_its_servers(
     make_hub, tmp_path_factory
 ):
@@ -203,9 +202,7 @@ def test_ports_taken_while_the_hub_is_down_change_nothing_for_its_servers(
         hub.spawn(user, name, queue="debug", walltime="10")
     before = {server: hub.wait_ready(*server)["state"]["job"] for server in servers}
     tokens = {
-        server: json.loads((server_folder(*server) / "env.json").read_text())[
-            "JUPYTERHUB_API_TOKEN"
-        ]
+        server: json.loads((hub.folder(*server) / "env.json").read_text())["JUPYTERHUB_API_TOKEN"]
         for server in servers
     }
 
@@ -279,9 +276,10 @@ def test_ports_taken_while_the_hub_is_down_change_nothing_for_its_servers(
 # (or a runaway job) would: 2 GB of output, 20 GB sparse connection and engine files, then
 # it fails. Every other server starts as usual.
 BIG_JOB = r"""
+c.JobSpawner.hub_id = "e2e_big"
 c.JobSpawner.cmd = ["/bin/sh", "-c", '''
 if [ "$JUPYTERHUB_SERVER_NAME" = big ]; then
-    folder="$HOME/.hubdash/servers/big"
+    folder="$HOME/.hubdash/servers/e2e_big/big"
     yes "filler line of a job that talks too much" | head -c 2G
     echo
     echo "LAST WORDS OF THE BIG JOB"
@@ -300,13 +298,15 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+# a spawn (120 s), then a job that writes 2 GB and 20 GB sparse files and fails (240 s)
+@pytest.mark.timeout(540)
 def test_huge_files_and_output_in_a_users_folder_cost_the_hub_no_memory(make_hub):
     hub = make_hub(BIG_JOB)
     hub.spawn("bob", "steady", queue="debug", walltime="10")
     steady = hub.wait_ready("bob", "steady")
     bob_url = f"{hub.url}/user/bob/steady/api/status"
     rss_before = rss_kib(hub.process.pid)
-    folder = server_folder("alice", "big")
+    folder = Path("/home/alice/.hubdash/servers/e2e_big/big")  # BIG_JOB's hub_id
     try:
         hub.spawn("alice", "big", queue="debug", walltime="10")
         failed = None

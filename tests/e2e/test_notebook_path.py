@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 
+import pytest
 from playwright.sync_api import Page
 
 from .conftest import log_in
@@ -30,6 +31,7 @@ def queued_job_ids(user: str) -> list[str]:
     return out.stdout.split()
 
 
+@pytest.mark.timeout(480)  # a spawn from the form (180 s) and a notebook cell in JupyterLab
 def test_alice_runs_a_notebook_on_a_compute_node(page: Page, hub, artifacts):
     log_in(page, hub, "alice")
     spawn_from_form(page, hub)

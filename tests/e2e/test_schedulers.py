@@ -116,6 +116,7 @@ def job_of(hub: Hub, user: str, name: str = "") -> str:
     return job_id
 
 
+@pytest.mark.timeout(600)  # a spawn from the form (180 s) and a notebook cell in JupyterLab
 def test_a_notebook_runs_on_a_compute_node_and_stop_removes_its_job(
     cluster_hub, page: Page, artifacts
 ):
@@ -142,6 +143,7 @@ def test_a_notebook_runs_on_a_compute_node_and_stop_removes_its_job(
     assert seconds_until_gone(cluster, job_id, patience=10) < 10
 
 
+@pytest.mark.timeout(540)  # a two-node spawn with engines (240 s), a cell over all of them (120 s)
 def test_four_engines_on_two_hosts(cluster_hub):
     cluster, hub = cluster_hub
     answer = hub.spawn("alice", "engines", queue=cluster.queue, walltime="15", nodes=2, engines=4)
@@ -182,6 +184,8 @@ def hold_queue_config(cluster: ClusterUnderTest) -> str:
     )
 
 
+# a spawn (180 s), a queued job (60 s), a hub killed and restarted, the server found (90 s)
+@pytest.mark.timeout(600)
 def test_hub_killed_and_restarted_keeps_the_running_server_and_accounts_for_the_queued(
     cluster_hub, make_hub, tmp_path_factory
 ):
@@ -225,6 +229,8 @@ def test_hub_killed_and_restarted_keeps_the_running_server_and_accounts_for_the_
     again.wait_for(agreed, timeout=60)
 
 
+# live queue figures, then a queued job's status page (three 60 s waits), the admin view
+@pytest.mark.timeout(480)
 def test_the_form_and_the_dashboard_follow_a_queued_server_until_it_is_cancelled(
     cluster_hub, make_hub, page: Page, browser: Browser, artifacts
 ):

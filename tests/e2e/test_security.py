@@ -24,7 +24,7 @@ import requests
 from playwright.sync_api import Page
 
 from ..conftest import JOB_PREFIX, cluster_jobs
-from ..hostile import TALLY, marker_name, payloads
+from ..hostile import REFUSED, TALLY, marker_name, payloads
 from .badconfig import hub_refused_at_start
 from .conftest import PORT_BASE, log_in
 from .hubprocess import Hub
@@ -78,7 +78,7 @@ def test_hostile_api_options_are_refused_and_submit_nothing(hub: Hub, marker):
     for field in ("queue", "walltime", "nodes", "engines", "account", None):
         for value in hostile_values(marker):
             options = {"queue": "debug", field: value} if field else {value[:200]: "1"}
-            with TALLY.trying(value):
+            with TALLY.trying(value, REFUSED):
                 answer = hub.spawn("alice", "hostile", **options)
                 assert answer.status_code == 400, (field, value[:60], answer.text[:300])
                 message = answer.json()["message"]
@@ -92,7 +92,7 @@ def test_hostile_server_names_are_refused_and_submit_nothing(hub: Hub, marker):
     before = all_jobs()
     # ("." and ".." are no names: HTTP clients resolve them as path segments.)
     for name in hostile_values(marker) + ["default/../x", "-rf", "A", "a" * 300, "a.b"]:
-        with TALLY.trying(name):
+        with TALLY.trying(name, REFUSED):
             answer = hub.api(
                 "POST",
                 f"/users/alice/servers/{quote(name, safe='')}",
@@ -102,6 +102,7 @@ def test_hostile_server_names_are_refused_and_submit_nothing(hub: Hub, marker):
     assert all_jobs() <= before  # nothing new (old finished jobs may leave the list)
 
 
+@pytest.mark.timeout(600)  # about 80 page loads and form posts, each with a hostile value
 @slurm_only
 def test_hostile_opt_urls_and_form_posts_get_the_form_back_with_the_refusal(
     page: Page, hub: Hub, marker
@@ -114,7 +115,7 @@ def test_hostile_opt_urls_and_form_posts_get_the_form_back_with_the_refusal(
     for field in ("queue", "walltime", "nodes"):
         for value in values[::2]:  # every other one: page loads are slow
             query = urlencode({"opt-queue": "debug", f"opt-{field}": value})
-            with TALLY.trying(value):
+            with TALLY.trying(value, REFUSED):
                 response = page.goto(f"{hub.url}/hub/spawn/alice/hostile?{query}")
                 assert response.status == 400, (field, value[:60], response.status)
                 assert "Please correct the form" in page.content()
@@ -125,7 +126,7 @@ def test_hostile_opt_urls_and_form_posts_get_the_form_back_with_the_refusal(
         for value in values[1::2]:
             form = {"queue": "debug", "walltime": "10", "nodes": "1", "engines": "0"}
             form[field] = value
-            with TALLY.trying(value):
+            with TALLY.trying(value, REFUSED):
                 response = page.request.post(f"{hub.url}{action}", multipart=form)
                 assert response.status == 400, (field, value[:60], response.status)
                 text = response.text()
@@ -310,6 +311,7 @@ def command_lines() -> dict[int, bytes]:
     return lines
 
 
+@pytest.mark.timeout(360)  # a spawn (180 s), every process's command line read, the job gone (60 s)
 def test_no_secret_in_any_command_line_and_secret_files_are_the_users_alone(hub: Hub):
     name = "secrets"
     hub.spawn("alice", name, queue="debug", walltime="10")
@@ -385,6 +387,8 @@ def job_owner(job_id: str) -> str:
     ).stdout.strip()
 
 
+# two spawns (180 s each), eleven requests and a browser page as bob, both jobs gone
+@pytest.mark.timeout(600)
 @slurm_only
 def test_bob_cannot_read_stop_or_reach_alices_server_and_each_runs_as_himself(hub: Hub, page: Page):
     hub.spawn("alice", "private", queue="debug", walltime="10")
@@ -411,7 +415,7 @@ def test_bob_cannot_read_stop_or_reach_alices_server_and_each_runs_as_himself(hu
             ("POST", f"{DASH}api/users/alice/servers/private/stop"),
         ]
         for method, path in attempts:
-            with TALLY.trying(f"bob: {method} {path}"):
+            with TALLY.trying(f"bob: {method} {path}", REFUSED):
                 answer = as_bob(method, path, allow_redirects=False)
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
         # The 403s are about whose servers: bob's own answer him, with the same token.

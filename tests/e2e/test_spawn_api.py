@@ -63,6 +63,7 @@ def test_good_options_spawn_a_job_of_that_size_and_stop_removes_it(hub: Hub):
     hub.wait_for(lambda: not jobs_of("bob"), timeout=30)
 
 
+@pytest.mark.timeout(360)  # a spawn from an opt- URL (180 s), its job gone (30 s)
 def test_an_opt_url_spawns_through_the_same_rules(hub: Hub):
     alice = logged_in(hub, "alice")
     answer = alice.get(

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from ..conftest import JOB_PREFIX, cluster_jobs
@@ -101,6 +102,7 @@ def test_a_queue_reserved_for_bob_is_refused_to_alice_however_she_asks(page: Pag
     assert alice_jobs() == []
 
 
+@pytest.mark.timeout(420)  # a spawn (180 s), its job gone (30 s), two more form loads
 def test_a_valid_form_spawns_and_the_next_form_starts_from_those_choices(page: Page, hub: Hub):
     log_in(page, hub, "alice")
     open_form(page, hub)
@@ -220,6 +222,7 @@ c.JobSpawner.queues = {
 """
 
 
+@pytest.mark.timeout(420)  # a hub start, the scheduler's estimate (60 s), a spawn (180 s)
 def test_extra_fields_show_their_limits_and_reach_the_job(page: Page, make_hub):
     extras = make_hub(EXTRAS)
     log_in(page, extras, "alice")

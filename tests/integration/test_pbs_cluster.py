@@ -91,6 +91,7 @@ async def test_job_in_a_stopped_queue_says_why(pbs):
         await cancel(pbs, job_id)
 
 
+@pytest.mark.timeout(360)  # two jobs waited for an estimate and two for their end (60 s each)
 async def test_queued_jobs_get_estimates_and_places_behind_a_job_that_fills_the_cluster(pbs):
     alice = pbs.transport_for("alice")
     whole = {"nodes": 2, "tasks_per_node": 8, "walltime_seconds": 120}
@@ -230,7 +231,15 @@ async def test_queue_figures(pbs):
     assert (queues["workq"].max_walltime, queues["debug"].max_walltime) == ("24:00:00", "1:00:00")
     assert queues["workq"].nodes_total == 2
     assert 0 <= queues["workq"].nodes_free <= 2
-    assert queues["workq"].jobs_pending is not None
+    assert all(type(q.jobs_pending) is int and q.jobs_pending >= 0 for q in queues.values())
+    # A job in the stopped queue waits there for good: the queue's count holds it.
+    job_id, _ = await PBS.submit(pbs, "count", "sleep 60", queue="hold")
+    try:
+        await lookup_until(pbs, job_id, lambda i: i.state is JobState.PENDING, "pending")
+        held = (await pbs.client.queue_summaries(alice))["hold"]
+        assert held.jobs_pending >= 1, held
+    finally:
+        await cancel(pbs, job_id)
 
     # No what-if query: the estimate comes from the queue (cluster/startguess.py). The debug
     # queue holds no job of anyone's: free nodes mean now, busy ones their walltime end.

@@ -19,6 +19,7 @@ class PaperJob:
     nodes: str = ""
     exit_code: str = "0:0"
     owner: str = "alice"
+    name: str = ""
 
 
 class PaperScheduler:
@@ -54,6 +55,20 @@ class PaperScheduler:
             return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
         return CommandResult(0, "".join(line + "\n" for line in lines), "")
 
+    def _user_jobs(self, argv: list[str]) -> CommandResult:
+        """squeue -u USER [-n NAME] -t STATES -o '%i' or '%i|%j': a user's live jobs."""
+        user, fields = argv[argv.index("-u") + 1], argv[argv.index("-o") + 1]
+        name = argv[argv.index("-n") + 1] if "-n" in argv else None
+        states = argv[argv.index("-t") + 1].split(",") if "-t" in argv else None
+        lines = [
+            job_id if fields == "%i" else f"{job_id}|{job.name}"
+            for job_id, job in self.jobs.items()
+            if job.owner == user
+            and (name is None or job.name == name)
+            and (states is None or job.state in states)
+        ]
+        return CommandResult(0, "".join(line + "\n" for line in lines), "")
+
     def lookups_of(self, job_id: str) -> int:
         return sum(
             1 for argv in self.commands if argv[0] in ("scontrol", "qstat") and job_id in argv
@@ -72,6 +87,8 @@ class PaperScheduler:
             return CommandResult(0, "", "")
         if argv[0] == "squeue" and "-j" in argv:
             return self._squeue(argv[argv.index("-j") + 1].split(","))
+        if argv[0] == "squeue" and "-u" in argv and argv[argv.index("-o") + 1] in ("%i", "%i|%j"):
+            return self._user_jobs(argv)
         if argv[0] == "squeue" and "-u" in argv:
             return self._squeue(None, argv[argv.index("-u") + 1])
         if argv[:5] == ["scontrol", "--local", "-o", "show", "job"]:
@@ -158,7 +175,7 @@ class PaperTransport(Transport):
         self.scheduler.files.pop(path, None)
 
     async def open_local_forward(
-        self, dest_host, dest_port, *, listen_port=0, listen_host="127.0.0.1"
+        self, dest_host, dest_port, *, listen_port=0, listen_host="127.0.0.1", **_options
     ):
         self.scheduler.notebook_forward_opened.set()
         return Forward(listen_host, listen_port or 40000)
@@ -190,3 +207,25 @@ class PaperLoginNodes:
 
         monkeypatch.setattr(cluster_module, "probe_login_node", self.probe)
         return self
+
+
+def paper_spawner(server: str, queues: dict, **settings):
+    """A JobSpawner of alice's server `server`, on login.example.org with these queues, as
+    a hub would build it (no hub forward; `settings` are more JobSpawner settings)."""
+    from types import SimpleNamespace
+
+    from jupyterhub.objects import Hub
+    from traitlets.config import Config
+
+    from hubdash.spawner.jobspawner import JobSpawner
+
+    config = Config()
+    config.JobSpawner.login_host = "login.example.org"
+    config.JobSpawner.queues = queues
+    config.JobSpawner.forward_hub_api = False
+    config.JobSpawner.hub_id = "h1"
+    for name, value in settings.items():
+        setattr(config.JobSpawner, name, value)
+    user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice", groups=[])
+    row = SimpleNamespace(name=server, display_name="", server=None, state=None)
+    return JobSpawner(config=config, user=user, hub=Hub(base_url="/hub/"), orm_spawner=row)

@@ -14,7 +14,7 @@ from hubdash.transport import sshconnect
 from hubdash.transport.base import TransportError
 from hubdash.transport.ssh import SSHTransport
 
-from ..hostile import TALLY
+from ..hostile import REFUSED, TALLY
 
 
 @pytest.mark.parametrize(
@@ -23,14 +23,14 @@ from ..hostile import TALLY
 def test_state_root_outside_home_or_with_shell_characters_is_refused_by_name(value):
     config = Config()
     config.JobSpawner.state_root = value
-    with TALLY.trying(value), pytest.raises(TraitError, match="JobSpawner.state_root"):
+    with TALLY.trying(value, REFUSED), pytest.raises(TraitError, match="JobSpawner.state_root"):
         JobSpawner(config=config).state_root  # noqa: B018 - reading it validates it
 
 
 def test_the_default_state_root_and_nested_ones_are_fine():
     spawner = JobSpawner(config=Config())
     spawner.state_root = "scratch/.hubdash/servers/"
-    assert spawner.state_dir == "scratch/.hubdash/servers/default"
+    assert spawner.state_dir == "scratch/.hubdash/servers/hub/default"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hubdash.spawner.enginestatus import EngineStatus, read_engine_status, watch
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.transport.base import TransportError
 
-STATE_DIR = ".hubdash/servers/default"
+STATE_DIR = ".hubdash/servers/hub/default"
 PATH = f"{STATE_DIR}/engines.json"
 SAME_JOB = SlurmAdapter().same_job
 

@@ -26,9 +26,10 @@ from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, parse_extra_settings
 from hubdash.spawner.jobscript import JobScript, render_job_script
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.options import JobOptions, OptionsError, parse_queue_table, validate_options
+from hubdash.spawner.serverkey import HASHED_KEY_LENGTHS, server_key
 from hubdash.transport.base import command_line
 
-from ..hostile import ODD_VALUES, TALLY, payloads
+from ..hostile import ODD_VALUES, REFUSED, TALLY, payloads
 
 QUEUES = parse_queue_table(
     {
@@ -90,7 +91,7 @@ def assert_safe(options: JobOptions) -> None:
 @pytest.mark.parametrize("value", VALUES, ids=[f"value{i}" for i in range(len(VALUES))])
 def test_hostile_value_in_any_field_is_refused_by_name_or_neutralised(field, value):
     data = {"queue": "gpu", field: value}
-    with TALLY.trying(value):
+    with TALLY.trying(value) as trial:
         try:
             options = validate_options(data, QUEUES, "alice", extras=EXTRAS)
         except OptionsError as exc:
@@ -99,8 +100,10 @@ def test_hostile_value_in_any_field_is_refused_by_name_or_neutralised(field, val
             # The value is shown quoted and cut short, never as raw lines.
             message = exc.errors[field]
             assert "\n" not in message and len(message) < 300, message
+            trial.refused()
             return
         assert_safe(options)
+        trial.accepted()  # validation changes nothing: what it takes is plain as it came
 
 
 json_values = st.recursive(
@@ -119,13 +122,15 @@ json_values = st.recursive(
     )
 )
 def test_any_json_user_options_are_refused_by_name_or_are_plain(options):
-    with TALLY.trying(options):
+    with TALLY.trying(options) as trial:
         try:
             result = validate_options(options, QUEUES, "bob", extras=EXTRAS)
         except OptionsError as exc:
             assert exc.errors and all(isinstance(name, str) for name in exc.errors)
+            trial.refused()
             return
         assert_safe(result)
+        trial.accepted()
 
 
 def test_nested_json_in_a_field_is_refused_by_name_not_a_crash():
@@ -152,7 +157,7 @@ def make_spawner(name: str = "") -> JobSpawner:
 @pytest.mark.parametrize("value", payloads(MARKER)[:8], ids=[f"payload{i}" for i in range(8)])
 def test_hostile_form_post_is_a_400_naming_the_field(value):
     spawner = make_spawner()
-    with TALLY.trying(value), pytest.raises(web.HTTPError) as caught:
+    with TALLY.trying(value, REFUSED), pytest.raises(web.HTTPError) as caught:
         spawner.options_from_form({"queue": ["debug"], "walltime": [value], "nodes": ["1"]})
     assert caught.value.status_code == 400
     assert "Please correct the form: walltime: " in caught.value.jupyterhub_message
@@ -167,7 +172,7 @@ def test_hostile_api_options_are_a_400_before_start(user_options, monkeypatch):
     monkeypatch.setattr(
         JobSpawner, "cluster", property(lambda self: pytest.fail("reached the cluster"))
     )
-    with TALLY.trying(user_options):
+    with TALLY.trying(user_options, REFUSED):
         with pytest.raises(web.HTTPError) as caught:
             spawner.apply_user_options(spawner, user_options)
         assert caught.value.status_code == 400
@@ -231,7 +236,7 @@ def test_rendered_script_runs_hostile_values_only_as_arguments(
     values = [username, server_name, *args]
     values = [v.replace(MARKER, str(marker)) for v in values]
     username, server_name, args = values[0], values[1], values[2:]
-    with TALLY.trying(values):
+    with TALLY.trying(values) as trial:
         script = job_script(sandbox, username, server_name, args)
         plain = job_script(sandbox, "alice", "x", [])
         # Same lines up to the server's start; only the comment line may read differently.
@@ -246,6 +251,12 @@ def test_rendered_script_runs_hostile_values_only_as_arguments(
             "--", "jupyterhub-singleuser", *args,
         ]  # fmt: skip
         assert not marker.exists()
+        # Neutralised: an argument quoted, a name's unprintable characters replaced in the
+        # comment. Accepted: every value went in as it was (plain words).
+        names = (username, server_name)
+        trial.taken(
+            any(shlex.quote(a) != a for a in args) or not all(n.isprintable() for n in names)
+        )
 
 
 # --- scheduler directives and arguments ------------------------------------------------------
@@ -264,12 +275,13 @@ def test_directive_values_are_one_plain_word_on_their_own_line(adapter, field, v
     scheduler = ADAPTERS[adapter]
     fields = {name: getattr(BENIGN, name) for name in (*TEXT_FIELDS, "walltime_seconds")}
     request = JobRequest(**{**fields, field: value})
-    with TALLY.trying(value):
+    with TALLY.trying(value) as trial:
         try:
             lines = scheduler.directives(request)
             argv = scheduler.submit_command("s/job.sh", request)
         except ValueError as exc:
             assert field in str(exc)
+            trial.refused()
             return
         assert len(lines) == len(scheduler.directives(BENIGN))
         for line in lines:
@@ -278,6 +290,7 @@ def test_directive_values_are_one_plain_word_on_their_own_line(adapter, field, v
         assert value in "\n".join(lines) or value in argv
         for item in argv[1:]:
             assert item.isascii() and item.isprintable() and not set(item) & SHELL_SPECIAL
+        trial.accepted()  # a plain word of the scheduler's alphabet, as it came
 
 
 PAYLOADS = payloads(MARKER)
@@ -285,7 +298,7 @@ PAYLOADS = payloads(MARKER)
 
 @pytest.mark.parametrize("value", PAYLOADS, ids=[f"payload{i}" for i in range(len(PAYLOADS))])
 def test_queue_in_a_scheduler_query_is_refused_not_quoted_into_an_option(value):
-    with TALLY.trying(value):
+    with TALLY.trying(value, REFUSED):
         with pytest.raises(ValueError, match="queue"):
             ADAPTERS["slurm"].position_command(value)
         with pytest.raises(ValueError, match="queue"):
@@ -309,8 +322,8 @@ def test_a_server_job_is_never_requeued_after_a_node_failure():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(argument_text, max_size=5))
 def test_command_line_reaches_a_posix_shell_as_the_same_words(argv):
-    line = command_line(["printf", "%s\\0", "first", *argv])
-    with TALLY.trying(argv):
+    with TALLY.trying(argv) as trial:
+        line = command_line(["printf", "%s\\0", "first", *argv])
         for shell in ("sh", "bash"):
             done = subprocess.run(
                 [shell, "-c", line],
@@ -321,12 +334,14 @@ def test_command_line_reaches_a_posix_shell_as_the_same_words(argv):
             assert done.returncode == 0, done.stderr
             words = done.stdout.split(b"\0")[:-1]
             assert words == [b"first", *(a.encode() for a in argv)]
+        trial.taken(any(command_line([a]) != a for a in argv))  # quoted, or plain words
 
 
 def test_nul_in_an_argument_is_refused_before_it_is_sent():
     # sshd would cut the command at the NUL: never send half a command.
-    with TALLY.trying("a\x00b"), pytest.raises(ValueError, match="NUL"):
-        command_line(["echo", "a\x00; touch /tmp/x"])
+    value = "a\x00; touch /tmp/x"
+    with TALLY.trying(value, REFUSED), pytest.raises(ValueError, match="NUL"):
+        command_line(["echo", value])
 
 
 # --- server names ---------------------------------------------------------------------------
@@ -339,11 +354,12 @@ server_names = st.one_of(hostile_text, st.text(min_size=30, max_size=90))
 @settings(max_examples=300, deadline=None)
 @given(server_names)
 def test_any_server_name_gives_a_safe_folder_and_job_name(name):
-    spawner = make_spawner(name)
-    with TALLY.trying(name):
+    with TALLY.trying(name) as trial:
+        spawner = make_spawner(name)
         assert KEY.fullmatch(spawner.server_key), spawner.server_key
         assert ".." not in spawner.state_dir.split("/")
         assert check_directive_value("job_name", spawner.job_name) == spawner.job_name
+        trial.taken(spawner.server_key != name)  # escaped or hashed, or kept as it is
 
 
 @pytest.mark.parametrize("flavor", ["pbspro", "torque"])
@@ -354,40 +370,80 @@ def test_the_longest_job_name_is_one_pbs_takes(flavor):
     config.JobSpawner.pbs_flavor = flavor
     config.JobSpawner.job_name_prefix = "j" + "." * 31
     config.JobSpawner.remote_username = "a." + "b" * 30
+    config.JobSpawner.hub_id = "h" * 24
     user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", escaped_name="alice")
     row = SimpleNamespace(name="é" * 40, display_name="", server=None, state=None)
     job_name = JobSpawner(config=config, user=user, orm_spawner=row).job_name
-    assert len(job_name) == 32 + 1 + 32 + 1 + 82 <= 230  # the longest of each part
+    assert len(job_name) == 32 + 1 + 24 + 1 + 32 + 1 + 82 <= 230  # the longest of each part
     if flavor == "pbspro":
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]*", job_name), job_name
     else:  # Torque takes any printable characters: the names stay as the admin wrote them
-        assert job_name.startswith(f"j{'.' * 31}-a.{'b' * 30}-__c3_a9")
+        assert job_name.startswith(f"j{'.' * 31}-{'h' * 24}-a.{'b' * 30}-__c3_a9")
 
 
 def key_of(name: str) -> str:
     return make_spawner(name).server_key
 
 
+def look_alikes(name: str) -> list[str]:
+    """Names a user can type that are built from `name` and its key: the key itself (a key
+    is a name too), the key's key, the escaped text without its leading '_' or with one
+    more, the key cut short or grown by a letter, other cases, a hashed key's kept part
+    with another hash, and the default server's name and key."""
+    key = server_key(name)
+    alikes = [key, server_key(key), key[1:], "_" + key, "_" + name, name[1:], key[:-1]]
+    alikes += [key + "0", key.upper(), key.lower(), name + "_", "", "default", "_default"]
+    if len(key) in HASHED_KEY_LENGTHS:
+        kept = key[: key.rindex("-")]
+        alikes += [kept, kept[1:], f"{kept}-{'0' * 32}", f"{kept[:-1]}-{key[-32:]}"]
+    return [alike for alike in alikes if alike != name]
+
+
 @st.composite
 def two_server_names(draw) -> tuple[str, str]:
-    """Two names, the second often the key of the first: a key is a name a user can type too.
+    """A name and a look-alike built from it (never drawn apart from it), in either order.
 
     A key that rewrites an unsafe name ("a~b" -> "a_b-941528e5") must not be what another
-    name, safe as it stands, is kept as: independent draws would never hit that hash.
+    name, safe as it stands, is kept as: two names drawn apart would never meet like that.
     """
     first = draw(server_names)
-    second = draw(st.one_of(server_names, st.just(key_of(first)), st.just(key_of(first)[:-1])))
+    second = draw(st.sampled_from(look_alikes(first)))
     return draw(st.permutations([first, second]))
 
 
 @settings(max_examples=300, deadline=None)
 @example(("a~b", "a_b-941528e5"))  # shared a folder and a job name until keys were escaped
-@example(("a b", "_a_20b"))  # the escaped form of one name, typed as another
+@example(("", "default"))  # the default server and a server named after its folder
 @given(two_server_names())
 def test_different_server_names_never_share_a_folder(names):
     first, second = names
-    if first != second:
-        assert key_of(first) != key_of(second)
+    assert first != second
+    assert key_of(first) != key_of(second)
+
+
+# Names that read like each other's keys, each pair kept apart by one rule of serverkey.py.
+LOOK_ALIKES = [
+    ("a~b", "a_b-941528e5"),  # shared a folder and a job name until keys were escaped
+    ("a b", "_a_20b"),  # an escaped key typed as a name: escaped keys start with '_'
+    ("", "default"),  # the default server and a server named after its folder
+    ("default", "_default"),
+    (".", "_2e"),  # the escape text typed as a name: '_' itself is escaped
+    ("a b.", "a_20b."),
+    ("_x", "x"),
+    ("-rf", "_-rf"),
+    ("é", "__c3_a9"),
+    ("\ud800", "__ed_a0_80"),  # a lone surrogate has bytes of its own
+    ("x" * 64, "x" * 65),  # the longest plain name and the shortest hashed one
+    ("x" * 65, "x" * 66),  # two hashed keys with the same kept part
+    ("x" * 65, server_key("x" * 65)),
+    ("é" * 30, "é" * 31),  # hashed, cut at an escape's edge
+]
+
+
+@pytest.mark.parametrize(("first", "second"), LOOK_ALIKES, ids=range(len(LOOK_ALIKES)))
+def test_names_that_read_like_each_others_keys_get_folders_of_their_own(first, second):
+    assert first != second
+    assert key_of(first) != key_of(second)
 
 
 def test_look_alike_server_names_get_folders_of_their_own():

@@ -85,10 +85,19 @@ def test_good_settings_pass_and_other_spawners_are_not_checked():
 def test_an_exposed_channel_to_the_hub_is_warned_about_once_at_start(settings, warned):
     c = Config()
     c.JupyterHub.spawner_class = JobSpawner
+    settings = dict(settings)  # a copy: the parameters hold for a second run in one process
     c.JupyterHub.internal_ssl = settings.pop("internal_ssl")
     c.JobSpawner.login_host = "login.example.org"
     for name, value in settings.items():
         setattr(c.JobSpawner, name, value)
+    messages = [m for m in warnings_at_start(c) if "cleanup_servers" not in m]
+    assert len(messages) == len(warned), messages
+    for message, expected in zip(messages, warned, strict=True):
+        assert expected in message
+
+
+def warnings_at_start(c: Config) -> list[str]:
+    """What the hub warns about as it reads `c` (setup_hub's checks)."""
     app = JupyterHub()
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
@@ -99,7 +108,20 @@ def test_an_exposed_channel_to_the_hub_is_warned_about_once_at_start(settings, w
         app.update_config(c)
     finally:
         app.log.removeHandler(handler)
-    messages = [r.getMessage() for r in records]
-    assert len(messages) == len(warned), messages
-    for message, expected in zip(messages, warned, strict=True):
-        assert expected in message
+    return [r.getMessage() for r in records if "extra_handlers is deprecated" not in r.getMessage()]
+
+
+def test_setup_hub_keeps_servers_across_hub_stops_unless_the_admin_says_otherwise():
+    c = Config()
+    c.JupyterHub.spawner_class = JobSpawner
+    c.JobSpawner.login_host = "login.example.org"
+    c.JupyterHub.internal_ssl = True
+    hubsetup.setup_hub(c)
+    assert c.JupyterHub.cleanup_servers is False
+    assert warnings_at_start(c) == []
+    told = Config(c)
+    told.JupyterHub.cleanup_servers = True
+    hubsetup.setup_hub(told)
+    assert told.JupyterHub.cleanup_servers is True  # the admin's word stands ...
+    (warning,) = warnings_at_start(told)
+    assert "cancels every batch job" in warning  # ... with a warning of what it does

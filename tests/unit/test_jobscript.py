@@ -56,3 +56,30 @@ def test_hostile_command_arguments_are_quoted():
 
 def test_job_id_comes_from_the_schedulers_variable():
     assert '--job-id "${TEST_JOB_ID:-unknown}"' in render()
+
+
+def run_in_bash(tmp_path, script: str) -> list[str]:
+    """Run the script as a job would (bash, HOME set); the argv its `python` was started
+    with, as the stand-in interpreter recorded it ($0 first)."""
+    (tmp_path / "job.sh").write_text(script)
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "ARGV_OUT": str(tmp_path / "argv")}
+    done = subprocess.run(["bash", str(tmp_path / "job.sh")], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / "argv").read_bytes().decode().split("\0")[:-1]
+
+
+def test_python_and_state_dir_reach_the_launcher_as_one_word_each(tmp_path):
+    # Both are admin settings (remote_python, state_root), checked at start; the template
+    # quotes them all the same: a space or a shell character stays part of the one word.
+    folder = tmp_path / "my env; touch pwned"
+    folder.mkdir()
+    python = folder / "python"
+    python.write_text('#!/bin/bash\nprintf \'%s\\0\' "$0" "$@" > "$ARGV_OUT"\n')
+    python.chmod(0o755)
+    state_dir = "servers/a b'c;touch pwned $(touch pwned)"
+    argv = run_in_bash(tmp_path, render(python=str(python), state_dir=state_dir))
+    assert argv == [
+        str(python), "-m", "hubdash.job.launcher", "--state-dir", state_dir,
+        "--job-id", "unknown", "--", "jupyterhub-singleuser", "--debug",
+    ]  # fmt: skip
+    assert not (tmp_path / "pwned").exists()

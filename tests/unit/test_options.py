@@ -126,3 +126,111 @@ def test_bad_queue_table_names_the_setting(table, fragment):
         parse_queue_table(table)
     assert "JobSpawner.queues" in str(caught.value)
     assert fragment in str(caught.value)
+
+
+# --- each limit at its edge: the limit itself is taken, one more is refused -----------------
+
+EDGES = parse_queue_table(
+    {
+        "small": {
+            "max_walltime": "1:00:00",
+            "max_nodes": 3,
+            "max_engines": 10,  # fewer than 3 nodes hold (12): the two engine rules differ
+            "engines_per_node": 4,
+        },
+        "plain": {"max_walltime": "1:00:00"},  # one node, no engines
+    }
+)
+
+
+def refusals(**options) -> dict[str, str]:
+    with pytest.raises(OptionsError) as caught:
+        validate_options(options, EDGES, "alice")
+    return caught.value.errors
+
+
+def test_nodes_up_to_the_queues_limit_are_taken_and_one_more_is_refused():
+    assert validate_options({"queue": "small", "nodes": 3}, EDGES, "alice").nodes == 3
+    assert refusals(queue="small", nodes=4) == {
+        "nodes": "queue 'small' allows at most 3 node(s); you asked for 4"
+    }
+    assert refusals(queue="small", nodes=40) == {
+        "nodes": "queue 'small' allows at most 3 node(s); you asked for 40"
+    }
+
+
+def test_a_queue_without_max_nodes_takes_one_node():
+    assert validate_options({"queue": "plain", "nodes": 1}, EDGES, "alice").nodes == 1
+    assert refusals(queue="plain", nodes=2) == {
+        "nodes": "queue 'plain' allows at most 1 node(s); you asked for 2"
+    }
+
+
+def test_engines_up_to_the_queues_limit_are_taken_and_one_more_is_refused():
+    # 11 engines fit on 3 nodes at 4 per node: only max_engines refuses them.
+    assert validate_options({"queue": "small", "nodes": 3, "engines": 10}, EDGES, "a").engines == 10
+    assert refusals(queue="small", nodes=3, engines=11) == {
+        "engines": "queue 'small' allows at most 10 engines; you asked for 11"
+    }
+
+
+def test_a_queue_without_max_engines_takes_none():
+    assert validate_options({"queue": "plain", "engines": 0}, EDGES, "alice").engines == 0
+    assert refusals(queue="plain", engines=1) == {
+        "engines": "queue 'plain' allows at most 0 engines; you asked for 1"
+    }
+
+
+def test_engines_fill_the_nodes_asked_for_and_not_one_more():
+    assert validate_options({"queue": "small", "nodes": 2, "engines": 8}, EDGES, "a").engines == 8
+    assert validate_options({"queue": "small", "nodes": 1, "engines": 4}, EDGES, "a").engines == 4
+    assert refusals(queue="small", nodes=2, engines=9) == {
+        "engines": "9 engines need 3 nodes at 4 per node; you asked for 2"
+    }
+    assert refusals(queue="small", nodes=1, engines=5) == {
+        "engines": "5 engines need 2 nodes at 4 per node; you asked for 1"
+    }
+
+
+def test_too_many_nodes_is_the_one_error_even_with_engines_over_the_limit():
+    assert refusals(queue="small", nodes=4, engines=50) == {
+        "nodes": "queue 'small' allows at most 3 node(s); you asked for 4"
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ({"max_nodes": 2, "default_nodes": 3}, "default_nodes must be between 1 and max_nodes"),
+        ({"default_nodes": 0}, "default_nodes must be between 1 and max_nodes"),
+        ({"max_engines": 4, "default_engines": 5}, "default_engines must be between 0 and"),
+        ({"max_engines": 4, "default_engines": -1}, "default_engines must be between 0 and"),
+        ({"engines_per_node": 0}, "engines_per_node must be at least 1"),
+        ({"max_gpus": 1, "default_gpus": 2}, "default_gpus must be between 0 and max_gpus"),
+        ({"max_memory": "1G", "default_memory": "2G"}, "default_memory is larger than"),
+    ],
+)
+def test_queue_defaults_beyond_the_queues_limits_name_the_setting(entry, fragment):
+    with pytest.raises(ConfigError) as caught:
+        parse_queue_table({"debug": entry})
+    assert str(caught.value).startswith("JobSpawner.queues['debug']: ")
+    assert fragment in str(caught.value)
+
+
+def test_queue_defaults_at_the_queues_limits_are_fine():
+    entry = {
+        "max_walltime": "2:00:00",
+        "default_walltime": "2:00:00",
+        "max_nodes": 2,
+        "default_nodes": 2,
+        "max_engines": 4,
+        "default_engines": 4,
+        "engines_per_node": 1,
+        "max_gpus": 2,
+        "default_gpus": 2,
+        "max_memory": "1G",
+        "default_memory": "1G",
+    }
+    queue = parse_queue_table({"debug": entry})["debug"]
+    assert (queue.default_nodes, queue.default_engines, queue.default_gpus) == (2, 4, 2)
+    assert (queue.default_walltime, queue.default_memory_mb) == (7200, 1024)

@@ -75,8 +75,12 @@ async def test_pbs_queue_summaries_take_node_counts_from_pbsnodes():
     )
     cluster = SchedulerClient("test", PBSAdapter("torque"))
     queues = await cluster.queue_summaries(transport)
-    assert queues["batch"].jobs_pending == 3
-    assert queues["batch"].nodes_total is not None
+    assert (queues["batch"].jobs_pending, queues["debug"].jobs_pending) == (3, 0)
+    # PBS ties no nodes to a queue: each queue shows the cluster's, from pbsnodes -a (five
+    # nodes; one free: cn03; cn05 runs a job on one of its cores, cn04 is down).
+    for queue in queues.values():
+        assert (queue.nodes_total, queue.nodes_free) == (5, 1), queue
+    assert sorted(argv[0] for argv in transport.commands) == ["pbsnodes", "qstat"]
 
 
 async def test_slurm_estimate_asks_test_only_and_submits_nothing():

@@ -49,7 +49,7 @@ def test_prints_the_script_for_the_user_and_options(config_file, capsys):
     assert status == 0
     assert out.startswith("#!/bin/bash\n")
     for line in (
-        "#SBATCH --job-name=jupyterhub-alice-default",
+        "#SBATCH --job-name=jupyterhub-hub-alice-default",
         "#SBATCH --partition=debug",
         "#SBATCH --time=0:45:00",
         "#SBATCH --nodes=2",
@@ -62,9 +62,9 @@ def test_prints_the_script_for_the_user_and_options(config_file, capsys):
 def test_named_server_and_defaults_are_those_the_hub_would_use(config_file, capsys):
     render_module.main(["-f", str(config_file), "-u", "bob", "--server", "analysis"])
     out = capsys.readouterr().out
-    assert "#SBATCH --job-name=jupyterhub-bob-analysis" in out
+    assert "#SBATCH --job-name=jupyterhub-hub-bob-analysis" in out
     assert "#SBATCH --time=0:30:00" in out  # the first queue's default walltime
-    assert "--state-dir .hubdash/servers/analysis" in out
+    assert "--state-dir .hubdash/servers/hub/analysis" in out
 
 
 def test_same_validation_as_the_form(config_file, capsys):

@@ -70,8 +70,8 @@ async def test_token_travels_in_a_0600_file_never_in_an_argv(recorded):
 
     writes = [w for t in recorded.transports for w in t.writes]
     with_token = [(path, mode) for path, data, mode in writes if TOKEN.encode() in data]
-    assert with_token == [(".hubdash/servers/default/env.json", 0o600)]
-    env = json.loads(dict((p, d) for p, d, _ in writes)[".hubdash/servers/default/env.json"])
+    assert with_token == [(".hubdash/servers/hub/default/env.json", 0o600)]
+    env = json.loads(dict((p, d) for p, d, _ in writes)[".hubdash/servers/hub/default/env.json"])
     assert env["JUPYTERHUB_API_TOKEN"] == TOKEN
 
 

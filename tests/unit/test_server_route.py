@@ -135,7 +135,7 @@ async def test_a_connection_file_over_its_limit_fails_the_start_naming_its_size(
     message = await start_fails(paper, RoutedScheduler(big), "bnd-big")
     assert message == (
         "The connection file of job 1000 is too large to read: "
-        f".hubdash/servers/bnd-big/connection.json on paper is {len(big)} bytes, over the "
+        f".hubdash/servers/hub/bnd-big/connection.json on paper is {len(big)} bytes, over the "
         f"{CONNECTION_FILE_LIMIT}-byte limit for a connection file."
     )
 

@@ -4,6 +4,7 @@ read named instead of raised."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 
@@ -167,10 +168,12 @@ def test_the_spawner_re_adopts_a_server_saved_by_the_previous_layout():
 
     spawner = JobSpawner()
     spawner.load_state({**copy.deepcopy(V1_STATE), "cancel_pending": []})
-    assert spawner.job == JOB
+    # Saved by a hub without hub ids: its folder is the one such a hub used.
+    assert spawner.job == replace(JOB, state_dir=".hubdash/servers/default")
+    assert spawner.state_dir == ".hubdash/servers/default"
     saved = spawner.get_state()
     assert saved["version"] == VERSION and saved["job"]["job_id"] == "4242"
     assert "job_id" not in saved  # the job once, under "job"
-    assert read_server_state(saved).job == JOB
+    assert read_server_state(saved).job == replace(JOB, state_dir=".hubdash/servers/default")
     spawner.clear_state()
     assert set(spawner.get_state()) == {"version", "last_outcome"}

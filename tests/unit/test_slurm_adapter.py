@@ -11,10 +11,15 @@ from datetime import datetime
 
 import pytest
 
-from hubdash.schedulers import adapter_for
+from hubdash.schedulers import adapter_for, slurmtext
 from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
 from hubdash.schedulers.slurm import SlurmAdapter
-from hubdash.schedulers.slurmtext import expand_hostlist, slurm_state
+from hubdash.schedulers.slurmtext import (
+    expand_hostlist,
+    parse_exit_code,
+    parse_id_and_name,
+    slurm_state,
+)
 
 from .job_requests import request_with
 from .scheduler_samples import recorded, sample
@@ -280,30 +285,52 @@ def test_scheduler_timeout_is_not_gone(exit_status, stderr):
     assert not SLURM.status_failure_means_gone(exit_status, stderr)
 
 
-@pytest.mark.parametrize(
-    ("word", "state"),
-    [
-        ("PENDING", JobState.PENDING),
-        ("CONFIGURING", JobState.PENDING),
-        ("REQUEUED", JobState.PENDING),
-        ("RESV_DEL_HOLD", JobState.PENDING),
-        ("SUSPENDED", JobState.PENDING),
-        ("RUNNING", JobState.RUNNING),
-        ("COMPLETING", JobState.COMPLETING),
-        ("COMPLETED", JobState.DONE),
-        ("FAILED", JobState.FAILED),
-        ("TIMEOUT", JobState.FAILED),
-        ("NODE_FAIL", JobState.FAILED),
-        ("OUT_OF_MEMORY", JobState.FAILED),
-        ("BOOT_FAIL", JobState.FAILED),
-        ("DEADLINE", JobState.FAILED),
-        ("PREEMPTED", JobState.FAILED),
-        ("CANCELLED", JobState.CANCELLED),
-        ("A_STATE_FROM_SLURM_25", JobState.PENDING),
-    ],
-)
+# Every job state squeue's %T prints (squeue(1), JOB STATE CODES, Slurm 22.05 to 24.x), and
+# what it means for a server: written out here, not read from the adapter's table.
+SLURM_STATE_WORDS = {
+    "PENDING": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,  # nodes allocated and booting: no server yet
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING,
+    "RESV_DEL_HOLD": JobState.PENDING,
+    "SPECIAL_EXIT": JobState.PENDING,  # requeued and held by the site's epilog
+    "SUSPENDED": JobState.PENDING,  # holds its nodes, but its server cannot answer
+    "STOPPED": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "COMPLETING": JobState.COMPLETING,
+    "STAGE_OUT": JobState.COMPLETING,
+    "COMPLETED": JobState.DONE,
+    "FAILED": JobState.FAILED,
+    "TIMEOUT": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,  # federation: a sibling cluster runs it instead
+}
+
+
+@pytest.mark.parametrize(("word", "state"), SLURM_STATE_WORDS.items())
 def test_slurm_state_words(word, state):
     assert slurm_state(word) is state
+    assert slurm_state(f" {word}+\n") is state  # sacct's '+', squeue's spacing
+    assert slurm_state(f"{word} by 1001") is state  # scontrol's "CANCELLED by 1001"
+
+
+def test_every_state_word_is_in_the_adapters_table():
+    # A word missing from the table would still read as PENDING (an unknown word's
+    # meaning): only the table itself tells that PENDING was chosen for it.
+    assert set(slurmtext._STATES) == set(SLURM_STATE_WORDS)
+
+
+@pytest.mark.parametrize("word", ["A_STATE_FROM_SLURM_25", "", "running", "CD"])
+def test_a_state_word_slurm_may_add_later_keeps_the_job_waiting(word):
+    assert slurm_state(word) is JobState.PENDING
 
 
 # --- place in the queue and start estimates ---------------------------------------------------
@@ -511,6 +538,42 @@ def test_host_lists_expand_like_slurm(hostlist, nodes):
     assert expand_hostlist(hostlist) == nodes
 
 
+def test_a_host_list_may_start_with_its_brackets():
+    assert expand_hostlist("[1-2]") == ["1", "2"]
+    assert expand_hostlist("[7],cn1") == ["7", "cn1"]
+
+
+@pytest.mark.parametrize(
+    ("hostlist", "error"),
+    [
+        ("cn1]", "unbalanced ']' in host list 'cn1]'"),
+        ("cn[1-", "unbalanced '[' in host list 'cn[1-'"),
+        ("cn[x-1]", "bad range 'x-1' in host list 'cn[x-1]'"),
+        ("cn[1-x]", "bad range '1-x' in host list 'cn[1-x]'"),
+        ("cn[1,]", "bad range '' in host list 'cn[1,]'"),
+        # The whole list is named from a later bracket too.
+        ("r[1-2]n[x]", "bad range 'x' in host list 'r[1-2]n[x]'"),
+        ("r[1-2]n[1", "unbalanced '[' in host list 'r[1-2]n[1'"),
+    ],
+)
+def test_a_host_list_slurm_would_not_print_is_an_error_naming_it(hostlist, error):
+    with pytest.raises(ValueError) as caught:
+        expand_hostlist(hostlist)
+    assert str(caught.value) == error
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("0:0", 0), ("1:0", 1), ("0:1", 129), ("0:9", 137), ("2:15", 2), ("", None), ("x:0", None)],
+)
+def test_exit_codes_of_a_signal_read_as_a_shell_reads_them(text, code):
+    assert parse_exit_code(text) == code
+
+
+def test_an_id_and_name_listing_takes_only_lines_with_both():
+    assert parse_id_and_name("12|a\n13\n|b\n14|\n 15|x|y \n") == {"12": "a", "14": "", "15": "x|y"}
+
+
 def test_unreadable_host_list_is_kept_as_printed():
     stdout = "9|RUNNING|None|debug|cn[1-|2026-11-25T21:16:53|100\n"
     assert SLURM.parse_status(stdout, ["9"])["9"].nodes == ["cn[1-"]
@@ -518,9 +581,10 @@ def test_unreadable_host_list_is_kept_as_printed():
 
 def test_jobs_of_one_name_are_listed_for_orphan_checks():
     argv = SlurmAdapter().jobs_named_command("jupyterhub-alice-default", "alice")
-    assert argv[:2] == ["squeue", "-h"]
-    assert argv[argv.index("-n") + 1] == "jupyterhub-alice-default"
-    assert argv[argv.index("-u") + 1] == "alice"
+    assert argv == [
+        "squeue", "-h", "-u", "alice", "-n", "jupyterhub-alice-default",
+        "-t", "PENDING,RUNNING,SUSPENDED,CONFIGURING", "-o", "%i",
+    ]  # fmt: skip
     assert SlurmAdapter().parse_job_ids("12\n13\n") == ["12", "13"]
 
 

@@ -1,7 +1,8 @@
 /* A server's live status page: everything arrives over one event stream from the dashboard
    (the hub's progress events as they happen, and the server's state now and then); the
    browser itself only counts the clock. No polling, no reloads, unless the dashboard refuses
-   the stream (429, too many live pages): then the server's state is polled now and then. */
+   the stream (429, too many live pages) or it is lost for good (a hub restart): then the
+   server's state is polled now and then. */
 (function () {
   "use strict";
   var hd = window.hubdash;
@@ -286,7 +287,10 @@
   }
 
   var stopPolling = function () {};
+  var polling = false;
   function pollInstead(message, seconds) {
+    if (polling) return;
+    polling = true;
     hd.show(el("problem"), false);
     hd.pollingNote(el("live-note"), message, seconds);
     stopPolling = hd.poll(root.dataset.pollUrl, seconds, onView, function (text) {
@@ -318,9 +322,16 @@
   });
   source.onerror = function () {
     if (finished) return;
-    el("problem").textContent = source.readyState === EventSource.CLOSED
-      ? "Lost contact with the dashboard; reload the page."
-      : "Reconnecting to the dashboard…";
+    if (source.readyState === EventSource.CLOSED) {
+      // Refused or gone for good (the hub restarting answers with an error page for a
+      // while): keep following the server by polling, so a start still opens by itself.
+      // (A moment later: a refusal for too many pages says so first, via openEvents.)
+      setTimeout(function () {
+        pollInstead("Lost the live stream (the hub may be restarting).", 5);
+      }, 1500);
+      return;
+    }
+    el("problem").textContent = "Reconnecting to the dashboard…";
     hd.show(el("problem"), true);
   };
 
