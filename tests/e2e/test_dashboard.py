@@ -16,6 +16,7 @@ from .conftest import log_in
 from .hubprocess import Hub
 
 SPAWN_TIMEOUT_MS = 240_000
+LIVE_STATUS_BOUND = 20  # seconds from the job's start to the status page saying so
 DASH = "/services/hubdash/"
 
 # The dashboard reads the hub's REST API only: which scheduler runs below does not matter.
@@ -97,7 +98,8 @@ def test_queued_job_is_shown_live_until_it_runs_and_opens_jupyterlab(
         )
 
         subprocess.run(["scancel", blocker], check=True, timeout=30)
-        expect(status).to_have_attribute("data-status", "running", timeout=SPAWN_TIMEOUT_MS)
+        # The nodes are free now: Slurm starts the job within seconds.
+        expect(status).to_have_attribute("data-status", "running", timeout=60_000)
         page.screenshot(path=str(artifacts / "dashboard-running-moment.png"))
         # Then the page itself goes on into JupyterLab: the test reloads nothing.
         page.wait_for_url("**/user/alice/dash-queue/lab**", timeout=SPAWN_TIMEOUT_MS)
@@ -110,12 +112,16 @@ def test_queued_job_is_shown_live_until_it_runs_and_opens_jupyterlab(
     assert statuses.index("queued") < statuses.index("running") < statuses.index("ready")
     started = job_start_time(job_id)
     shown = next(when for when, status in seen if status == "running")
-    # A figure, not a limit (timings belong in bench/): how long the page lagged the job.
+    # The figure goes to artifacts (timings belong in bench/); the bound is a correctness
+    # check, far above the monitor's pace while a job starts and the page's state interval:
+    # a page that lags more has missed the change and caught up by chance.
+    assert started, f"job {job_id}: no StartTime from scontrol"
     (artifacts / "dashboard-running-delay.txt").write_text(
         f"job {job_id} started {started}; page showed 'running' at {shown:.3f}; "
         f"delay {shown - started:.2f} s (slurm StartTime has whole seconds)\n"
-        if started
-        else f"job {job_id}: no StartTime from scontrol\n"
+    )
+    assert shown - started < LIVE_STATUS_BOUND, (
+        f"the page showed 'running' {shown - started:.1f} s late"
     )
 
     # The running server's own status page: tunnel up, walltime counting.

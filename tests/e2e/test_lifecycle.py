@@ -165,28 +165,27 @@ def test_notebook_recovers_after_the_login_sshd_restarts(hub, page, artifacts):
     hub.spawn("alice", "sshd", queue="debug", walltime="10")
     server = hub.wait_ready("alice", "sshd")
     log_in(page, hub, "alice")
-    code = "import os; print('JOB=' + os.environ['SLURM_JOB_ID'])"
-    run_cell(page, f"{hub.url}/user/alice/sshd/lab", code, "JOB=")
+    # Each run prints a new time: only this run's output after the restart counts.
+    code = "import os, time; print('JOB=' + os.environ['SLURM_JOB_ID'], 'AT', time.time_ns())"
+    before = run_cell(page, f"{hub.url}/user/alice/sshd/lab", code, "JOB=")
 
     subprocess.run([str(ROOT / "scripts" / "testcluster"), "restart-sshd"], check=True, timeout=120)
     started = time.monotonic()
-    cell = page.locator(".jp-Notebook .jp-Cell").first
-    cell.click()
-    page.keyboard.press("Control+Enter")
     output = page.locator(".jp-OutputArea-output").first
-    # Same page, no reload: the cell answers again once the tunnel is back.
-    deadline = time.monotonic() + 15
-    count_before = page.locator(".jp-InputArea-prompt").first.inner_text()
-    while time.monotonic() < deadline:
-        prompt = page.locator(".jp-InputArea-prompt").first.inner_text()
-        if prompt != count_before and "*" not in prompt:
-            break
-        time.sleep(0.3)
-        if time.monotonic() - started > 5 and "*" not in prompt:
-            page.keyboard.press("Control+Enter")  # the first try may have gone to a dead socket
+    page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    page.keyboard.press("Control+Enter")
+    # Same page, no reload: the cell answers again once the tunnel is back. A run sent into
+    # the connection sshd dropped is lost (JupyterLab does not send it again): a user who
+    # sees no answer after some seconds presses Run once more, and so does this test.
+    pressed_again = False
+    while (text := output.inner_text()) == before or "JOB=" not in text:
+        elapsed = time.monotonic() - started
+        assert elapsed < 15, f"no new output within 15 s of the sshd restart: {text!r}"
+        if elapsed > 7 and not pressed_again:
+            pressed_again = True
+            page.keyboard.press("Control+Enter")
+        time.sleep(0.2)
     page.screenshot(path=str(artifacts / "notebook-after-sshd-restart.png"))
-    assert "JOB=" in output.inner_text()
-    assert time.monotonic() - started < 15
     hub.stop("alice", "sshd")
     wait_until_gone(server["state"]["job"]["job_id"], 15)
 

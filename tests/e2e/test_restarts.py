@@ -47,12 +47,17 @@ def dismiss_outage_dialogs(page: Page, notes: Path) -> None:
     dialog = page.locator(".jp-Dialog")
 
     def close() -> None:
-        _note(notes, f"dialog closed: {dialog.first.get_attribute('aria-label')}")
-        buttons = dialog.first.get_by_role("button", name=re.compile("^(Dismiss|Ok|OK)$"))
-        if buttons.count():
-            buttons.first.click()
-        else:
-            page.keyboard.press("Escape")
+        # ipyparallel's asks again at every failed poll: there may be several, stacked.
+        for _ in range(50):
+            if dialog.count() == 0:
+                return
+            _note(notes, f"dialog closed: {dialog.first.get_attribute('aria-label')}")
+            buttons = dialog.first.get_by_role("button", name=re.compile("^(Dismiss|Ok|OK)$"))
+            if buttons.count():
+                buttons.first.click(timeout=5000)
+            else:
+                page.keyboard.press("Escape")
+            page.wait_for_timeout(100)
 
     page.add_locator_handler(dialog, close)
 
