@@ -91,7 +91,7 @@ class JobAdoption:
         self.job.hub_forward_port = 0
         self.job.local_port = 0
         # From here a failed start cancels the job (start() -> _abandon_start).
-        self.api_token = await self._job_token(transport)
+        self.api_token = await self._job_token(transport, self.job)
         tunnel = self._tunnel = self._new_tunnel(transport)
         if self.forward_hub_api:
             # The job's relay follows the route file to the new forward.
@@ -105,25 +105,25 @@ class JobAdoption:
         )
         return await self._follow_job(cluster, transport, tunnel)
 
-    async def _job_token(self, transport: Transport) -> str:
+    async def _job_token(self, transport: Transport, job: JobRecord) -> str:
         """The server's API token from the job's settings file, if it is the one this hub
         gave the job (the file is the user's to write: only the recorded token is taken)."""
-        path = f"{self.state_dir}/{ENV_FILE}"
+        path = f"{job.state_dir or self.state_dir}/{ENV_FILE}"
         try:
             env = decode_env(
                 await transport.read_file(path, max_bytes=ENV_FILE_LIMIT, what="a settings file")
             )
         except (FileNotFoundError, FileTooLarge, ValueError, TransportError) as exc:
             raise SpawnError(
-                f"Job {self.job_id} could not be taken up again after the hub restarted: "
+                f"Job {job.job_id} could not be taken up again after the hub restarted: "
                 f"its settings file {path} could not be read ({exc}); the job was cancelled. "
                 "Please start the server again."
             ) from None
         token = env.get(TOKEN_VARIABLE, "")
-        expected = self.job.token_sha256
+        expected = job.token_sha256
         if not token or not expected or token_sha256(token) != expected:
             raise SpawnError(
-                f"Job {self.job_id} could not be taken up again after the hub restarted: its "
+                f"Job {job.job_id} could not be taken up again after the hub restarted: its "
                 f"settings file {path} no longer holds the token the hub gave it; the job was "
                 "cancelled. Please start the server again."
             )
@@ -137,7 +137,9 @@ class JobAdoption:
         job_id = resume.job.job_id
         self.log.warning("Not taking up job %s of %s again: %s", job_id, self._log_name, why)
         cluster = self.cluster
-        await self._cancel_or_remember(cluster, self.user_transport(), job_id)
+        transport = self.user_transport()
+        await self._cancel_or_remember(cluster, transport, job_id)
+        await self._revoke_token_of(transport, resume.job)
         self.last_outcome = JobOutcome(
             job_id=job_id,
             state="cancelled",
@@ -145,3 +147,22 @@ class JobAdoption:
             ended_at=time.time(),
         )
         self._save_state()
+
+    async def _revoke_token_of(self, transport: Transport, job: JobRecord) -> None:
+        """Delete the token JupyterHub kept for a job that is no longer to be adopted (it
+        kept it because the server was to resume)."""
+        db = getattr(self.user, "db", None)
+        if db is None:
+            return
+        try:
+            token = await self._job_token(transport, job)
+        except SpawnError as exc:
+            self.log.info("Token of job %s not revoked: %s", job.job_id, exc)
+            return
+        from jupyterhub import orm
+
+        found = orm.APIToken.find(db, token)
+        if found is not None and found.user is getattr(self.user, "orm_user", None):
+            db.delete(found)
+            db.commit()
+            self.log.info("Revoked the API token of job %s of %s", job.job_id, self._log_name)

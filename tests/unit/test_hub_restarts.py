@@ -156,11 +156,37 @@ async def test_a_start_with_other_choices_replaces_the_queued_job(paper):
     assert any(argv[0] == "sbatch" for argv in paper.commands)
 
 
-async def test_giving_up_a_resume_cancels_the_job_and_says_why(paper):
+class TokenTable:
+    """The hub database's API tokens, on paper: find() by token, delete(), commit()."""
+
+    def __init__(self, owner: object) -> None:
+        self.rows = {TOKEN: SimpleNamespace(user=owner), "another": SimpleNamespace(user=owner)}
+        self.committed = False
+
+    def find(self, db: TokenTable, token: str):
+        return db.rows.get(token)
+
+    def delete(self, row) -> None:
+        self.rows = {token: r for token, r in self.rows.items() if r is not row}
+
+    def commit(self) -> None:
+        self.committed = True
+
+
+async def test_giving_up_a_resume_cancels_the_job_revokes_its_token_and_says_why(
+    paper, monkeypatch
+):
+    from jupyterhub import orm
+
     job_id = queue_job(paper)
+    paper.files[f"{FOLDER}/env.json"] = json.dumps({"JUPYTERHUB_API_TOKEN": TOKEN}).encode()
     spawner = make_spawner(saved_queued_job(job_id))
     await spawner.poll()
+    spawner.user.orm_user = owner = object()
+    spawner.user.db = db = TokenTable(owner)
+    monkeypatch.setattr(orm.APIToken, "find", db.find)
     await spawner.give_up_resume("the hub could not start it again (HTTP 400: bad queue)")
+    assert set(db.rows) == {"another"} and db.committed  # JupyterHub had kept it to resume
     assert ["scancel", job_id] in paper.commands
     assert spawner.resume is None
     assert "HTTP 400: bad queue" in spawner.last_outcome.message
