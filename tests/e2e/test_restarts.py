@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from ..conftest import JOB_PREFIX
 from .conftest import log_in
@@ -39,7 +39,7 @@ def set_hold_partition(state: str) -> None:
     )
 
 
-def dismiss_outage_dialogs(page: Page, notes: Path) -> None:
+def dismiss_outage_dialogs(page: Page, notes: Path) -> Locator:
     """While the hub is down, JupyterLab's extensions tell the user so in dialogs: its hub
     extension ("Server unavailable or unreachable", offering to restart the server) and
     ipyparallel's ("IPP Extension Server Error"). A user closes them and goes on, no
@@ -60,6 +60,7 @@ def dismiss_outage_dialogs(page: Page, notes: Path) -> None:
             page.wait_for_timeout(100)
 
     page.add_locator_handler(dialog, close)
+    return dialog
 
 
 def run_again(page: Page, marker: str, deadline: float) -> None:
@@ -98,6 +99,7 @@ def test_a_hub_restart_keeps_running_notebooks_and_a_queued_jobs_place(
         user: browser.new_context(viewport={"width": 1280, "height": 900})
         for user in ("alice", "bob")
     }
+    handlers: list[tuple[Page, Locator]] = []
     try:
         pages = {}
         for user, name in running:
@@ -106,7 +108,7 @@ def test_a_hub_restart_keeps_running_notebooks_and_a_queued_jobs_place(
             page.on("console", lambda msg, path=console: _note(path, msg.text))
             log_in(page, hub, user)
             run_cell(page, f"{hub.url}/user/{user}/{name}/lab", "print('UP', 6 * 7)", "UP 42")
-            dismiss_outage_dialogs(page, console)
+            handlers.append((page, dismiss_outage_dialogs(page, console)))
             pages[(user, name)] = page
         # alice watches her queued server on its status page, as the spawn left her there.
         status = contexts["alice"].new_page()
@@ -144,7 +146,13 @@ def test_a_hub_restart_keeps_running_notebooks_and_a_queued_jobs_place(
         status.screenshot(path=str(artifacts / f"restart-{sig.name}-queued-opened.png"))
         assert hub.wait_ready("alice", "queued", timeout=30)["state"]["job"]["job_id"] == queued_job
     finally:
+        # Handlers off and pages closed first: a context closed with a dialog handler still
+        # armed on a page whose server is gone has hung until the test's timeout.
+        for page, dialog in handlers:
+            page.remove_locator_handler(dialog)
         for context in contexts.values():
+            for page in context.pages:
+                page.close(run_before_unload=False)
             context.close()
     for server in [*running, ("alice", "queued")]:
         hub.stop(*server)
