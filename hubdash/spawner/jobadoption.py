@@ -57,11 +57,7 @@ class JobAdoption:
 
     def claimed_job_ids(self) -> set[str]:
         """Every job this server's saved state speaks for (the orphan sweep spares them)."""
-        claimed = {job_id for job_id in self.cancel_pending}
-        for job in (self.job, self.resume.job if self.resume else None):
-            if job is not None and job.job_id:
-                claimed.add(job.job_id)
-        return claimed
+        return {*self.cancel_pending, *(job.job_id for job in self._recorded_jobs())}
 
     async def _adopt_or_replace(
         self, cluster: Cluster, transport: Transport, options: JobOptions, resume: Resume

@@ -122,8 +122,8 @@ class JobSpawner(
             self.use_removed_cluster(saved.cluster)
         self.job, self.last_outcome = saved.job, saved.last_outcome
         self.resume = saved.resume
-        for job in (self.job, self.resume.job if self.resume else None):
-            if job is not None and job.job_id and not job.state_dir:
+        for job in self._recorded_jobs():
+            if not job.state_dir:
                 job.state_dir = self._folder_before_hub_ids()
         self.cancel_pending = saved.cancel_pending
         if self.cancel_pending:
@@ -186,13 +186,18 @@ class JobSpawner(
         and never another server's of the same cluster user or another hub's (the scheduler
         is only ever asked for one user's jobs of a name).
         """
-        parts = (self.job_name_prefix, self.hub_identity, self.cluster_username, self.server_key)
-        name = "-".join(parts)
+        return f"{self.job_name_stem}-{self.server_key}"
+
+    @property
+    def job_name_stem(self) -> str:
+        """'<prefix>-<hub id>-<cluster user>': how every job name of this hub and cluster
+        user starts (the orphan sweep looks for it)."""
+        stem = f"{self.job_name_prefix}-{self.hub_identity}-{self.cluster_username}"
         if self.scheduler == "pbs" and self.pbs_flavor == "pbspro":
             # PBS Pro's qsub -N takes only letters, digits and _ - +: a '.' of the prefix
             # or the user name (never of the key) becomes '_'.
-            name = name.replace(".", "_")
-        return name
+            stem = stem.replace(".", "_")
+        return stem
 
     @property
     def server_dir(self) -> str:
@@ -203,10 +208,15 @@ class JobSpawner(
     def state_dir(self) -> str:
         """The folder of this server's job: as saved with the job (or the job to adopt),
         else where the next job goes."""
-        for job in (self.job, self.resume.job if self.resume else None):
-            if job is not None and job.state_dir:
+        for job in self._recorded_jobs():
+            if job.state_dir:
                 return job.state_dir
         return self.server_dir
+
+    def _recorded_jobs(self) -> list[JobRecord]:
+        """The jobs this server's state records: its current one, and one to adopt."""
+        jobs = [self.job, self.resume.job if self.resume else JobRecord()]
+        return [job for job in jobs if job.job_id]
 
     def _folder_before_hub_ids(self) -> str:
         """A job saved without its folder was started by a hub that had no hub ids."""

@@ -81,7 +81,7 @@ async def _sweep_user(
     app: Any, cluster_name: str, owner: str, members: list[Any], mode: str
 ) -> list[Orphan]:
     first = members[0]
-    prefix = f"{first.job_name_prefix}-{first.hub_identity}-{owner}-"
+    prefix = f"{first.job_name_stem}-"  # as the spawner names jobs (PBS Pro: '.' as '_')
     cluster = first.cluster
     transport = first.user_transport()
     try:

@@ -252,6 +252,15 @@ def test_each_job_records_its_folder_and_the_hubs_identity_is_in_its_name():
     assert old.state_dir == ".hubdash/servers/queued"  # saved before hub ids: its old folder
 
 
+def test_the_sweep_looks_for_job_names_as_the_scheduler_was_given_them():
+    # PBS Pro's names have '_' for a '.' of the prefix or user: the sweep's stem too.
+    spawner = paper_spawner(
+        "x", {"debug": {}}, scheduler="pbs", pbs_flavor="pbspro", job_name_prefix="j.h"
+    )
+    assert spawner.job_name_stem == "j_h-h1-alice"
+    assert spawner.job_name == "j_h-h1-alice-x"
+
+
 def test_the_hub_id_is_checked_and_derived_from_the_database():
     for bad in ("a.b", "a-b", "", "_a", "x" * 25):
         with pytest.raises(TraitError, match="JobSpawner.hub_id"):

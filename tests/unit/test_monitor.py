@@ -327,6 +327,15 @@ def test_jitter_is_a_fraction_below_one():
 # --- what an admin reads: logs and the tracked-jobs metric ---------------------------------
 
 
+def running_jobs_of_twelve_users(scheduler, monitor, first: int) -> list[str]:
+    """Twelve running jobs from `first` on, each of its own user, tracked: their ids."""
+    ids = [str(first + n) for n in range(12)]
+    for n, job_id in enumerate(ids):
+        scheduler.jobs[job_id] = PaperJob("RUNNING", owner=f"user{n}")
+        monitor.track(job_id, f"user{n}")
+    return ids
+
+
 def tracked(cluster: str) -> dict[str, float]:
     """hubdash_tracked_jobs of one cluster, by state (only the states with jobs)."""
     counts = {state: TRACKED_JOBS.labels(cluster, state)._value.get() for state in GAUGE_STATES}
@@ -702,10 +711,7 @@ async def test_a_burst_of_new_jobs_is_seen_at_once_then_the_budget_holds(caplog)
     cluster = make_cluster(scheduler, settings)
     monitor = cluster.monitor
     try:
-        ids = [str(300 + n) for n in range(12)]
-        for n, job_id in enumerate(ids):
-            scheduler.jobs[job_id] = PaperJob("RUNNING", owner=f"user{n}")
-            monitor.track(job_id, f"user{n}")
+        ids = running_jobs_of_twelve_users(scheduler, monitor, 300)
         loop = asyncio.get_running_loop()
         started = loop.time()
         # Ten seconds' worth of the budget (10 lookups) at once; the rest one a second.
@@ -988,10 +994,7 @@ async def test_with_the_budget_spent_the_monitor_wakes_for_the_next_token():
     cluster = make_cluster(scheduler, settings)
     monitor = cluster.monitor
     try:
-        ids = [str(500 + n) for n in range(12)]
-        for n, job_id in enumerate(ids):
-            scheduler.jobs[job_id] = PaperJob("RUNNING", owner=f"user{n}")
-            monitor.track(job_id, f"user{n}")
+        ids = running_jobs_of_twelve_users(scheduler, monitor, 500)
         loop = asyncio.get_running_loop()
         started = loop.time()
         for job_id in ids:
