@@ -46,15 +46,25 @@ def wait_for_health(
     raise RuntimeError(f"the hub did not answer within {timeout:g} s; see {log_path}")
 
 
-def stop_hub(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
+# What a hub restart keeps: the proxy and the forward keeper (hubdash/keeper) outlive the hub.
+KEPT_ACROSS_RESTARTS = ("configurable-http-proxy", "hubdash.keeper")
+
+
+def stop_hub(
+    process: subprocess.Popen | None, sig: int = signal.SIGTERM, *, keep_sessions: bool = False
+) -> None:
     """Stop the hub and everything it started (proxy, services); their ports are free on
-    return. `sig` SIGKILL stands for a hub that dies without cleaning up."""
+    return. `sig` SIGKILL stands for a hub that dies without cleaning up. With
+    `keep_sessions`, as for a restart, the proxy and the forward keeper are left running."""
     if process is None:
         return
     group = process.pid
     # Managed services run in process groups of their own: find them while the hub is still
     # their parent.
-    groups = {group, *_child_groups(group)}
+    children = _child_groups(group)
+    if keep_sessions:
+        children = {g for g in children if not _is_kept(g)}
+    groups = {group, *children}
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, sig)
@@ -77,6 +87,45 @@ def stop_hub(process: subprocess.Popen | None, sig: int = signal.SIGTERM) -> Non
                     os.killpg(g, signal.SIGKILL)
             deadline = time.monotonic() + 10
         time.sleep(0.1)
+
+
+def stop_processes(pid_files: Sequence[Path]) -> None:
+    """SIGTERM, then SIGKILL after 10 s, the processes whose pids these files hold first (a
+    proxy or forward keeper a restarted hub left, no longer any hub's child)."""
+    pids = []
+    for path in pid_files:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int(path.read_text().split()[0]))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _alive(pid)]
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours is gone for this purpose.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def _is_kept(group: int) -> bool:
+    """Whether the leader of this process group is a proxy or a forward keeper."""
+    try:
+        argv = Path(f"/proc/{group}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return any(name in argv for name in KEPT_ACROSS_RESTARTS)
 
 
 def _child_groups(pid: int) -> set[int]:

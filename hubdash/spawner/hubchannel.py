@@ -14,9 +14,12 @@ from hubdash.job.contract import (
     ROUTE_FILE,
     HubRoute,
 )
+from hubdash.keeper.client import KeeperForwards
+from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.internaltls import probe_context
 from hubdash.spawner.spawnerror import SpawnError
 from hubdash.spawner.tunnel import Tunnel
+from hubdash.spawner.wiring import user_keys_of
 from hubdash.transport.base import Transport, TransportError
 
 
@@ -38,7 +41,32 @@ class HubChannel:
             spare_connections=self.tunnel_spare_connections,
             probe_ssl=probe_context(self) if self.internal_ssl else None,
             on_hub_port_moved=lambda port: self._hub_port_moved(transport, port),
+            notebook_opener=self._kept_forwards(),
         )
+
+    def _kept_forwards(self) -> KeeperForwards | None:
+        """The forward keeper's opener of this server's notebook forward, unless the
+        forwards live in the hub process (forward_keeper = 'hub')."""
+        if self.forward_keeper != "process":
+            return None
+        client = hub_state(self.user).keeper(
+            self.keeper_socket_path, start=self.forward_keeper_start
+        )
+        return KeeperForwards(
+            client,
+            f"{self.user.name}/{self.name}",
+            self.cluster.config.login,
+            self.cluster_username,
+            user_keys_of(self, self.user),
+            lease=self.forward_keeper_lease,
+        )
+
+    async def _close_kept_forward(self) -> None:
+        """Close the server's forward in the keeper when no tunnel of this process holds it:
+        a job that ended while the hub was down leaves one there."""
+        kept = self._kept_forwards()
+        if kept is not None:
+            await kept.close()
 
     async def _write_hub_route(self, transport: Transport, port: int) -> None:
         """Tell the job's relay (hubdash/job/hubrelay.py) where the hub forward listens now."""
@@ -101,7 +129,11 @@ class HubChannel:
             await tunnel.close()
             return
         self._tunnel = tunnel
-        self.log.info("Re-opened the tunnel of %s on port %d", self._log_name, self.job.local_port)
+        if getattr(tunnel.notebook_forward, "adopted", False):
+            what = "The forward keeper kept the tunnel of %s on port %d"
+        else:
+            what = "Re-opened the tunnel of %s on port %d"
+        self.log.info(what, self._log_name, self.job.local_port)
         if self.forward_hub_api:
             await self._reopen_hub_forward(transport, tunnel)
 

@@ -16,6 +16,7 @@ from traitlets.config.loader import LazyConfigValue
 
 from hubdash.spawner.hubrestart import schedule_after_start
 from hubdash.spawner.jobspawner import JobSpawner
+from hubdash.spawner.keptproxy import KeptProxy
 from hubdash.spawner.queueapi import queue_info_handlers
 
 CLEANUP_WARNING = (
@@ -28,11 +29,14 @@ CLEANUP_WARNING = (
 
 def setup_hub(c: Any) -> None:
     """Serve /hub/api/hubdash/* to the spawn form, stop the hub at start on a bad setting,
-    and keep every job across hub restarts.
+    and keep every job, and every open notebook's connection, across hub restarts.
 
     JupyterHub's default `cleanup_servers = True` stops every server when the hub stops,
     which for batch jobs means cancelling them all: it is set to False here unless the
-    admin set it (a warning at start then says what it does).
+    admin set it (a warning at start then says what it does). Unless the admin chose a
+    proxy class, the proxy is KeptProxy and outlives the hub (`cleanup_proxy = False`),
+    and the next hub keeps it: browser connections to the notebooks never go through the
+    hub process, so with the forward keeper they do not notice a restart.
 
     JupyterHub builds a spawner only when a user first spawns, so a setting that cannot
     work (a queue table with a typo, say) would otherwise surface in front of a user.
@@ -47,6 +51,12 @@ def setup_hub(c: Any) -> None:
     c.JupyterHub.extra_handlers = [*handlers, *routes]
     if "cleanup_servers" not in c.JupyterHub:
         c.JupyterHub.cleanup_servers = False
+    if "proxy_class" not in c.JupyterHub:
+        # The proxy outlives the hub and the next hub keeps it (with the forward keeper,
+        # JobSpawner.forward_keeper, a restart is unseen by an open notebook).
+        c.JupyterHub.proxy_class = KeptProxy
+        if "cleanup_proxy" not in c.JupyterHub:
+            c.JupyterHub.cleanup_proxy = False
     app_module = sys.modules.get("jupyterhub.app")
     if app_module is not None and app_module.JupyterHub.initialized():
         _check_when_configured(app_module.JupyterHub.instance(), c)

@@ -1,7 +1,8 @@
 """HubState: what the spawners of one hub share, held by the hub itself.
 
 One object per hub process, kept in the hub's tornado settings (which every User carries
-as `user.settings`): the live clusters, and refused forms waiting to be shown again.
+as `user.settings`): the live clusters, refused forms waiting to be shown again, and the
+connection to the forward keeper.
 Outside a hub (the admin's job-script preview, unit tests) a stand-alone one is used.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hubdash.cluster.registry import ClusterRegistry
+from hubdash.keeper.client import KeeperClient
 
 SETTINGS_KEY = "hubdash_state"
 FORM_KEEP_SECONDS = 600
@@ -51,7 +53,7 @@ class FailedForms:
 
 
 class HubState:
-    """The clusters and the refused forms of one hub."""
+    """The clusters, the refused forms and the forward keeper's client of one hub."""
 
     standalone: HubState | None = None  # outside a hub: one for the process
 
@@ -60,6 +62,15 @@ class HubState:
         self.failed_forms = FailedForms()
         # (user, server) whose job a start is to adopt once the hub serves (jobadoption.py).
         self.resumes: set[tuple[str, str]] = set()
+        self._keepers: dict[str, KeeperClient] = {}
+
+    def keeper(self, socket_path: str, *, start: bool) -> KeeperClient:
+        """The hub's one client of the forward keeper at `socket_path`."""
+        client = self._keepers.get(socket_path)
+        if client is None:
+            client = self._keepers[socket_path] = KeeperClient(socket_path, start=start)
+        client.start = start
+        return client
 
 
 def hub_state(user: Any) -> HubState:

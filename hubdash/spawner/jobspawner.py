@@ -442,6 +442,10 @@ class JobSpawner(
                 # Submitted by a start that this hub process did not finish (the hub
                 # restarted meanwhile): adopted by a start once the hub serves.
                 return self._resume_later(info)
+            if self._tunnel is not None and not await self._tunnel.renew():
+                self.log.warning("The forward keeper lost the tunnel of %s", self._log_name)
+                await self._tunnel.close()
+                self._tunnel = None
             if info.state is JobState.RUNNING and self._tunnel is None:
                 await self._reopen_tunnel(transport)
             elif self._tunnel is not None and self.forward_hub_api and not self._tunnel.hub_forward:
@@ -457,6 +461,8 @@ class JobSpawner(
         if self._tunnel is not None:  # JupyterHub calls no stop() for an ended server
             await self._tunnel.close()
             self._tunnel = None
+        else:
+            await self._close_kept_forward()
         return info.exit_code if info.exit_code not in (None, 0) else 0
 
     async def get_url(self) -> str:

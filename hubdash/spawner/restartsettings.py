@@ -1,5 +1,6 @@
-"""JobSpawner's settings for hub restarts: the hub's identity in job names and folders, and
-the sweep of this hub's orphaned jobs at start-up."""
+"""JobSpawner's settings for hub restarts: the hub's identity in job names and folders, the
+sweep of this hub's orphaned jobs at start-up, and the forward keeper that holds the notebook
+forwards while the hub restarts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from traitlets import Enum, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 from traitlets.traitlets import TraitError
+
+from hubdash.keeper.wire import MAX_SOCKET_PATH, check_socket_path
 
 # No '-': it separates the parts of a job name, so that no hub's id is the start of
 # another's id and user ('a' and 'a-b' would share the names 'jh-a-b-...').
@@ -45,6 +48,23 @@ def _hub_database_url() -> str:
     except ImportError:  # pragma: no cover - jupyterhub is a dependency
         return ""
     return JupyterHub.instance().db_url if JupyterHub.initialized() else ""
+
+
+def default_keeper_socket(db_url: str, hub_id: str) -> str:
+    """Beside an SQLite database (the hub's own folder); else, or when that path is too long
+    for a Unix socket, in the user's runtime folder or a folder of the user's own in /tmp
+    (wire.private_folder refuses one that is not)."""
+    name = f"{hub_id}.sock"
+    if db_url.startswith("sqlite:///"):
+        folder = os.path.dirname(os.path.abspath(db_url[len("sqlite:///") :]))
+        path = os.path.join(folder, "hubdash-keeper", name)
+        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+            return path
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    path = os.path.join(runtime, "hubdash-keeper", name) if runtime else ""
+    if not path or len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        path = os.path.join(f"/tmp/hubdash-keeper-{os.geteuid()}", name)
+    return path
 
 
 class RestartSettings(LoggingConfigurable):
@@ -94,3 +114,57 @@ class RestartSettings(LoggingConfigurable):
         logs them (a dry run); 'off' skips the sweep. The sweep asks once per cluster user
         who had a server in the last 30 days.""",
     ).tag(config=True)
+
+    forward_keeper = Enum(
+        ["process", "hub"],
+        "process",
+        help="""Where the notebook forwards (127.0.0.1:<port> here → the job's node, through
+        the login node) live. 'process': in the forward keeper, a small process of the hub's
+        user (`python -m hubdash.keeper`) that outlives hub restarts, so open notebooks keep
+        their connections while the hub restarts (with a proxy that outlives it too, as
+        hubdash.spawner.keptproxy.KeptProxy does). 'hub': in the hub process itself; a
+        restart then breaks every browser connection until the hub re-opens the forwards.
+        Only the notebook forwards move; the hub-API forward for jobs needs the hub anyway.""",
+    ).tag(config=True)
+
+    forward_keeper_socket = Unicode(
+        "",
+        help="""The forward keeper's Unix socket; its folder must be the hub user's own, mode
+        0700 (made so when missing). Empty: 'hubdash-keeper/<hub_id>.sock' beside an SQLite
+        database, else (or when that is longer than a socket's path may be) under
+        $XDG_RUNTIME_DIR, else in /tmp/hubdash-keeper-<uid>. The keeper's log is keeper.log
+        in the same folder. At most 107 bytes.""",
+    ).tag(config=True)
+
+    forward_keeper_start = Bool(
+        True,
+        help="""Start a forward keeper when none answers on forward_keeper_socket (as a
+        process of its own session, so that it outlives the hub). False: the site runs
+        `python -m hubdash.keeper --socket <path>` itself, e.g. as a systemd unit of the
+        hub's user, and a spawn fails with a message when it is not running.""",
+    ).tag(config=True)
+
+    forward_keeper_lease = Float(
+        3600.0,
+        min=60.0,
+        max=7 * 24 * 3600.0,
+        help="""Seconds the keeper holds a notebook forward after the hub last renewed it (it
+        renews at each poll of the server). A hub down for longer than this finds the
+        forwards closed and opens them again; a forward whose server is gone is closed at
+        the latest then.""",
+    ).tag(config=True)
+
+    @validate("forward_keeper_socket")
+    def _validate_keeper_socket(self, proposal: dict) -> str:
+        value = proposal["value"]
+        try:
+            return check_socket_path(value) if value else value
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
+
+    @property
+    def keeper_socket_path(self) -> str:
+        """forward_keeper_socket as set, or its default for this hub."""
+        return self.forward_keeper_socket or default_keeper_socket(
+            _hub_database_url(), self.hub_identity
+        )

@@ -9,12 +9,20 @@ import contextlib
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from hubdash.transport.base import Forward, Transport
 
 # Any HTTP answer proves the whole path works; HEAD keeps it tiny.
 _PROBE_REQUEST = b"HEAD / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: hubdash-probe\r\n\r\n"
+
+
+class LocalForwardOpener(Protocol):
+    """What opens the notebook forward: the user's transport, or the forward keeper."""
+
+    async def open_local_forward(
+        self, dest_host: str, dest_port: int, *, listen_port: int = 0, spares: int = 0
+    ) -> Forward: ...
 
 
 class Tunnel:
@@ -34,8 +42,11 @@ class Tunnel:
         spare_connections: int = 0,
         probe_ssl: ssl.SSLContext | None = None,
         on_hub_port_moved: Callable[[int], object] | None = None,
+        notebook_opener: LocalForwardOpener | None = None,
     ) -> None:
         self.transport = transport
+        # The forward keeper, when the notebook forward is to outlive the hub process.
+        self.notebook_opener: LocalForwardOpener = notebook_opener or transport
         self.node, self.remote_port = node, remote_port
         self.hub_host, self.hub_port = hub_host, hub_port
         self.remote_listen_host = remote_listen_host
@@ -99,7 +110,7 @@ class Tunnel:
             raise ValueError("open_notebook_forward needs the node and port of the server")
         if self.notebook_forward is not None:
             await self.notebook_forward.close()
-        self.notebook_forward = await self.transport.open_local_forward(
+        self.notebook_forward = await self.notebook_opener.open_local_forward(
             self.node,
             self.remote_port,
             listen_port=self.local_port,
@@ -107,6 +118,15 @@ class Tunnel:
         )
         self.local_port = self.notebook_forward.listen_port
         return self.local_port
+
+    async def renew(self) -> bool:
+        """Extend the notebook forward's lease where the forward keeper holds it; False when
+        the forward is gone for good (the keeper lost it) and must be opened again."""
+        forward = self.notebook_forward
+        renew = getattr(forward, "renew", None)
+        if forward is None or renew is None:
+            return forward is not None
+        return await renew()
 
     async def probe(self, timeout: float = 5) -> float | None:  # noqa: ASYNC109
         """Seconds from connecting through the notebook forward to the first bytes of an HTTP

@@ -57,9 +57,12 @@ def make_hub(test_cluster, tmp_path_factory, artifacts, request):
         return hub
 
     yield start
+    # Servers first, every hub's: hubs that share a data folder (a restart by hand) share
+    # its proxy and forward keeper, which terminate() stops.
     for hub in hubs:
         if hub.process and hub.process.poll() is None:
             hub.stop_all_servers()
+    for hub in hubs:
         hub.terminate()
 
 

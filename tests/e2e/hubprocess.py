@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.hubclient import HubClient
-from harness.hubprocess import launch_hub, stop_hub, wait_for_health
-from hubdash.spawner.restartsettings import hub_id_of_database
+from harness.hubprocess import launch_hub, stop_hub, stop_processes, wait_for_health
+from hubdash.spawner.restartsettings import default_keeper_socket, hub_id_of_database
 
 from ..conftest import JOB_PREFIX
 
@@ -69,12 +69,25 @@ class Hub(HubClient):
         wait_for_health(self.process, self.url, self.log_path, timeout=60)
         return self
 
+    @property
+    def keeper_socket(self) -> Path:
+        """The forward keeper's socket, where the hub puts it by default."""
+        db_url = f"sqlite:///{self.data_dir}/jupyterhub.sqlite"
+        return Path(default_keeper_socket(db_url, self.hub_id))
+
     def terminate(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the hub and everything it started (proxy, services), ports freed on return."""
+        """Stop the hub and everything it started (proxy, services, forward keeper, also
+        those a restart left running), ports freed on return."""
         stop_hub(self.process, sig)
+        stop_processes([self.data_dir / "jupyterhub-proxy.pid", Path(f"{self.keeper_socket}.lock")])
 
     def restart(self, sig: int = signal.SIGTERM) -> Hub:
         """Stop the hub with `sig` (SIGTERM as systemd does, SIGKILL for a crash) and start
-        it again on the same ports and database, as an admin's restart would."""
-        self.terminate(sig)
+        it again on the same ports and database, as an admin's restart would: the proxy and
+        the forward keeper stay, as they do for a hub under systemd with KillMode=process."""
+        self.stop_for_restart(sig)
         return self.start()
+
+    def stop_for_restart(self, sig: int = signal.SIGTERM) -> None:
+        """The first half of restart(): the hub stopped, its proxy and forward keeper not."""
+        stop_hub(self.process, sig, keep_sessions=True)

@@ -223,6 +223,7 @@ def paper_spawner(server: str, queues: dict, **settings):
     config.JobSpawner.login_host = "login.example.org"
     config.JobSpawner.queues = queues
     config.JobSpawner.forward_hub_api = False
+    config.JobSpawner.forward_keeper = "hub"  # paper transports: forwards of their own
     config.JobSpawner.hub_id = "h1"
     for name, value in settings.items():
         setattr(config.JobSpawner, name, value)

@@ -69,6 +69,7 @@ def make_spawner(name: str) -> JobSpawner:
     config.JobSpawner.login_host = "login.example.org"
     config.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
     config.JobSpawner.forward_hub_api = False
+    config.JobSpawner.forward_keeper = "hub"  # paper transports: forwards of their own
     config.JobSpawner.startup_timeout = 5
     user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice", groups=[])
     row = SimpleNamespace(name=name, display_name=name, server=None, state=None)
