@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from .hubprocess import Hub
 
@@ -43,7 +45,7 @@ def make_hub(test_cluster, tmp_path_factory, artifacts, request):
     """Start extra hubs with settings of their own; all are stopped after the test."""
     hubs: list[Hub] = []
 
-    def start(extra_config: str, scheduler: str = "slurm", data_dir=None) -> Hub:
+    def start(extra_config: str, scheduler: str = "slurm", data_dir=None, env=None) -> Hub:
         index = len(hubs)
         name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name)
         hub = Hub(
@@ -52,18 +54,22 @@ def make_hub(test_cluster, tmp_path_factory, artifacts, request):
             data_dir=data_dir or tmp_path_factory.mktemp(f"hub-{name}-{index}"),
             log_path=artifacts / f"hub-{name}-{index}.log",
             extra_config=extra_config,
+            env=env or {},
         ).start()
         hubs.append(hub)
         return hub
 
     yield start
     # Servers first, every hub's: hubs that share a data folder (a restart by hand) share
-    # its proxy and forward keeper, which terminate() stops.
-    for hub in hubs:
-        if hub.process and hub.process.poll() is None:
-            hub.stop_all_servers()
-    for hub in hubs:
-        hub.terminate()
+    # its proxy and forward keeper, which terminate() stops. Every hub is stopped even when
+    # a stop fails: a proxy left behind would hold its ports against the next tests.
+    try:
+        for hub in hubs:
+            if hub.process and hub.process.poll() is None:
+                hub.stop_all_servers()
+    finally:
+        for hub in hubs:
+            hub.terminate()
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +98,18 @@ def page(browser, request, artifacts) -> Page:
         name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name)
         page.screenshot(path=str(artifacts / f"failed-{name}.png"))
     context.close()
+
+
+@contextlib.contextmanager
+def page_of(browser: Browser, hub: Hub, user: str) -> Iterator[Page]:
+    """A page of another user's own browser context (an admin's, say), logged in."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        log_in(page, hub, user)
+        yield page
+    finally:
+        context.close()
 
 
 def log_in(page: Page, hub: Hub, user: str) -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from traitlets.config import Config
 
 from hubdash.spawner import hubsetup
 from hubdash.spawner.jobspawner import JobSpawner
-from hubdash.spawner.keptproxy import KeptProxy, read_or_make_token
+from hubdash.spawner.keptproxy import KeptProxy, command_line_of, read_or_make_token
 
 
 @pytest.fixture
@@ -23,6 +24,11 @@ def left_process():
     def start(*argv: str) -> subprocess.Popen:
         process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
         started.append(process)
+        # As a proxy the last hub left would be: running its own program already.
+        for _ in range(200):
+            if "time.sleep(60)" in " ".join(command_line_of(process.pid)):
+                break
+            time.sleep(0.01)
         return process
 
     yield start
