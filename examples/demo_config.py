@@ -148,6 +148,17 @@ c.JupyterHub.load_roles = [
         "services": ["hubdash"],
     }
 ]
+# Idle reclaim: jupyterhub-idle-culler stops servers idle for an hour (HUBDASH_IDLE_TIMEOUT
+# seconds, looked for every HUBDASH_IDLE_EVERY), which cancels their jobs; their cards say
+# so, with the node-hours given back.
+from hubdash.spawner.idlecull import add_idle_culler  # noqa: E402
+
+add_idle_culler(
+    c,
+    timeout=int(os.environ.get("HUBDASH_IDLE_TIMEOUT", "3600")),
+    every=int(os.environ.get("HUBDASH_IDLE_EVERY", "0")) or None,
+)
+
 # Every user may open the dashboard (JupyterHub 5+ does not grant services by default).
 c.JupyterHub.extra_user_scopes = {"access:services!service=hubdash"}
 # The hub's "server starting" page sends the user on to the dashboard's live status page.

@@ -86,6 +86,12 @@ c.JobSpawner.cluster_check_interval = 30
 # This hub's name in job names and folders on the cluster: a staging hub gets another.
 c.JobSpawner.hub_id = "prod"
 
+# Idle reclaim: jupyterhub-idle-culler (a managed service) stops servers idle for two hours,
+# which cancels their jobs and gives the rest of their walltime back to the queue.
+from hubdash.spawner.idlecull import add_idle_culler  # noqa: E402
+
+add_idle_culler(c, timeout=2 * 3600)
+
 # Serves the form's live queue information, stops the hub at start on a bad setting, and
 # keeps every job across hub restarts (cleanup_servers off, queued jobs adopted, orphans
 # swept).

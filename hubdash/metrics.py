@@ -52,3 +52,15 @@ def commands_run(cluster: str) -> dict[str, int]:
                 command = sample.labels["command"]
                 counts[command] = counts.get(command, 0) + int(sample.value)
     return counts
+
+
+IDLE_STOPS = Counter(
+    "hubdash_idle_stops",
+    "Servers stopped after idling at least JobSpawner.idle_culler_timeout",
+    ["cluster"],
+)
+IDLE_NODE_HOURS = Counter(
+    "hubdash_idle_node_hours_returned",
+    "Node-hours of walltime given back by stopping idle servers (nodes x walltime left)",
+    ["cluster"],
+)

@@ -14,7 +14,8 @@ Version 2 (times are epoch seconds, durations seconds)::
              "local_port", "hub_forward_port", "state_dir", "token_sha256"},
      "tunnel": {...},            # as the spawner's tunnel describes itself
      "history": [{"phase", "time", "message"}, ...],
-     "last_outcome": {"job_id", "state", "message", "exit_code", "ended_at", "log_tail"},
+     "last_outcome": {"job_id", "state", "message", "exit_code", "ended_at", "log_tail",
+                      "idle_seconds", "node_hours_returned"},
      "cancel_pending": [job ids],
      "resume": {"job": {...as "job"}, "reason"},
      "cluster": {"name", "title", "login_host", "login_port", "scheduler",
@@ -100,6 +101,8 @@ class JobOutcome:
     ended_at: float
     exit_code: int | None = None
     log_tail: str = ""  # the job's last lines of output
+    idle_seconds: float | None = None  # stopped after idling this long (spawner/idlecull.py)
+    node_hours_returned: float | None = None  # nodes x walltime left at that stop
 
 
 @dataclass

@@ -18,10 +18,11 @@ def admin_overview(
     rate: dict[str, Any] | None,
     chosen: str,
     now: float,
+    idle: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The overview page's fields: `users` as the hub lists them (active servers), the hub's
     cluster list (None: it gave none), the scheduler rate so far, and the cluster to show
-    (empty: all)."""
+    (empty: all), and the hub's idle-stop totals by cluster (None: unknown)."""
     rows = []
     for user in sorted(users, key=lambda u: u.get("name", "")):
         for name, model in sorted((user.get("servers") or {}).items()):
@@ -45,6 +46,7 @@ def admin_overview(
         rate = rate_of_cluster(rate, chosen)
     labels = {choice["name"]: choice["label"] for choice in choices}
     return {
+        "idle": idle_summary(idle, chosen),
         "rows": rows,
         "rate": rate,
         "health": health,
@@ -53,6 +55,25 @@ def admin_overview(
         "chosen_label": labels.get(chosen, chosen),
         # A name from a stale link or a typo: the page says so rather than show an empty table.
         "unknown_cluster": bool(chosen) and chosen not in labels,
+    }
+
+
+def idle_summary(idle: dict[str, dict[str, float]] | None, chosen: str) -> dict[str, Any] | None:
+    """Idle servers stopped and node-hours given back since the hub started (of one cluster,
+    or all); None when the hub's counters could not be read.
+
+    >>> idle = {"a": {"stops": 2.0, "node_hours": 1.5}, "b": {"stops": 1.0, "node_hours": 2}}
+    >>> idle_summary(idle, "")
+    {'stops': 3, 'node_hours': 3.5}
+    >>> idle_summary({"a": {"stops": 2.0, "node_hours": 1.5}}, "b")
+    {'stops': 0, 'node_hours': 0.0}
+    """
+    if idle is None:
+        return None
+    rows = [row for name, row in idle.items() if not chosen or name == chosen]
+    return {
+        "stops": int(sum(row["stops"] for row in rows)),
+        "node_hours": round(float(sum(row["node_hours"] for row in rows)), 2),
     }
 
 

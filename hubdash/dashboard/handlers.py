@@ -22,7 +22,7 @@ from hubdash.dashboard.adminview import admin_overview
 from hubdash.dashboard.clusters import ClusterDirectory
 from hubdash.dashboard.hubapi import HubAPI, HubAPIError
 from hubdash.dashboard.live import ServerFeed, ServerListFeed, known_clusters, read_servers
-from hubdash.dashboard.schedulerrate import SchedulerRate, command_totals
+from hubdash.dashboard.schedulerrate import SchedulerRate, command_totals, idle_totals
 from hubdash.dashboard.sse import format_event
 from hubdash.dashboard.streamlimits import StreamLimits, StreamsFull
 from hubdash.dashboard.views import STATUS_LABELS, duration, server_view
@@ -329,6 +329,7 @@ class AdminPage(DashboardHandler):
             rate,
             self.get_argument("cluster", "").strip(),
             time.time(),
+            idle=self.settings["scheduler_rate"].idle,
         )
         self.finish(self.render_template("dashboard_admin.html", **overview))
 
@@ -340,7 +341,9 @@ async def sample_scheduler_rate(
     last = rate.last_sample_time
     if not fresh or last is None or time.time() - last > 2:
         try:
-            rate.add(time.time(), command_totals(await api.metrics()))
+            text = await api.metrics()
+            rate.add(time.time(), command_totals(text))
+            rate.idle = idle_totals(text)
         except HubAPIError:
             pass  # the page says the rate is unknown
     return rate.rates()

@@ -1,5 +1,6 @@
 """The hub's scheduler query rate, from its Prometheus counter `hubdash_scheduler_commands_total`
-read at intervals. Knows the metric's name and labels; fetching the text is the caller's job.
+read at intervals, and its idle-stop totals read with it. Knows the metrics' names and
+labels; fetching the text is the caller's job.
 """
 
 from __future__ import annotations
@@ -9,8 +10,36 @@ from collections import deque
 from typing import Any
 
 METRIC = "hubdash_scheduler_commands_total"
+IDLE_STOPS = "hubdash_idle_stops_total"
+IDLE_NODE_HOURS = "hubdash_idle_node_hours_returned_total"
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_totals(
+    metrics_text: str, metric: str, labels: tuple[str, ...]
+) -> dict[tuple[str, ...], float]:
+    r"""A counter's samples added up by the values of `labels` (other labels summed over).
+
+    >>> text = 'x_total{a="1",b="2"} 3.0\nx_total{a="1",b="3"} 1\ny_total 9'
+    >>> metric_totals(text, "x_total", ("a",))
+    {('1',): 4.0}
+    """
+    totals: dict[tuple[str, ...], float] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith(metric):
+            continue
+        match = _SAMPLE.match(line)
+        if not match or match["name"] != metric:
+            continue
+        found = dict(_LABEL.findall(match["labels"] or ""))
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        key = tuple(found.get(label, "") for label in labels)
+        totals[key] = totals.get(key, 0.0) + value
+    return totals
 
 
 def command_totals(metrics_text: str) -> dict[tuple[str, str], float]:
@@ -23,20 +52,20 @@ def command_totals(metrics_text: str) -> dict[tuple[str, str], float]:
     ... ''')
     {('c', 'squeue'): 6.0}
     """
-    totals: dict[tuple[str, str], float] = {}
-    for line in metrics_text.splitlines():
-        if not line.startswith(METRIC):
-            continue
-        match = _SAMPLE.match(line)
-        if not match or match["name"] != METRIC:
-            continue
-        labels = dict(_LABEL.findall(match["labels"] or ""))
-        try:
-            value = float(match["value"])
-        except ValueError:
-            continue
-        key = (labels.get("cluster", ""), labels.get("command", ""))
-        totals[key] = totals.get(key, 0.0) + value
+    return metric_totals(metrics_text, METRIC, ("cluster", "command"))  # type: ignore[return-value]
+
+
+def idle_totals(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Per cluster, idle servers stopped and node-hours given back since the hub started.
+
+    >>> idle_totals('''hubdash_idle_stops_total{cluster="c"} 2.0
+    ... hubdash_idle_node_hours_returned_total{cluster="c"} 1.5''')
+    {'c': {'stops': 2.0, 'node_hours': 1.5}}
+    """
+    totals: dict[str, dict[str, float]] = {}
+    for key, metric in (("stops", IDLE_STOPS), ("node_hours", IDLE_NODE_HOURS)):
+        for (cluster,), value in metric_totals(metrics_text, metric, ("cluster",)).items():
+            totals.setdefault(cluster, {"stops": 0.0, "node_hours": 0.0})[key] = value
     return totals
 
 
@@ -46,6 +75,8 @@ class SchedulerRate:
     def __init__(self, window_seconds: float = 300.0) -> None:
         self.window_seconds = window_seconds
         self._samples: deque[tuple[float, dict[tuple[str, str], float]]] = deque()
+        # The idle-stop counters as last read (idle_totals); None before the first reading.
+        self.idle: dict[str, dict[str, float]] | None = None
 
     @property
     def last_sample_time(self) -> float | None:

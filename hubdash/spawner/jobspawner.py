@@ -42,6 +42,7 @@ from hubdash.spawner.formoptions import FormOptions, check_user_options, checked
 from hubdash.spawner.hubchannel import HubChannel
 from hubdash.spawner.hubrestart import hub_is_stopping
 from hubdash.spawner.hubstate import hub_state
+from hubdash.spawner.idlecull import count_idle_stop, epoch_of, stopped_outcome
 from hubdash.spawner.jobadoption import JobAdoption, token_sha256
 from hubdash.spawner.jobcancels import JobCancels
 from hubdash.spawner.jobrequest import JobRequestBuilder
@@ -482,10 +483,9 @@ class JobSpawner(
             # scheduler does not confirm is remembered and retried, never dropped.
             await self._cancel_or_remember(cluster, transport, self.job_id)
             if self.last_outcome is None or self.last_outcome.job_id != self.job_id:
-                self.last_outcome = JobOutcome(
-                    job_id=self.job_id,
-                    state="cancelled",
-                    message=f"Job {self.job_id} was stopped from the hub.",
-                    ended_at=time.time(),
+                last_activity = epoch_of(getattr(self.orm_spawner, "last_activity", None))
+                self.last_outcome = stopped_outcome(
+                    self.job, last_activity, self.idle_culler_timeout, time.time()
                 )
+                count_idle_stop(self.last_outcome, cluster.name)
         self.job = JobRecord()

@@ -26,13 +26,16 @@ from hubdash.spawner.clusterpaths import validate_remote_python
 from hubdash.spawner.clustersettings import ClusterSettings
 from hubdash.spawner.engineplan import LauncherError, launcher_template
 from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, parse_extra_settings
+from hubdash.spawner.idlecull import IdleSettings
 from hubdash.spawner.options import ConfigError, parse_queue_table
 from hubdash.spawner.pbssettings import PBSSettings
 from hubdash.spawner.restartsettings import RestartSettings
 from hubdash.spawner.sgesettings import GridEngineSettings
 
 
-class JobSpawnerSettings(ClusterSettings, RestartSettings, GridEngineSettings, PBSSettings):
+class JobSpawnerSettings(
+    ClusterSettings, RestartSettings, IdleSettings, GridEngineSettings, PBSSettings
+):
     """The settings of JobSpawner (`c.JobSpawner.<name>` in jupyterhub_config.py).
 
     A mixin: JobSpawner(JobSpawnerSettings, Spawner); defaults it gives for the hub's

@@ -29,6 +29,7 @@ class Hub(HubClient):
     log_path: Path
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     extra_config: str = ""  # Python config lines loaded after the demo's and the tests'
+    env: dict[str, str] = field(default_factory=dict)  # more environment (HUBDASH_IDLE_...)
     process: subprocess.Popen | None = None
 
     @property
@@ -59,6 +60,7 @@ class Hub(HubClient):
             HUBDASH_DATA_DIR=str(self.data_dir),
             HUBDASH_TEST_TOKEN=self.token,
             HUBDASH_JOB_PREFIX=JOB_PREFIX,
+            **self.env,
         )
         if self.extra_config:
             extra = self.data_dir / "extra_config.py"

@@ -15,7 +15,7 @@ import requests
 from playwright.sync_api import Browser, Page, expect
 
 from ..conftest import KEY_DIR, KNOWN_HOSTS, ROOT
-from .conftest import PORT_BASE, log_in
+from .conftest import PORT_BASE, log_in, page_of
 from .formcheck import open_form, queue_row, wait_for_queue_information
 from .hubprocess import Hub
 from .jupyterlab import run_cell
@@ -272,17 +272,12 @@ def test_the_form_and_the_dashboard_follow_a_queued_server_until_it_is_cancelled
     page.screenshot(path=str(artifacts / f"dashboard-queued-{cluster.name}.png"))
 
     # The admin overview lists it with its queue and job.
-    context = browser.new_context()
-    try:
-        overview = context.new_page()
-        log_in(overview, hub, "erin")
+    with page_of(browser, hub, "erin") as overview:
         overview.goto(f"{hub.url}{DASH}admin")
         row = overview.locator('tr[data-user="alice"][data-server="held"]')
         expect(row).to_contain_text(hold)
         expect(row).to_contain_text(job_id)
         overview.screenshot(path=str(artifacts / f"dashboard-admin-{cluster.name}.png"))
-    finally:
-        context.close()
 
     # Cancel from My servers: the job leaves the queue.
     page.goto(f"{hub.url}{DASH}")

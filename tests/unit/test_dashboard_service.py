@@ -472,3 +472,18 @@ async def test_status_page_embeds_the_stream_url_with_its_xsrf_token(dash):
     assert match and match.group(1).startswith(f"{PREFIX}api/users/alice/servers/gpu/events?_xsrf=")
     assert 'data-warning-minutes="10"' in html
     assert 'id="status-word"' in html and 'data-status="queued"' in html
+
+
+async def test_admin_overview_adds_up_the_idle_stops_and_the_node_hours_they_gave_back(dash):
+    dash.hub.metrics_text = (
+        'hubdash_idle_stops_total{cluster="slurm"} 2.0\n'
+        'hubdash_idle_node_hours_returned_total{cluster="slurm"} 3.25\n'
+        'hubdash_idle_stops_total{cluster="pbs"} 1.0\n'
+        'hubdash_idle_node_hours_returned_total{cluster="pbs"} 0.5\n'
+    )
+    html = (await dash.fetch(f"{PREFIX}admin", token="root-token")).body.decode()
+    assert "<strong>3</strong>\n    servers stopped after idling" in html
+    assert "<strong>3.75</strong> node-hours" in html
+    one = (await dash.fetch(f"{PREFIX}admin?cluster=pbs", token="root-token")).body.decode()
+    assert "<strong>1</strong>\n    server stopped after idling" in one
+    assert "<strong>0.5</strong> node-hours" in one

@@ -9,6 +9,8 @@ start's last wait (the server answering through the tunnel) is real.
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -186,3 +188,38 @@ async def test_a_cancel_the_scheduler_does_not_confirm_is_kept_and_retried(paper
     spawner._cancel_retry.cancel()
     await spawner._retry_cancels(first_delay=0)
     assert spawner.cancel_pending == [] and paper.jobs[job_id].state == "CANCELLED"
+
+
+async def test_a_stop_after_idling_says_how_long_and_what_it_gave_back(paper):
+    from hubdash.metrics import IDLE_NODE_HOURS, IDLE_STOPS
+
+    spawner = await started(paper)
+    job_id, cluster = spawner.job.job_id, spawner.cluster.name
+    spawner.idle_culler_timeout = 60
+    spawner.job.started_at = time.time() - 120  # 10 min asked: 8 min of one node left
+    spawner.orm_spawner.last_activity = datetime.now(UTC).replace(tzinfo=None) - timedelta(
+        seconds=130
+    )
+    stops, hours = (
+        IDLE_STOPS.labels(cluster=cluster)._value.get(),
+        IDLE_NODE_HOURS.labels(cluster=cluster)._value.get(),
+    )
+    await spawner.stop()
+    assert ["scancel", job_id] in paper.commands
+    outcome = spawner.last_outcome
+    assert outcome.message == (
+        f"Job {job_id} was stopped after 2 minutes idle; 0.13 node-hours of walltime given back."
+    )
+    assert outcome.idle_seconds == pytest.approx(130, abs=2)
+    assert outcome.node_hours_returned == 0.13
+    assert IDLE_STOPS.labels(cluster=cluster)._value.get() == stops + 1
+    assert IDLE_NODE_HOURS.labels(cluster=cluster)._value.get() == pytest.approx(hours + 0.13)
+
+
+async def test_a_stop_of_a_server_in_use_is_no_idle_stop(paper):
+    spawner = await started(paper)
+    spawner.idle_culler_timeout = 60
+    spawner.orm_spawner.last_activity = datetime.now(UTC).replace(tzinfo=None)
+    await spawner.stop()
+    assert spawner.last_outcome.message.endswith("was stopped from the hub.")
+    assert spawner.last_outcome.idle_seconds is None
