@@ -295,6 +295,6 @@ class ClusterChoices:
 
 def refused_as_http(exc: ClusterRefused) -> web.HTTPError:
     """A cluster refused on the REST API or an opt- URL: 403, naming the cluster."""
-    error = web.HTTPError(403, f"Invalid options: {exc}".replace("%", "%%"))
+    error = web.HTTPError(403, "%s", f"Invalid options: {exc}")
     error.jupyterhub_message = f"Invalid options: {exc}"
     return error

@@ -40,7 +40,9 @@ class FormOptions:
                 hub_state(self.user).failed_forms.remember(
                     self.user.name, self.name, data, exc.errors
                 )
-            error = web.HTTPError(400, f"Please correct the form: {exc}".replace("%", "%%"))
+            # The text as the argument of "%s": read as it is by every tornado (one that
+            # %-formats a message without arguments and one that does not alike).
+            error = web.HTTPError(400, "%s", f"Please correct the form: {exc}")
             # Shown above the form as it is (not as "HTTP 400: Bad Request (...)").
             error.jupyterhub_message = f"The server was not started. Please correct the form: {exc}"
             raise error from None
@@ -84,8 +86,8 @@ def checked_job_options(spawner: Any, user_options: dict | None) -> JobOptions:
     except ClusterRefused as exc:
         raise refused_as_http(exc) from None
     except OptionsError as exc:
-        error = web.HTTPError(400, f"Invalid options: {exc}".replace("%", "%%"))
-        # What the REST API answers (tornado would show the log message's '%%' as it is).
+        error = web.HTTPError(400, "%s", f"Invalid options: {exc}")
+        # What the REST API answers.
         error.jupyterhub_message = f"Invalid options: {exc}"
         raise error from None
 

@@ -16,7 +16,7 @@ class SpawnError(web.HTTPError):
 
     def __init__(self, message: str, log_tail: str = ""):
         text = message + (f" Last lines of its output:\n{log_tail}" if log_tail else "")
-        super().__init__(500, text.replace("%", "%%"))
+        super().__init__(500, "%s", text)  # as it is, whatever '%' it holds
         self.jupyterhub_message = text
         html_tail = f"<pre>{html.escape(log_tail)}</pre>" if log_tail else ""
         self.jupyterhub_html_message = f"<p>{html.escape(message)}</p>" + (

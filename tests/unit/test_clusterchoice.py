@@ -92,7 +92,11 @@ def test_a_cluster_that_is_not_configured_or_not_open_to_the_user_is_refused_by_
     # On the REST API: 403, naming the cluster.
     with pytest.raises(Exception) as refused:
         check_user_options(s, {"cluster": "gpu", "queue": "debug"})
-    assert refused.value.status_code == 403 and "'gpu'" in refused.value.log_message
+    assert refused.value.status_code == 403
+    assert refused.value.jupyterhub_message == (
+        "Invalid options: cluster: you may not use cluster 'gpu'; choose one of: slurm, pbs"
+    )
+    assert str(refused.value) == f"HTTP 403: Forbidden ({refused.value.jupyterhub_message})"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,12 @@ from traitlets.config import Config
 
 from hubdash.schedulers.pbs import PBSAdapter
 from hubdash.schedulers.slurm import SlurmAdapter
-from hubdash.spawner.extras import ExtraConfigError, parse_extra_settings, parse_memory
+from hubdash.spawner.extras import (
+    ExtraConfigError,
+    ExtraError,
+    parse_extra_settings,
+    parse_memory,
+)
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.options import ConfigError, OptionsError, parse_queue_table, validate_options
 
@@ -182,3 +187,123 @@ def test_memory_spellings():
         1048576,
         2,
     ]
+
+
+def test_memory_at_least_one_megabyte():
+    assert parse_memory("1M") == 1
+    for text in ("0", "0.4M", "512K"):
+        with pytest.raises(ExtraError) as caught:
+            parse_memory(text)
+        assert str(caught.value) == "memory must be at least 1M"
+
+
+def test_memory_not_a_size_is_shown_cut_to_forty_characters():
+    with pytest.raises(ExtraError) as caught:
+        parse_memory("x" * 50)
+    assert str(caught.value) == (
+        f"memory {'x' * 40!r} is not a size: write megabytes (4096) or a number with M, G or T (4G)"
+    )
+
+
+def test_memory_setting_of_true_is_no_size():
+    # An admin's `max_memory = True` is no number of megabytes (bool is an int in Python).
+    with pytest.raises(ExtraError, match="memory 'True' is not a size"):
+        parse_memory(True)
+
+
+def test_memory_exactly_at_the_queue_limit_is_taken():
+    assert check({"queue": "debug", "memory": "16G"}).memory_mb == 16384
+
+
+def test_empty_memory_and_gpus_mean_the_schedulers_default():
+    options = check({"queue": "debug", "memory": " ", "gpus": ""})
+    assert (options.memory_mb, options.gpus) == (None, None)
+
+
+def test_gpus_that_are_not_a_whole_number_are_refused_by_name():
+    for typed in ("1.5", "two", "²", "-1"):
+        assert refusal({"queue": "gpu", "account": "proj1", "gpus": typed}) == {
+            "gpus": "gpus must be a whole number"
+        }
+
+
+def test_gpus_on_a_hub_without_gpu_queues_say_only_that_the_queue_has_none():
+    queues = parse_queue_table({"debug": {"max_walltime": "1:00:00"}})
+    with pytest.raises(OptionsError) as caught:
+        validate_options({"queue": "debug", "gpus": "1"}, queues, "alice", (), ALL)
+    assert caught.value.errors == {"gpus": "queue 'debug' has no GPUs"}
+
+
+def test_gpus_on_a_queue_without_them_list_every_gpu_queue():
+    queues = parse_queue_table({"debug": {}, "gpu": {"max_gpus": 4}, "a100": {"max_gpus": 8}})
+    with pytest.raises(OptionsError) as caught:
+        validate_options({"queue": "debug", "gpus": "1"}, queues, "alice", (), ALL)
+    assert caught.value.errors == {"gpus": "queue 'debug' has no GPUs; queues with GPUs: gpu, a100"}
+
+
+def test_required_account_lists_the_users_accounts():
+    required = parse_extra_settings(
+        ["account"], account_required=True, accounts={"alice": ["proj1", "proj2"]}
+    )
+    assert refusal({"queue": "debug"}, required) == {
+        "account": "account is required; choose one of: proj1, proj2"
+    }
+
+
+def test_an_account_not_offered_lists_the_users_accounts():
+    errors = refusal({"queue": "debug", "account": "other"}, LISTED)
+    assert errors["account"] == (
+        "account 'other' is not offered to you in queue 'debug'; choose one of: proj1, proj2, train"
+    )
+
+
+def test_a_user_with_no_account_in_the_queue_is_told_so():
+    extras = parse_extra_settings(["account"], accounts={"alice": ["proj2"]})
+    errors = refusal({"queue": "gpu", "account": "proj2"}, extras)
+    assert errors["account"] == (
+        "account 'proj2' is not offered to you in queue 'gpu'; you have none"
+    )
+
+
+def test_a_long_account_is_shown_cut_to_forty_characters():
+    extras = parse_extra_settings(["account"], accounts={"alice": ["proj1"]})
+    forty = "a" * 40
+    assert refusal({"queue": "debug", "account": forty}, extras)["account"].startswith(
+        f"account {forty!r} is not offered"
+    )
+    assert refusal({"queue": "debug", "account": forty + "b"}, extras)["account"].startswith(
+        f"account {forty + '…'!r} is not offered"
+    )
+
+
+def test_a_typed_account_that_is_no_name_tells_whom_to_ask():
+    assert refusal({"queue": "debug", "account": "a b"}) == {
+        "account": "account 'a b' is not an account name here; "
+        "ask your admin for the name of your project account"
+    }
+
+
+def test_unknown_extra_lists_the_known_ones():
+    with pytest.raises(ExtraConfigError) as caught:
+        parse_extra_settings(["account", "disk"])
+    assert str(caught.value) == (
+        "JobSpawner.form_extras has 'disk'; known extras: account, memory, gpus"
+    )
+
+
+@pytest.mark.parametrize("key", ["", 7])
+def test_accounts_keyed_by_anything_but_a_name_are_refused(key):
+    with pytest.raises(ExtraConfigError) as caught:
+        parse_extra_settings(["account"], accounts={key: ["proj1"]})
+    assert str(caught.value) == (
+        f"JobSpawner.accounts[{key!r}]: keys are user names, '@group' or '*'"
+    )
+
+
+def test_bad_account_in_the_settings_is_named_with_its_key_and_the_rule():
+    with pytest.raises(ExtraConfigError) as caught:
+        parse_extra_settings(["account"], accounts={"alice": ["proj1", "a b"]})
+    assert str(caught.value) == (
+        "JobSpawner.accounts['alice']: 'a b' is not an account name "
+        "(letters, digits and _ . + -, at most 64 characters)"
+    )

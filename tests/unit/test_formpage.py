@@ -12,6 +12,7 @@ from tornado import web
 from traitlets.config import Config
 
 from hubdash.spawner import formpage
+from hubdash.spawner.formoptions import check_user_options
 from hubdash.spawner.jobspawner import JobSpawner
 
 TABLE = {
@@ -153,6 +154,30 @@ def test_a_refused_opt_url_shows_the_form_with_its_entries():
     page = render(spawner)
     assert "may not submit to queue 'batch'" in page.text("queue-feedback")
     assert page.by_id["walltime"]["value"] == "45"
+
+
+def test_a_refused_form_reads_the_same_in_the_hubs_log_and_above_the_form():
+    # JupyterHub logs str(error); a '%' the user typed stays one '%'.
+    with pytest.raises(web.HTTPError) as caught:
+        make_spawner().options_from_form({"queue": ["50%"], "walltime": ["30"]})
+    refusal = "Please correct the form: queue: there is no queue '50%'; choose one of: debug, gpu"
+    assert str(caught.value) == f"HTTP 400: Bad Request ({refusal})"
+    assert caught.value.jupyterhub_message == f"The server was not started. {refusal}"
+
+
+def test_refused_api_options_read_the_same_in_the_hubs_log_and_the_answer():
+    with pytest.raises(web.HTTPError) as caught:
+        check_user_options(make_spawner(), {"queue": "50%"})
+    refusal = "Invalid options: queue: there is no queue '50%'; choose one of: debug, gpu"
+    assert caught.value.status_code == 400
+    assert str(caught.value) == f"HTTP 400: Bad Request ({refusal})"
+    assert caught.value.jupyterhub_message == refusal
+
+
+def test_the_form_checks_extras_against_the_users_own_accounts():
+    spawner = make_spawner(form_extras=["account"], accounts={"alice": ["proj1"]})
+    sent = {"queue": ["debug"], "walltime": ["30"], "account": ["proj1"]}
+    assert spawner.options_from_form(sent)["account"] == "proj1"
 
 
 def test_a_refused_form_fills_only_the_form_of_its_own_server():

@@ -21,6 +21,7 @@ from traitlets.config import Config
 
 from hubdash.schedulers.base import JobRequest, check_directive_value
 from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.sge import GridEngineAdapter
 from hubdash.schedulers.slurm import SlurmAdapter
 from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, parse_extra_settings
 from hubdash.spawner.jobscript import JobScript, render_job_script
@@ -30,6 +31,7 @@ from hubdash.spawner.serverkey import HASHED_KEY_LENGTHS, server_key
 from hubdash.transport.base import command_line
 
 from ..hostile import ODD_VALUES, REFUSED, TALLY, payloads
+from .job_requests import request_with
 
 QUEUES = parse_queue_table(
     {
@@ -305,6 +307,73 @@ def test_queue_in_a_scheduler_query_is_refused_not_quoted_into_an_option(value):
             ADAPTERS["slurm"].test_only_command(
                 JobRequest(job_name="j", queue=value, walltime_seconds=60)
             )
+
+
+# Every adapter, Grid Engine's too: each refusal is said in the same words, field first.
+EVERY_ADAPTER = {**ADAPTERS, "sge": GridEngineAdapter()}
+WORD = "only letters, digits and _ . + - / = : , @"
+
+
+@pytest.mark.parametrize("adapter", sorted(EVERY_ADAPTER))
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("job_name", "a b", f"job_name 'a b' cannot go in a directive: {WORD}"),
+        ("queue", "-q", "queue '-q' cannot go in a directive: it starts with '-'"),
+        ("output_path", "a;b", f"output_path 'a;b' cannot go in a directive: {WORD}"),
+        ("account", "a b", f"account 'a b' cannot go in a directive: {WORD}"),
+        ("walltime_seconds", 0, "walltime_seconds must be a whole number, at least 1, not 0"),
+        ("nodes", 0, "nodes must be a whole number, at least 1, not 0"),
+        ("nodes", 2.0, "nodes must be a whole number, at least 1, not 2.0"),
+        ("tasks_per_node", True, "tasks_per_node must be a whole number, at least 1, not True"),
+        ("memory_mb", 0, "memory_mb must be a whole number, at least 1, not 0"),
+    ],
+)
+def test_a_value_no_directive_may_hold_is_refused_naming_its_field(adapter, field, value, message):
+    with pytest.raises(ValueError) as caught:
+        EVERY_ADAPTER[adapter].directives(request_with(field, value))
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("adapter", sorted(ADAPTERS))
+def test_gpus_no_directive_may_hold_are_refused_by_name(adapter):
+    with pytest.raises(ValueError) as caught:
+        ADAPTERS[adapter].directives(request_with("gpus", -1))
+    assert str(caught.value) == "gpus must be a whole number, at least 1, not -1"
+
+
+def test_a_long_refused_value_is_shown_cut_to_eighty_characters():
+    with pytest.raises(ValueError) as caught:
+        check_directive_value("job_name", "a b" * 40)
+    assert str(caught.value) == f"job_name {('a b' * 40)[:80]!r} cannot go in a directive: {WORD}"
+
+
+@pytest.mark.parametrize("adapter", sorted(EVERY_ADAPTER))
+def test_a_command_argument_no_scheduler_may_read_is_refused_naming_it(adapter):
+    scheduler = EVERY_ADAPTER[adapter]
+    user = "username" if adapter == "sge" else "user"
+    calls = [
+        ("script_path", lambda bad: scheduler.submit_command(bad, request_with("job_name", "j"))),
+        ("job_name", lambda bad: scheduler.jobs_named_command(bad, "alice")),
+        (user, lambda bad: scheduler.jobs_named_command("j", bad)),
+        (user, scheduler.user_jobs_command),
+    ]
+    if scheduler.position_command("q") is not None:
+        calls.append(("queue", scheduler.position_command))
+    for field, call in calls:
+        with pytest.raises(ValueError) as caught:
+            call("a b")
+        assert str(caught.value) == f"{field} 'a b' cannot go in a directive: {WORD}"
+
+
+def test_slurms_commands_refuse_a_script_path_or_user_by_name():
+    slurm = ADAPTERS["slurm"]
+    with pytest.raises(ValueError) as caught:
+        slurm.test_only_command(request_with("job_name", "j"), "a b")
+    assert str(caught.value) == f"script_path 'a b' cannot go in a directive: {WORD}"
+    with pytest.raises(ValueError) as caught:
+        slurm.lookup_command(["1", "2"], "a b")
+    assert str(caught.value) == f"username 'a b' cannot go in a directive: {WORD}"
 
 
 def test_a_server_job_is_never_requeued_after_a_node_failure():

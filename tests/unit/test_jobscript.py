@@ -83,3 +83,23 @@ def test_python_and_state_dir_reach_the_launcher_as_one_word_each(tmp_path):
         "--job-id", "unknown", "--", "jupyterhub-singleuser", "--debug",
     ]  # fmt: skip
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_comment_names_user_and_server_with_unprintable_characters_replaced():
+    lines = render(username="al\x1bice", server_name="x\nrm -rf ~ #").splitlines()
+    assert "# Jupyter server for al?ice (x?rm -rf ~ #), submitted by hubdash." in lines
+    assert "# Jupyter server for alice, submitted by hubdash." in render().splitlines()
+
+
+def test_script_ends_with_the_launch_and_a_newline():
+    # A last line without its newline is dropped by some readers of scripts.
+    assert render().endswith(" -- jupyterhub-singleuser --debug\n")
+
+
+def test_engines_reach_the_launcher_with_their_launcher_as_one_word(tmp_path):
+    python = tmp_path / "python"
+    python.write_text('#!/bin/bash\nprintf \'%s\\0\' "$0" "$@" > "$ARGV_OUT"\n')
+    python.chmod(0o755)
+    launcher = ("srun", "--ntasks=4", "my engine")
+    argv = run_in_bash(tmp_path, render(python=str(python), engines=4, engine_launcher=launcher))
+    assert argv[7:11] == ["--engines", "4", "--engine-launcher", shlex.join(launcher)]

@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 
 from hubdash.cluster.client import SchedulerClient
-from hubdash.schedulers import adapter_for
+from hubdash.schedulers import adapter_for, pbsjson
 from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
 from hubdash.schedulers.pbs import PBSAdapter
 from hubdash.transport.base import CommandResult
@@ -381,3 +381,46 @@ def test_estimate_of_an_empty_queue_with_free_nodes_is_now():
     )
     assert guess.start is not None and abs((guess.start - datetime.now()).total_seconds()) < 5
     assert guess.basis == "nodes are free and no job waits in this queue"
+
+
+# --- JSON the adapter cannot read -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        ('{"Jobs": {', "qstat printed JSON we cannot read: "),
+        ("[1, 2]", "qstat printed JSON that is not an object"),
+        ('{"Jobs": [1]}', "qstat printed JSON whose 'Jobs' is not an object"),
+    ],
+)
+def test_json_that_is_no_answer_is_a_scheduler_error_saying_why(stdout, message):
+    with pytest.raises(SchedulerError) as caught:
+        pbsjson.records(stdout, "Jobs", "qstat")
+    assert str(caught.value).startswith(message)
+    assert pbsjson.is_json(" \n" + stdout) == stdout.startswith("{")
+
+
+def test_json_values_read_as_the_text_form_prints_them():
+    stdout = (
+        '{"Jobs": {"7.pbs": {"job_state": "R", "queue": "workq", "Rerunable": false,'
+        ' "Hold_Types": true, "exec_host": "cn1/0*2", "Variable_List": {"A": "1"},'
+        ' "x": [1, {"b": 2}], "skipped": 3}, "8.pbs": "not a job"}}'
+    )
+    records = pbsjson.records(stdout, "Jobs", "qstat")
+    assert records == [
+        (
+            "7.pbs",
+            {
+                "job_state": "R",
+                "queue": "workq",
+                "Rerunable": "False",
+                "Hold_Types": "True",
+                "exec_host": "cn1/0*2",
+                "Variable_List.A": "1",
+                "x": '1, {"b": 2}',
+                "skipped": "3",
+            },
+        )
+    ]
+    assert pbsjson.records('{"Jobs": null}', "Jobs", "qstat") == []

@@ -9,12 +9,20 @@ JSON forms are tested in test_openpbs_adapter.py). `doc-torque-6-*` are written 
 Torque's documented output (no such cluster here).
 """
 
+import json
 import re
+from datetime import datetime
 
 import pytest
 
-from hubdash.schedulers import adapter_for
-from hubdash.schedulers.base import JobRequest, JobState, SchedulerAdapter, SchedulerError
+from hubdash.schedulers import adapter_for, pbstext
+from hubdash.schedulers.base import (
+    JobInfo,
+    JobRequest,
+    JobState,
+    SchedulerAdapter,
+    SchedulerError,
+)
 from hubdash.schedulers.pbs import PBSAdapter, exec_host_nodes, parse_records
 from hubdash.schedulers.slurm import SlurmAdapter
 
@@ -466,3 +474,317 @@ def test_one_rule_per_scheduler_says_which_job_wrote_a_file(written, ours, pbs, 
         assert adapter.same_job(written, ours) is pbs
     assert SchedulerAdapter().same_job(written, ours) is exact
     assert SlurmAdapter().same_job(written, ours) is exact
+
+
+# --- what an admin reads of a setting that cannot work ---------------------------------------
+
+
+def test_unknown_flavor_names_itself_and_every_choice():
+    with pytest.raises(ValueError) as caught:
+        PBSAdapter("lsf")
+    assert str(caught.value) == (
+        "unknown PBS flavor 'lsf': choose 'torque' (Torque 6), 'pbspro' or 'openpbs' "
+        "(PBS Pro, OpenPBS) or 'slurm-torque' (Slurm's qsub wrappers)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flavor", "spelling"), [("torque", "select"), ("slurm-torque", "select"), ("pbspro", "x")]
+)
+def test_a_spelling_the_flavor_does_not_speak_names_both(flavor, spelling):
+    with pytest.raises(ValueError) as caught:
+        PBSAdapter(flavor, resource_spelling=spelling)
+    assert str(caught.value) == (
+        f"PBS resource spelling {spelling!r} does not suit flavor {flavor!r}: choose 'select' "
+        "or 'nodes' for PBS Pro/OpenPBS; Torque and Slurm's wrappers speak only 'nodes'"
+    )
+
+
+def test_openpbs_is_pbspro_by_another_name():
+    adapter = PBSAdapter("openpbs")
+    assert (adapter.flavor, adapter.node_spelling, adapter.show_finished) == (
+        "pbspro",
+        "select",
+        True,
+    )
+    torque = PBSAdapter("torque", resource_spelling="nodes")
+    assert (torque.flavor, torque.node_spelling, torque.show_finished) == (
+        "torque",
+        "nodes",
+        False,
+    )
+
+
+def test_gpus_in_the_nodes_spelling_of_pbspro_name_the_setting_to_change():
+    adapter = PBSAdapter("pbspro", resource_spelling="nodes")
+    with pytest.raises(ValueError) as caught:
+        adapter.submit_options(request_with("gpus", 1))
+    assert str(caught.value) == (
+        "gpus cannot be asked for in PBS's nodes=N:ppn=M spelling: "
+        "set JobSpawner.pbs_resource_spelling = 'select'"
+    )
+
+
+@pytest.mark.parametrize("stdout", ["", "qsub: job rejected\n", "\n\n"])
+def test_qsub_without_a_job_id_is_quoted(stdout):
+    with pytest.raises(SchedulerError) as caught:
+        TORQUE.parse_submit(stdout)
+    assert str(caught.value) == f"qsub did not print a job id; it printed {stdout.strip()!r}"
+
+
+# --- commands of each flavor ------------------------------------------------------------------
+
+WRAPPER = PBSAdapter("slurm-torque")
+PBSPRO = PBSAdapter("pbspro")
+LIVE = "PENDING,RUNNING,SUSPENDED,CONFIGURING"
+
+
+def test_the_users_jobs_by_name_are_asked_of_the_scheduler_underneath():
+    assert TORQUE.jobs_named_command("j", "alice") == [
+        "qselect", "-N", "j", "-u", "alice", "-s", "QHWRTE",
+    ]  # fmt: skip
+    assert WRAPPER.jobs_named_command("j", "alice") == [
+        "squeue", "-h", "-u", "alice", "-n", "j", "-t", LIVE, "-o", "%i",
+    ]  # fmt: skip
+    assert TORQUE.user_jobs_command("alice") == ["qselect", "-u", "alice", "-s", "QHWRTE"]
+    assert WRAPPER.user_jobs_command("alice") == [
+        "squeue", "-h", "-u", "alice", "-t", LIVE, "-o", "%i|%j",
+    ]  # fmt: skip
+
+
+def test_the_users_jobs_are_read_with_names_where_the_listing_has_them():
+    assert WRAPPER.parse_user_jobs("12|jupyterhub-a\n13|other\n", "alice") == {
+        "12": "jupyterhub-a",
+        "13": "other",
+    }
+    assert TORQUE.parse_user_jobs("12.srv\n\n13.srv\n", "alice") == {"12.srv": "", "13.srv": ""}
+    assert TORQUE.job_names_command(["12.srv"]) == ["qstat", "-f", "12.srv"]
+    assert PBSPRO.job_names_command(["12.srv"]) == ["qstat", "-f", "-F", "json", "12.srv"]
+    named = '{"Jobs": {"12.srv": {"Job_Name": "jupyterhub-a"}, "13.srv": {"job_state": "R"}}}'
+    assert PBSPRO.parse_job_names(named) == {"12.srv": "jupyterhub-a", "13.srv": ""}
+
+
+def test_the_wrappers_submit_refuses_an_output_path_by_name():
+    with pytest.raises(ValueError) as caught:
+        WRAPPER.submit_command("s/job.sh", request_with("output_path", "a b"))
+    assert str(caught.value).startswith("output_path 'a b' cannot go in a directive")
+
+
+def test_only_pbspro_lists_a_backlog_and_refuses_an_odd_queue_by_name():
+    assert TORQUE.backlog_command("batch") is None
+    assert PBSPRO.backlog_command("workq") == ["qstat", "-f", "-F", "json", "workq"]
+    with pytest.raises(ValueError) as caught:
+        PBSPRO.backlog_command("a b")
+    assert str(caught.value).startswith("queue 'a b' cannot go in a directive")
+
+
+# --- readers ----------------------------------------------------------------------------------
+
+
+def test_a_job_without_a_state_keeps_waiting():
+    info = PBSPRO.parse_status('{"Jobs": {"7.s": {"queue": "workq"}}}', ["7.s"])["7.s"]
+    assert (info.state, info.raw_state, info.queue) == (JobState.PENDING, "", "workq")
+
+
+def test_the_backlog_holds_waiting_starts_and_running_ends_it_can_tell():
+    jobs = {
+        "1.s": {"job_state": "Q", "estimated": {"start_time": "Wed Nov 25 22:00:00 2026"}},
+        "2.s": {"job_state": "Q"},
+        "3.s": {},
+        "4.s": {
+            "job_state": "R",
+            "stime": "Wed Nov 25 21:00:00 2026",
+            "Resource_List": {"walltime": "01:30:00"},
+            "exec_host": "cn1/0*2+cn2/0*2",
+        },
+        "5.s": {
+            "job_state": "R",
+            "stime": "Wed Nov 25 21:00:00 2026",
+            "Resource_List": {"walltime": "00:30:00"},
+        },
+        "6.s": {"job_state": "R", "Resource_List": {"walltime": "00:30:00"}},
+        "7.s": {"job_state": "R", "stime": "Wed Nov 25 21:00:00 2026"},
+        "8.s": {"job_state": "F"},
+    }
+    backlog = PBSPRO.parse_backlog(json.dumps({"Jobs": jobs}))
+    assert backlog.waiting_starts == [datetime(2026, 11, 25, 22, 0), None, None]
+    assert backlog.running_ends == [
+        (datetime(2026, 11, 25, 22, 30), 2),
+        (datetime(2026, 11, 25, 21, 30), 1),
+    ]
+    with pytest.raises(SchedulerError, match="^qstat printed JSON we cannot read"):
+        PBSPRO.parse_backlog("{")
+
+
+def test_json_answers_that_cannot_be_read_name_their_command():
+    with pytest.raises(SchedulerError, match=r"^qstat -Q printed JSON whose 'Queue' is not"):
+        PBSPRO.parse_queues('{"Queue": [1]}')
+    with pytest.raises(SchedulerError, match=r"^pbsnodes printed JSON whose 'nodes' is not"):
+        PBSPRO.parse_nodes('{"nodes": "none"}')
+
+
+def test_json_with_control_characters_in_a_value_is_read():
+    # PBS leaves a job's variables unescaped: a raw tab in a string.
+    stdout = '{"Jobs": {"7.s": {"job_state": "R", "Variable_List": {"X": "a\tb"}}}}'
+    assert PBSPRO.parse_status(stdout, ["7.s"])["7.s"].state is JobState.RUNNING
+
+
+def test_queues_keep_their_names_and_counts_of_any_form():
+    listed = {
+        "workq": {
+            "state_count": "Transit:0 Queued:1 Held:2 Running:3",
+            "enabled": "True",
+            "started": "True",
+        },
+        "other": {"state_count": "Queued:1 Held:0 Waiting:4 Running:0"},
+    }
+    queues = PBSPRO.parse_queues(json.dumps({"Queue": listed}))
+    assert [(q.name, q.jobs_pending, q.jobs_running, q.state) for q in queues.values()] == [
+        ("workq", 3, 3, "up"),
+        ("other", 5, 0, "disabled"),
+    ]
+    blocks = "Queue: batch\n    queue_type = Execution\n    started = True\n"
+    assert TORQUE.parse_queues(blocks)["batch"].name == "batch"
+
+
+TABLE_HEADER = "Queue              Max   Tot Ena Str   Que   Run   Hld   Wat   Trn   Ext T   Cpt\n"
+TABLE_DASHES = "----------------   --- ---- --- ---  ---- ----- ----- ----- ----- ----- -   ---\n"
+
+
+def test_the_queue_table_skips_lines_it_cannot_read_and_keeps_the_rest():
+    table = (
+        TABLE_HEADER
+        + TABLE_DASHES
+        + "short 0 0\n"
+        + "batch                0     3 yes yes     1     2     0     4     0     0 E     0 x\n"
+        + "debug                0     0   Y   t     0     0     0     0     0     0 E     0\n"
+        + "held                 0     0   1  no     ?     0     0     0     0     0 E     0\n"
+    )
+    queues = WRAPPER.parse_queues(table)
+    assert [(q.name, q.jobs_pending, q.jobs_running, q.state) for q in queues.values()] == [
+        ("batch", 5, 2, "up"),
+        ("debug", 0, 0, "up"),
+        ("held", None, 0, "stopped"),
+    ]
+
+
+def test_a_queue_table_without_some_columns_leaves_them_unknown():
+    table = "Queue Max Tot\n----- --- ---\nbatch 0 3\n"
+    queue = WRAPPER.parse_queues(table)["batch"]
+    assert (queue.jobs_pending, queue.jobs_running, queue.state) == (None, None, "disabled")
+    enabled = "Queue Max Tot Ena\n----- --- --- ---\nbatch 0 3 yes\n"
+    assert WRAPPER.parse_queues(enabled)["batch"].state == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("output_path", "path"),
+    [
+        ("login1:/home/a/job.log", "/home/a/job.log"),
+        ("login1:/home/a/x:y.log", "/home/a/x:y.log"),
+        ("/home/a/job.log", "/home/a/job.log"),
+        ("/home/a:b/job.log", "/home/a:b/job.log"),
+    ],
+)
+def test_the_output_path_is_the_path_without_the_submit_host(output_path, path):
+    assert pbstext.strip_host(output_path) == path
+
+
+@pytest.mark.parametrize(
+    "state", ["down", "offline", "state-unknown", "unknown", "stale", "drained", "Down*"]
+)
+def test_each_way_a_node_is_out_counts_it_unavailable(state):
+    nodes = {
+        "cn0": {"ntype": "PBS"},  # no state: not a node we count
+        "cn1": {"state": state},
+        "cn2": {"state": f"{state},job-busy"},
+        "cn3": {"state": "free"},
+    }
+    counts = PBSPRO.parse_nodes(json.dumps({"nodes": nodes}))
+    assert (counts.total, counts.free, counts.unavailable) == (3, 1, 2)
+
+
+def test_queued_ids_cut_short_name_no_job():
+    stdout = (
+        "Job ID     User Queue Name SessID NDS TSK Memory Time S Time\n"
+        "---------- ---- ----- ---- ------ --- --- ------ ---- - ----\n"
+        "1234567*   al   q     a    --     1   1   --     00:10 Q 11:25\n"
+        "8.s        al*  q     b    --     1   1   --     00:10 Q 11:30\n"
+    )
+    assert PBSPRO.parse_positions(stdout) == {"8.s": 1}
+
+
+def test_pbs_times_durations_and_exit_statuses_at_their_edges():
+    assert pbstext.parse_pbs_time("1764100000") == datetime.fromtimestamp(1764100000)
+    assert pbstext.pbs_walltime("01:30:00.000") == "1:30:00"
+    assert pbstext.pbs_walltime("1:00:00:00") == ""
+    assert pbstext.finished_state(255) is JobState.DONE
+    assert pbstext.finished_state(256) is JobState.FAILED
+    assert [pbstext.exit_reason(s) for s in (None, 0, 256, 257, -1)] == [
+        "",
+        "",
+        "",
+        "killed by signal 1",
+        "the batch system could not run the job (exit status -1)",
+    ]
+
+
+def test_a_record_without_attributes_is_a_waiting_job_with_nothing_guessed():
+    infos = PBSPRO.parse_status('{"Jobs": {"7.srv": {}}}', ["7", "8"])
+    assert infos == {
+        "7": JobInfo(job_id="7", state=JobState.PENDING),
+        "8": JobInfo(job_id="8", state=JobState.GONE),
+    }
+    with pytest.raises(SchedulerError, match="^qstat printed JSON we cannot read"):
+        PBSPRO.parse_status("{", ["7"])
+
+
+def test_state_letters_beyond_queued_and_running():
+    assert PBSPRO.job_state("B", None) is JobState.RUNNING  # an array job that has begun
+    assert PBSPRO.job_state("X", 0) is JobState.DONE  # a subjob that finished
+    assert PBSPRO.job_state("Running", None) is JobState.RUNNING  # its first letter counts
+
+
+def test_jobs_under_the_slurm_wrappers_see_slurms_job_id():
+    assert PBSAdapter("slurm-torque").job_id_variable == "SLURM_JOB_ID"
+    assert PBSAdapter("torque").job_id_variable == PBSAdapter("pbspro").job_id_variable
+    assert PBSAdapter("pbspro").job_id_variable == "PBS_JOBID"
+
+
+def test_qstat_records_join_cut_values_and_skip_what_is_no_record():
+    text = (
+        "    orphan = before any record\n"
+        "Job Id: 7.srv\n"
+        "\tcut off, before any attribute\n"
+        "    Job_Name = jupyterhub-a\n"
+        "    comment =\n"
+        "    Variable_List = A=1,B=two\n"
+        "\t words,C=3\n"
+        "\tE = 5\n"
+        "        ,D = 4\n"
+        "    not an attribute line\n"
+        "qstat: a stray line\n"
+        "    stray = after stray text\n"
+        "Job Id: 8.srv\n"
+        "    job_state = R\n"
+    )
+    assert parse_records(text, pbstext.JOB_HEADER) == [
+        (
+            "7.srv",
+            {
+                "Job_Name": "jupyterhub-a",
+                "comment": "",
+                "Variable_List": "A=1,B=two words,C=3E = 5,D = 4not an attribute line",
+            },
+        ),
+        ("8.srv", {"job_state": "R"}),
+    ]
+
+
+def test_an_exec_host_placeholder_names_no_node():
+    assert exec_host_nodes("--") == []
+    assert exec_host_nodes("cn1/0+--") == ["cn1"]
+
+
+def test_an_enabled_queue_without_a_started_attribute_is_stopped():
+    listed = {"workq": {"enabled": "True"}}
+    assert PBSPRO.parse_queues(json.dumps({"Queue": listed}))["workq"].state == "stopped"

@@ -108,3 +108,42 @@ def test_bad_arguments_and_missing_file_are_named(config_file, capsys):
     assert "name=value" in capsys.readouterr().err
     assert render_module.main(["--config", "/nonexistent/jhub.py", "--user", "a"]) == 2
     assert "no config file /nonexistent/jhub.py" in capsys.readouterr().err
+
+
+def test_help_names_the_program_and_each_argument(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as done:
+        render_module.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m hubdash.spawner.render ")
+    assert "Print the job script the hub would submit. Connects to nothing." in out.splitlines()
+    for text in (
+        "--config CONFIG, -f CONFIG the hub's jupyterhub_config.py",
+        "--user USER, -u USER the hub user's name",
+        "--server SERVER a named server's name (default: none)",
+        "--group GROUP a group of the user (repeatable)",
+        "options spawn options as name=value",
+    ):
+        assert text in " ".join(out.split())
+
+
+@pytest.mark.parametrize("missing", ["--config", "--user"])
+def test_config_file_and_user_are_required(config_file, capsys, missing):
+    given = {"--config": str(config_file), "--user": "alice"}
+    del given[missing]
+    with pytest.raises(SystemExit) as done:
+        render_module.main([word for pair in given.items() for word in pair])
+    assert done.value.code == 2
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+
+
+def test_an_option_is_split_at_its_first_equals_sign(config_file, capsys):
+    args = ["--config", str(config_file), "--user", "alice", "queue=debug=gpu"]
+    assert render_module.main(args) == 2
+    assert "queue: there is no queue 'debug=gpu'" in capsys.readouterr().err
+
+
+def test_render_without_a_server_name_is_the_default_server(config_file):
+    script = render_module.render(render_module.load_config(str(config_file)), "alice", {})
+    assert "#SBATCH --job-name=jupyterhub-hub-alice-default" in script.splitlines()

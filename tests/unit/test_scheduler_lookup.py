@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hubdash.schedulers.base import JobState, SchedulerError
+from hubdash.schedulers.base import (
+    JobInfo,
+    JobRequest,
+    JobState,
+    SchedulerAdapter,
+    SchedulerError,
+)
 from hubdash.schedulers.pbs import PBSAdapter
+from hubdash.schedulers.sge import GridEngineAdapter
 from hubdash.schedulers.slurm import SlurmAdapter
 
 from .scheduler_samples import sample
@@ -100,3 +107,51 @@ def test_pbs_lookup_failure_is_no_verdict():
         TORQUE.parse_lookup(
             1, "", "qstat: cannot connect to server (errno=111)\nCannot connect", ["1"]
         )
+
+
+class Plain(SchedulerAdapter):
+    """An adapter with the contract's defaults only."""
+
+    def parse_status(self, stdout, job_ids):
+        return {job_id: JobInfo(job_id, JobState.RUNNING) for job_id in job_ids}
+
+
+def test_by_default_a_failed_lookup_is_no_answer_naming_its_exit_and_last_words():
+    with pytest.raises(SchedulerError) as caught:
+        Plain().parse_lookup(1, "", "Invalid job id specified", ["7"])
+    assert str(caught.value) == "status command failed (exit 1): Invalid job id specified"
+    with pytest.raises(SchedulerError) as caught:
+        Plain().parse_lookup(2, "", "x" * 100 + "y" * 400, ["7"])
+    assert str(caught.value) == f"status command failed (exit 2): {'y' * 400}"
+    with pytest.raises(SchedulerError) as caught:
+        Plain().parse_lookup(3, " \n", "", ["7"])
+    assert str(caught.value) == "status command failed (exit 3): (no output)"
+    assert Plain().parse_lookup(0, "", "", ["7"])["7"].state is JobState.RUNNING
+
+
+def test_the_slurm_wrappers_silent_exit_153_is_a_lookup_of_gone_jobs():
+    wrapper = PBSAdapter("slurm-torque")
+    infos = wrapper.parse_lookup(153, "", "", ["7", "8"])
+    assert {job_id: info.state for job_id, info in infos.items()} == {
+        "7": JobState.GONE,
+        "8": JobState.GONE,
+    }
+
+
+def test_by_default_job_ids_are_the_lines_printed():
+    assert Plain().parse_job_ids("  101\n\n102 \n") == ["101", "102"]
+
+
+@pytest.mark.parametrize("adapter", [PBSAdapter("torque"), GridEngineAdapter()])
+def test_a_scheduler_without_a_what_if_query_says_it_gives_no_estimate(adapter):
+    assert adapter.test_only_command(JobRequest("j", "q", 60)) is None
+    with pytest.raises(SchedulerError) as caught:
+        adapter.parse_test_only("")
+    assert str(caught.value) == "this scheduler gives no start estimates"
+
+
+def test_a_scheduler_without_its_own_estimates_says_so_for_a_backlog():
+    assert GridEngineAdapter().backlog_command("all.q") is None
+    with pytest.raises(SchedulerError) as caught:
+        GridEngineAdapter().parse_backlog("")
+    assert str(caught.value) == "this scheduler gives no start estimates"

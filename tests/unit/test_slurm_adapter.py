@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from hubdash.schedulers import adapter_for, slurmtext
-from hubdash.schedulers.base import JobRequest, JobState, SchedulerError
+from hubdash.schedulers.base import JobInfo, JobRequest, JobState, SchedulerError
 from hubdash.schedulers.slurm import SlurmAdapter
 from hubdash.schedulers.slurmtext import (
     expand_hostlist,
@@ -591,3 +591,136 @@ def test_jobs_of_one_name_are_listed_for_orphan_checks():
 def test_hostile_job_name_never_reaches_the_orphan_check():
     with pytest.raises(ValueError):
         SlurmAdapter().jobs_named_command("x;rm -rf ~", "alice")
+
+
+# --- what the readers make of odd answers ----------------------------------------------------
+
+
+def test_a_line_of_our_job_in_another_format_is_no_verdict_and_is_quoted():
+    with pytest.raises(SchedulerError) as caught:
+        SLURM.parse_status("9|RUNNING|x\n", ["9"])
+    assert str(caught.value) == "squeue printed a line we cannot read: '9|RUNNING|x'"
+
+
+def test_a_reason_holding_the_separator_is_kept_whole():
+    stdout = "9|PENDING|waits|for a|friend|debug||N/A|100\n"
+    info = SLURM.parse_status(stdout, ["9", "10"])
+    assert (info["9"].job_id, info["9"].reason, info["9"].queue) == (
+        "9",
+        "waits|for a|friend",
+        "debug",
+    )
+    assert (info["10"].job_id, info["10"].state) == ("10", JobState.GONE)
+
+
+def test_scontrol_without_a_job_state_printed_no_job():
+    with pytest.raises(SchedulerError) as caught:
+        SLURM.parse_job_detail("JobId=42 JobName=x\n")
+    assert str(caught.value) == "scontrol printed no job: 'JobId=42 JobName=x'"
+
+
+def test_scontrol_gives_a_pending_jobs_estimated_start():
+    line = "JobId=42 JobName=x JobState=PENDING Reason=Resources StartTime=2026-11-25T22:00:00"
+    assert SLURM.parse_job_detail(line).estimated_start == datetime(2026, 11, 25, 22, 0)
+
+
+def test_sinfo_lines_we_cannot_read_are_skipped_not_the_rest():
+    stdout = (
+        "Welcome\n"
+        "debug*|up|1:00:00|2|1/1/0/2\n"
+        "broken|up|1:00:00|2|1/1/0\n"
+        "batch|up|1-00:00:00|2|2/0/0/2\n"
+        "gpuX|up|4:00:00|1|0/1/0/1\n"
+    )
+    queues = SLURM.parse_queues(stdout)
+    assert list(queues) == ["debug", "batch", "gpuX"]
+    assert (queues["debug"].name, queues["debug"].is_default) == ("debug", True)
+    assert (queues["batch"].nodes_total, queues["batch"].nodes_free) == (2, 0)
+
+
+def test_a_partition_over_several_lines_adds_up_unless_a_count_is_unknown():
+    stdout = "debug*|up|1:00:00|2|1/1/0/2\ndebug*|up|1:00:00|3|0/3/0/3\n"
+    queue = SLURM.parse_queues(stdout)["debug"]
+    assert (queue.nodes_total, queue.nodes_free) == (5, 4)
+    unknown = "debug*|up|1:00:00|2|1/1/0/2\ndebug*|up|1:00:00|3|0/?/0/?\n"
+    queue = SLURM.parse_queues(unknown)["debug"]
+    assert (queue.nodes_total, queue.nodes_free) == (None, None)
+    first_unknown = "debug*|up|1:00:00|3|0/?/0/?\ndebug*|up|1:00:00|2|1/1/0/2\n"
+    queue = SLURM.parse_queues(first_unknown)["debug"]
+    assert (queue.nodes_total, queue.nodes_free) == (None, None)
+
+
+def test_the_users_jobs_are_listed_with_their_names():
+    assert SLURM.user_jobs_command("alice") == [
+        "squeue", "-h", "-u", "alice", "-t", "PENDING,RUNNING,SUSPENDED,CONFIGURING",
+        "-o", "%i|%j",
+    ]  # fmt: skip
+
+
+def test_scontrol_fields_left_out_are_empty_not_guessed():
+    info = SLURM.parse_job_detail("JobId=42 JobState=PENDING\n")
+    assert info == JobInfo(job_id="42", state=JobState.PENDING, raw_state="PENDING")
+    assert SLURM.parse_job_detail("JobId=42 JobState=COMPLETED\n").exit_code is None
+    running = "JobId=42 JobState=RUNNING StartTime=2026-11-25T21:00:00 ExitCode=0:0 NodeList=cn1"
+    info = SLURM.parse_job_detail(running)
+    assert (info.estimated_start, info.exit_code, info.nodes) == (None, None, ["cn1"])
+    words = "JobId=42 JobState=COMPLETED Reason=None Partition=(null) StdOut=(null) ExitCode=3:0"
+    info = SLURM.parse_job_detail(words)
+    assert (info.reason, info.queue, info.output_path, info.exit_code) == ("", "", "", 3)
+
+
+def test_scontrol_over_several_lines_is_read_up_to_the_first_records_end():
+    stdout = (
+        "slurm_load_jobs: stray line\n"
+        "JobId=42 JobName=a\n"
+        "   JobState=RUNNING Reason=None\n"
+        "   Partition=debug NodeList=cn2\n"
+        "\n"
+        "JobId=43 JobName=b\n"
+        "   JobState=PENDING Partition=batch\n"
+    )
+    info = SLURM.parse_job_detail(stdout)
+    assert (info.job_id, info.state, info.queue, info.nodes) == (
+        "42",
+        JobState.RUNNING,
+        "debug",
+        ["cn2"],
+    )
+    two = "JobId=42 JobState=RUNNING Partition=debug\nJobId=43 JobState=PENDING Partition=batch\n"
+    assert SLURM.parse_job_detail(two).queue == "debug"
+
+
+def test_lookup_of_one_job_takes_the_asked_id_and_tells_gone_from_no_answer():
+    infos = SLURM.parse_lookup(0, "JobId=42_1 JobState=RUNNING NodeList=cn1\n", "", ["42"])
+    assert (infos["42"].job_id, infos["42"].state) == ("42", JobState.RUNNING)
+    gone = SLURM.parse_lookup(1, "", "slurm_load_jobs error: Invalid job id specified\n", ["42"])
+    assert gone == {"42": JobInfo(job_id="42", state=JobState.GONE)}
+    with pytest.raises(SchedulerError) as caught:
+        SLURM.parse_lookup(1, "", "x" * 50 + "e" * 400, ["42"])
+    assert str(caught.value) == f"scontrol show job 42 failed (exit 1): {'e' * 400}"
+    with pytest.raises(SchedulerError) as caught:
+        SLURM.parse_lookup(2, "", "", ["42"])
+    assert str(caught.value) == "scontrol show job 42 failed (exit 2): (no output)"
+    with pytest.raises(SchedulerError) as caught:
+        SLURM.parse_lookup(2, "out of memory\n", "", ["42"])
+    assert str(caught.value) == "scontrol show job 42 failed (exit 2): out of memory"
+
+
+def test_lookup_of_several_jobs_reads_squeues_listing():
+    assert SLURM.lookup_command(["70", "71"], "alice") == [
+        "squeue", "--local", "-h", "--states=all", "-u", "alice", "-o", "%i|%T|%r|%P|%N|%S|%Q",
+    ]  # fmt: skip
+    infos = SLURM.parse_lookup(0, "70|RUNNING|None|debug|cn1|N/A|1\n", "", ["70", "71"])
+    assert (infos["70"].state, infos["71"].state) == (JobState.RUNNING, JobState.GONE)
+    with pytest.raises(SchedulerError, match=r"^status command failed \(exit 1\): boom$"):
+        SLURM.parse_lookup(1, "", "boom", ["70", "71"])
+
+
+def test_job_ids_are_checked_and_given_as_text():
+    assert SLURM.cancel_command([12, "13"]) == ["scancel", "12", "13"]
+    with pytest.raises(ValueError) as caught:
+        SLURM.cancel_command([])
+    assert str(caught.value) == "no job ids given"
+    with pytest.raises(ValueError) as caught:
+        SLURM.cancel_command(["12", "-1"])
+    assert str(caught.value) == "'-1' is not a job id a scheduler prints"

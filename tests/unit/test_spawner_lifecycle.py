@@ -162,6 +162,18 @@ async def test_a_start_that_fails_after_the_submit_cancels_its_job(paper, monkey
     assert spawner.job.job_id == "" and spawner.last_outcome.job_id == "1000"
 
 
+def test_a_failed_start_reads_the_same_in_the_hubs_log_and_on_the_spawn_page():
+    # JupyterHub logs str(error); a '%' stays one '%'; the page shows the output escaped.
+    error = SpawnError("Job 7 used 100% of its memory.", "oom <kill>")
+    text = "Job 7 used 100% of its memory. Last lines of its output:\noom <kill>"
+    assert str(error) == f"HTTP 500: Internal Server Error ({text})"
+    assert error.jupyterhub_message == text
+    assert error.jupyterhub_html_message == (
+        "<p>Job 7 used 100% of its memory.</p><p>Last lines of its output:</p>"
+        "<pre>oom &lt;kill&gt;</pre>"
+    )
+
+
 async def test_a_restarted_hub_reads_the_state_back_and_reopens_the_tunnel(paper):
     spawner = await started(paper)
     state = spawner.get_state()
