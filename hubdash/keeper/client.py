@@ -34,6 +34,10 @@ class KeeperError(TransportError):
     """The forward keeper could not be reached or refused a request; the text says which."""
 
 
+class KeeperAbsent(KeeperError):
+    """No forward keeper answers, and none was to be started."""
+
+
 class KeeperClient:
     """Requests to the keeper at `socket_path`; with `start`, a keeper is started (as a process
     of its own session, so that it outlives this one) when none answers."""
@@ -56,9 +60,17 @@ class KeeperClient:
         self._ids = itertools.count(1)
         self._connect_lock = asyncio.Lock()
 
-    async def request(self, op: str, *, timeout: float = REQUEST_TIMEOUT, **fields: Any) -> dict:  # noqa: ASYNC109
-        """The keeper's answer to one request; KeeperError when it refuses or is not there."""
-        writer = await self._connection()
+    async def request(
+        self,
+        op: str,
+        *,
+        timeout: float = REQUEST_TIMEOUT,  # noqa: ASYNC109
+        start: bool = True,
+        **fields: Any,
+    ) -> dict:
+        """The keeper's answer to one request; KeeperError when it refuses or is not there.
+        With `start` False no keeper is started for it (KeeperAbsent when none answers)."""
+        writer = await self._connection(start)
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -77,16 +89,16 @@ class KeeperClient:
             raise KeeperError(f"The forward keeper refused {op}: {answer.get('error')}")
         return answer
 
-    async def _connection(self) -> asyncio.StreamWriter:
+    async def _connection(self, start: bool) -> asyncio.StreamWriter:
         async with self._connect_lock:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
-            reader, writer = await self._connect()
+            reader, writer = await self._connect(start and self.start)
             self._writer = writer
             self._reader_task = asyncio.ensure_future(self._read_answers(reader, writer))
             return writer
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self, start: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         started = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_WAIT
@@ -96,8 +108,8 @@ class KeeperClient:
                     self.socket_path, limit=MAX_LINE
                 )
             except (FileNotFoundError, ConnectionRefusedError) as exc:
-                if not self.start:
-                    raise KeeperError(
+                if not start:
+                    raise KeeperAbsent(
                         f"No forward keeper answers at {self.socket_path} ({exc.strerror}): start "
                         "one (python -m hubdash.keeper) or let the hub start it "
                         "(JobSpawner.forward_keeper_start)"
@@ -273,9 +285,12 @@ class KeeperForwards:
         return self.forward_id not in answer.get("missing", [])
 
     async def close(self) -> None:
-        """Close the forward in the keeper; a keeper that is gone holds nothing to close."""
+        """Close the forward in the keeper; a keeper that is gone holds nothing to close, and
+        none is started to be told so."""
         try:
-            await self.client.request("close", forward=self.forward_id, timeout=10)
+            await self.client.request("close", forward=self.forward_id, timeout=10, start=False)
+        except KeeperAbsent:
+            pass
         except KeeperError as exc:
             self.client.log.warning(
                 "Could not close forward %s in the keeper: %s", self.forward_id, exc

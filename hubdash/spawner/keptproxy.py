@@ -46,12 +46,6 @@ class _KeptProcess:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, 15)
 
-    def __enter__(self) -> _KeptProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
 
 def read_or_make_token(path: Path) -> str:
     """The token in `path`, or a new one written there (0600) when it has none."""

@@ -352,3 +352,11 @@ async def test_a_users_connection_is_not_closed_while_a_forward_on_it_is_being_o
     forward = await opened
     assert await echo_through(forward.listen_port) == b"hellobye"
     await hub.close()
+
+
+async def test_closing_a_forward_starts_no_keeper_to_be_told(socket_path):
+    """After a restart, a job that ended while the hub was down has its forward closed in
+    the keeper; with no keeper running there is nothing to close, and none is started."""
+    hub = KeeperClient(socket_path, start=True, python=sys.executable)
+    await opener(hub).close()
+    assert not exists(socket_path) and not exists(socket_path + ".lock")
