@@ -106,6 +106,19 @@ c.JobSpawner.ssh_key_path = "/etc/hubdash-testcluster/keys/{username}"
 c.JobSpawner.remote_python = "/opt/hubdash/venv/bin/python"
 c.JobSpawner.cmd = ["/opt/hubdash/venv/bin/jupyterhub-singleuser"]
 c.JobSpawner.default_url = "/lab"
+# Software environments from the test bed's Lmod module trees (scripts/testbed/modules.sh),
+# the same on every test cluster: the notebook's kernel runs the chosen one's Python.
+c.JobSpawner.environments = {
+    "base": {
+        "description": "Python 3.11 (module pyenv/base)",
+        "modules": ["pyenv/base"],
+        "default": True,
+    },
+    "science": {
+        "description": "Python 3.11 with tabulate (module pyenv/science)",
+        "modules": ["pyenv/science"],
+    },
+}
 
 # The form's live queue figures and start estimates (/hub/api/hubdash/*), a check of the
 # JobSpawner settings above when the hub starts (a bad one stops it, naming the setting),

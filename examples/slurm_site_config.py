@@ -70,6 +70,22 @@ c.JobSpawner.accounts = {
     "*": ["training"],
 }
 
+# Software environments: entered by the job script before the server starts (Lmod modules,
+# a venv or conda prefix); each must hold jupyterhub-singleuser. "gpu" offers only "ml".
+c.JobSpawner.environments = {
+    "python": {
+        "description": "Python 3.11 with NumPy, SciPy, pandas",
+        "modules": ["python/3.11"],
+        "default": True,
+    },
+    "ml": {
+        "description": "PyTorch 2 with CUDA 12",
+        "modules": ["cuda/12.2"],
+        "prefix": "/sw/envs/pytorch-2",
+    },
+}
+c.JobSpawner.queues["gpu"]["environments"] = ["ml"]
+
 # Queue figures and estimates in the form are reused this long before Slurm is asked again.
 c.JobSpawner.queue_info_ttl = 30
 

@@ -143,6 +143,7 @@ def server_view(
         "ready": bool(model.get("ready")),
         "url": model.get("url") or "",
         "queue": job.queue or options.get("queue") or "",
+        "environment": str(options.get("environment") or ""),
         "nodes": job.node_count or _number(options.get("nodes")),
         "engines": job.engines if has_job else _number(options.get("engines")),
         "engines_up": job.engines_up if has_job else None,

@@ -143,8 +143,12 @@ def start_watcher(
     launcher: list[str],
     address: str,
     env: dict[str, str],
+    engine_python: str = "",
 ) -> subprocess.Popen:
-    """`python -m hubdash.job.engines run` in the background, a child of the (future) server."""
+    """`python -m hubdash.job.engines run` in the background, a child of the (future) server.
+
+    `engine_python` runs the engines (default: this interpreter), so that they import what
+    the notebook's kernel imports in a software environment."""
     argv = [
         sys.executable,
         "-m",
@@ -163,6 +167,8 @@ def start_watcher(
         "--server-pid",
         str(os.getpid()),  # the launcher's pid, which exec makes the server's
     ]
+    if engine_python:
+        argv += ["--engine-python", engine_python]
     return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 
 
@@ -180,10 +186,10 @@ def controller_command(ipython_dir: Path, address: str) -> list[str]:
     ]
 
 
-def engine_command(ipython_dir: Path) -> list[str]:
+def engine_command(ipython_dir: Path, python: str = "") -> list[str]:
     """One engine; the launcher runs it once per engine across the nodes."""
     return [
-        sys.executable,
+        python or sys.executable,
         "-m",
         "ipyparallel.engine",
         f"--file={security_dir(ipython_dir) / ENGINE_FILE}",
@@ -244,6 +250,7 @@ class Watcher:
         launcher: list[str],
         address: str,
         server_pid: int,
+        engine_python: str = "",
     ):
         self.state_dir = state_dir
         self.job_id = job_id
@@ -253,6 +260,7 @@ class Watcher:
         self.ipython_dir = state_dir / IPYTHON_DIR
         self.processes: list[subprocess.Popen] = []
         self.server_pid = server_pid
+        self.engine_python = engine_python
         self.last: tuple[int, str, str] | None = None
 
     def report(self, up: int, state: str, message: str) -> None:
@@ -276,7 +284,8 @@ class Watcher:
         up = 0
         try:
             controller = self._start_controller()
-            engines = _start_group([*self.launcher, *engine_command(self.ipython_dir)])
+            engine = engine_command(self.ipython_dir, self.engine_python)
+            engines = _start_group([*self.launcher, *engine])
             self.processes.append(engines)
             client = self._connect(controller)
             while True:
@@ -379,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--address", required=True, help="where the controller listens")
     run.add_argument("--launcher", required=True, help="shell-quoted launcher command")
     run.add_argument("--server-pid", type=int, default=0, help="stop when it is gone")
+    run.add_argument("--engine-python", default="", help="the engines' interpreter")
     slot = commands.add_parser("slot", help="run a command only in the first N CPU slots")
     slot.add_argument("--first", type=int, required=True)
     slot.add_argument("command", nargs="+")
@@ -393,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         shlex.split(args.launcher),
         args.address,
         args.server_pid or os.getppid(),
+        args.engine_python,
     )
     try:
         return watcher.run()

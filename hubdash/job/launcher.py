@@ -38,12 +38,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_environment(hub_env: dict[str, str], port: int) -> dict[str, str]:
-    """The job's own environment plus the hub's variables and this server's address."""
+def server_environment(
+    hub_env: dict[str, str], port: int, keep_path: bool = False
+) -> dict[str, str]:
+    """The job's own environment plus the hub's variables and this server's address.
+
+    The server's command is found first beside this interpreter, unless `keep_path`: then
+    the job script entered a software environment, whose PATH finds it.
+    """
     env = dict(os.environ)
     env.update(hub_env)
-    bindir = os.path.dirname(sys.executable)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    if not keep_path:
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     prefix = hub_env.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     # jupyterhub-singleuser binds to the host and port of this URL; https with internal TLS.
     scheme = urlsplit(hub_env.get("JUPYTERHUB_SERVICE_URL", "")).scheme or "http"
@@ -105,6 +112,7 @@ def start_engines(state_dir: Path, args: argparse.Namespace, hub_env: dict[str, 
             launcher,
             engines.controller_address(hub_env),
             {**os.environ, **extra},
+            args.engine_python,
         )
     except (OSError, ValueError) as exc:
         print(f"hubdash: the parallel engines cannot start: {exc}", file=sys.stderr, flush=True)
@@ -124,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine-launcher", default="", help="shell-quoted command that starts the engines"
     )
+    parser.add_argument(
+        "--keep-path",
+        action="store_true",
+        help="the job entered a software environment: its PATH finds the server's command",
+    )
+    parser.add_argument("--engine-python", default="", help="the engines' interpreter")
     parser.add_argument("command", nargs="+", help="the single-user server's command")
     args = parser.parse_args(argv)
 
@@ -135,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hubdash: cannot read the server's settings {env_path}: {exc}", file=sys.stderr)
         return 2
     port = free_port()
-    env = server_environment(hub_env, port)
+    env = server_environment(hub_env, port, args.keep_path)
     if hub_env.get(RELAY_ENV):
         try:
             env.update(hub_urls_at(env, f"127.0.0.1:{start_hub_relay(state_dir)}"))

@@ -6,16 +6,12 @@ the cluster or runs anything.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from traitlets import TraitError, validate
 
+from hubdash.spawner.environments import PLAIN_PATH
 from hubdash.spawner.options import ConfigError
-
-# What a shell reads as one plain word, and a file name every cluster has: the alphabet
-# state_root and scheduler_bin_dir keep to. No leading '-': exec would take it for an option.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+][A-Za-z0-9_./+-]*")
 
 
 def check_remote_python(value: Any, setting: str = "JobSpawner.remote_python") -> str:
@@ -33,7 +29,7 @@ def check_remote_python(value: Any, setting: str = "JobSpawner.remote_python") -
     ...
     hubdash.spawner.options.ConfigError: JobSpawner.remote_python must be ...; got '/opt/my env...'
     """
-    if not isinstance(value, str) or not _PLAIN_PATH.fullmatch(value):
+    if not isinstance(value, str) or not PLAIN_PATH.fullmatch(value):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         raise ConfigError(
             f"{setting} must be the interpreter's path or command name, of letters, digits "

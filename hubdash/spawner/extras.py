@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubdash.spawner.environments import Environment, EnvironmentConfigError, parse_environments
+
 EXTRAS = ("account", "memory", "gpus")
 
 # What an account may look like when the admin sets no pattern of their own.
@@ -77,6 +79,13 @@ class ExtraFields:
     account_required: bool = False
     # user name, '@group' or '*' -> the accounts offered; empty: free text (the pattern).
     accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The software environments offered (JobSpawner.environments); empty: no choice.
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The form fields besides queue, walltime, nodes and engines."""
+        return self.enabled + (("environment",) if self.environments else ())
 
     def __contains__(self, name: str) -> bool:
         return name in self.enabled
@@ -171,6 +180,7 @@ def parse_extra_settings(
     account_pattern: str = DEFAULT_ACCOUNT_PATTERN,
     account_required: bool = False,
     accounts: Mapping[str, Any] | None = None,
+    environments: Mapping[str, Any] | None = None,
 ) -> ExtraFields:
     """The admin's extra-field settings, checked; ExtraConfigError names the bad setting.
 
@@ -201,11 +211,16 @@ def parse_extra_settings(
         if isinstance(values, str) or not isinstance(values, Iterable):
             raise ExtraConfigError(f"{where} must be a list of account names")
         checked[key] = tuple(check_account_name(str(v), where) for v in values)
+    try:
+        offered = parse_environments(environments or {})
+    except EnvironmentConfigError as exc:
+        raise ExtraConfigError(str(exc)) from None
     return ExtraFields(
         enabled=tuple(dict.fromkeys(names)),
         account_pattern=account_pattern,
         account_required=account_required,
         accounts=checked,
+        environments=offered,
     )
 
 

@@ -12,6 +12,7 @@ from traitlets import (
 )
 
 from hubdash.spawner.clusterchoice import ClusterRefused, refused_as_http
+from hubdash.spawner.environments import EnvironmentConfigError, check_queue_environments
 from hubdash.spawner.extras import ExtraConfigError, ExtraFields, parse_extra_settings
 from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.options import (
@@ -65,9 +66,19 @@ class FormOptions:
     @property
     def extra_fields(self) -> ExtraFields:
         if self._extra_fields is None:
-            self._extra_fields = parse_extra_settings(
-                self.form_extras, self.account_pattern, self.account_required, self.accounts
+            extras = parse_extra_settings(
+                self.form_extras,
+                self.account_pattern,
+                self.account_required,
+                self.accounts,
+                self.environments,
             )
+            for queue in self.queue_table.values():
+                try:
+                    check_queue_environments(queue.name, queue.environments, extras.environments)
+                except EnvironmentConfigError as exc:
+                    raise ExtraConfigError(str(exc)) from None
+            self._extra_fields = extras
         return self._extra_fields
 
     def check_config(self) -> None:

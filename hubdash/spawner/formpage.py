@@ -24,6 +24,7 @@ from hubdash.spawner.clusterform import (
     unavailable_mark,
     unavailable_text,
 )
+from hubdash.spawner.environments import default_environment, offered_environments
 from hubdash.spawner.extras import ExtraFields, format_memory
 from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.options import (
@@ -104,8 +105,21 @@ def queue_data(
                 if (allowed := extras.allowed_accounts(q.accounts, username, groups)) is not None
                 else None
             ),
+            "environments": environment_choices(extras, q),
         }
         for q in queues.values()
+    ]
+
+
+def environment_choices(extras: ExtraFields, queue: QueueSpec | None) -> list[dict[str, Any]]:
+    """The environments a queue offers, for the form: name, what it holds, the default."""
+    if queue is None or not extras.environments:
+        return []
+    offered = offered_environments(extras.environments, queue.environments)
+    default = default_environment(offered)
+    return [
+        {"name": env.name, "summary": env.summary(), "default": env.name == default}
+        for env in offered.values()
     ]
 
 
@@ -209,6 +223,7 @@ def _cluster_body(
         chosen=queues.get(chosen),
         queue_data=queue_data(queues, username, groups, extras),
         extras=extras,
+        environment_choices=environment_choices(extras, queues.get(chosen)),
         account_choices=(
             extras.allowed_accounts(queues[chosen].accounts, username, groups) if chosen else None
         ),

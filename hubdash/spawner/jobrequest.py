@@ -3,6 +3,8 @@ validated options and the admin's settings. Part of JobSpawner."""
 
 from __future__ import annotations
 
+import posixpath
+
 from hubdash.job.contract import (
     JOB_LOG,
 )
@@ -16,6 +18,7 @@ from hubdash.spawner.engineplan import (
     launcher_template,
     plan_layout,
 )
+from hubdash.spawner.environments import entry_lines
 from hubdash.spawner.jobscript import JobScript, render_job_script
 from hubdash.spawner.options import (
     JobOptions,
@@ -44,15 +47,24 @@ class JobRequestBuilder:
     ) -> str:
         layout = self._engine_layout(options)
         launcher = launcher_template(self.engine_launcher) if layout.engines else ()
+        environment = self.extra_fields.environments.get(options.environment)
+        command = [*self.cmd, *self.get_args()]
+        if environment:
+            # Inside an environment the server is its own: found by name on its PATH.
+            command[0] = posixpath.basename(command[0])
         job = JobScript(
             username=self.user.name,
             server_name=self.name,
             state_dir=self.state_dir,
             python=self.remote_python,
-            command=[*self.cmd, *self.get_args()],
+            command=command,
             prologue=tuple(self.job_prologue),
             engines=layout.engines,
             engine_launcher=tuple(launcher_command(launcher, layout, self.remote_python)),
+            environment_lines=(
+                tuple(entry_lines(environment, self.module_init, command[0])) if environment else ()
+            ),
+            engine_python=environment.engine_python() if environment else "",
         )
         return render_job_script(adapter, request, job)
 

@@ -26,6 +26,8 @@ class JobScript:
     prologue: tuple[str, ...] = ()  # admin-written shell lines (module load ...)
     engines: int = 0  # IPython-parallel engines; 0 starts nothing of ipyparallel
     engine_launcher: tuple[str, ...] = ()  # argv that starts them (see engineplan)
+    environment_lines: tuple[str, ...] = ()  # enter the chosen environment (environments.py)
+    engine_python: str = ""  # the environment's interpreter for the engines; "": python
 
 
 def _environment() -> jinja2.Environment:
@@ -55,6 +57,8 @@ def render_job_script(adapter: SchedulerAdapter, request: JobRequest, job: JobSc
         launcher_module=LAUNCHER_MODULE,
         command=job.command,
         prologue=job.prologue,
+        environment_lines=job.environment_lines,
+        engine_python=job.engine_python,
         engines=job.engines,
         # One argument in the script, split again by the launcher in the job.
         engine_launcher=shlex.join(job.engine_launcher),

@@ -14,6 +14,11 @@ from typing import Any
 from wtforms import Form, IntegerField, SelectField, StringField
 from wtforms.validators import InputRequired, NumberRange
 
+from hubdash.spawner.environments import (
+    EnvironmentChoiceError,
+    choose_environment,
+    offered_environments,
+)
 from hubdash.spawner.extras import (
     ExtraConfigError,
     ExtraError,
@@ -46,6 +51,8 @@ QUEUE_KEYS = {
     "max_gpus": int,
     "default_gpus": int,
     "accounts": list,
+    # Read only when JobSpawner.environments declares some: the ones this queue offers.
+    "environments": list,
 }
 
 
@@ -81,6 +88,7 @@ class QueueSpec:
     max_gpus: int = 0  # per node; 0: the queue has none
     default_gpus: int = 0
     accounts: tuple[str, ...] = ()  # empty: whatever JobSpawner.accounts allows
+    environments: tuple[str, ...] = ()  # empty: every one of JobSpawner.environments
 
     def allows(self, username: str, groups: Iterable[str]) -> bool:
         """Whether a user may submit here: open queues have neither users nor groups set."""
@@ -192,6 +200,7 @@ class JobOptions:
     account: str = ""  # empty: the user's default account
     memory_mb: int | None = None  # per node; None: the scheduler's default
     gpus: int | None = None  # per node
+    environment: str = ""  # a name of JobSpawner.environments; empty: none declared
 
     def to_user_options(self) -> dict[str, Any]:
         """The normalised form stored as the spawner's user_options (JSON-safe).
@@ -204,7 +213,7 @@ class JobOptions:
         memory = data.pop("memory_mb")
         if memory is not None:
             data["memory"] = format_memory(memory)
-        for key in ("account", "gpus"):
+        for key in ("account", "gpus", "environment"):
             if not data[key]:
                 data.pop(key)
         return data
@@ -238,6 +247,7 @@ _EXTRA_FIELDS = {
     "account": lambda: StringField("Account", default=""),
     "memory": lambda: StringField("Memory per node", default=""),
     "gpus": lambda: StringField("GPUs per node", default=""),
+    "environment": lambda: StringField("Environment", default=""),
 }
 
 
@@ -249,8 +259,8 @@ def build_form(
 ) -> SpawnForm:
     """A SpawnForm over the given queues, filled from submitted data or from defaults."""
     form_class = SpawnForm
-    if extras is not None and extras.enabled:
-        fields = {name: _EXTRA_FIELDS[name]() for name in extras.enabled}
+    if extras is not None and extras.fields:
+        fields = {name: _EXTRA_FIELDS[name]() for name in extras.fields}
         form_class = type("SpawnFormWithExtras", (SpawnForm,), fields)
     form = form_class(formdata=_FormData(data) if data is not None else None, data=defaults)
     form.queue.choices = [(q.name, q.name) for q in queues.values()]
@@ -259,7 +269,7 @@ def build_form(
 
 def known_fields(extras: ExtraFields | None = None) -> tuple[str, ...]:
     """The option names a spawn may carry with these extras switched on."""
-    return FIELDS + (extras.enabled if extras is not None else ())
+    return FIELDS + (extras.fields if extras is not None else ())
 
 
 def validate_options(
@@ -391,6 +401,14 @@ def _check_extras(
             chosen[key] = checks[key](_first(data.get(name)))
         except ExtraError as exc:
             errors[name] = str(exc)
+    if extras.environments and "environment" not in errors:
+        offered = offered_environments(extras.environments, queue.environments)
+        try:
+            chosen["environment"] = choose_environment(
+                _first(data.get("environment")), queue.name, offered
+            )
+        except EnvironmentChoiceError as exc:
+            errors["environment"] = str(exc)
     return chosen
 
 

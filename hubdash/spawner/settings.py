@@ -25,6 +25,7 @@ from hubdash.schedulers import SCHEDULERS
 from hubdash.spawner.clusterpaths import validate_remote_python
 from hubdash.spawner.clustersettings import ClusterSettings
 from hubdash.spawner.engineplan import LauncherError, launcher_template
+from hubdash.spawner.envsettings import EnvironmentSettings
 from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, parse_extra_settings
 from hubdash.spawner.idlecull import IdleSettings
 from hubdash.spawner.options import ConfigError, parse_queue_table
@@ -34,7 +35,12 @@ from hubdash.spawner.sgesettings import GridEngineSettings
 
 
 class JobSpawnerSettings(
-    ClusterSettings, RestartSettings, IdleSettings, GridEngineSettings, PBSSettings
+    ClusterSettings,
+    RestartSettings,
+    IdleSettings,
+    EnvironmentSettings,
+    GridEngineSettings,
+    PBSSettings,
 ):
     """The settings of JobSpawner (`c.JobSpawner.<name>` in jupyterhub_config.py).
 

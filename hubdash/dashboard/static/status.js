@@ -83,6 +83,7 @@
     if (current === "failed") jobState = (view.outcome && view.outcome.state) || "ended";
     setText('[data-detail="job_state"]', jobState);
     setText('[data-detail="queue"]', view.queue || latest.queue);
+    setText('[data-detail="environment"]', view.environment);
     setText('[data-detail="reason"]', queued ? detail("reason") : "");
     setText('[data-detail="position"]', queued ? detail("position") : "");
     var estimate = queued ? detail("estimated_start") : "";
