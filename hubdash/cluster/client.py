@@ -21,6 +21,7 @@ from hubdash.schedulers.base import (
     QueueSummary,
     SchedulerAdapter,
     SchedulerError,
+    UserAccounting,
 )
 from hubdash.transport.base import CommandResult, Transport
 
@@ -236,6 +237,19 @@ class SchedulerClient:
         backlog = self.adapter.parse_backlog(result.stdout)
         free = await nodes_free() if nodes_free is not None and not backlog.waiting_starts else None
         return guess_start(backlog, free, request.nodes, datetime.now())
+
+    async def user_accounting(self, transport: Transport, user: str) -> UserAccounting | None:
+        """What `user` may charge and used this month, from the scheduler's accounting; None
+        where the scheduler keeps no such list. SchedulerError when it does not answer."""
+        now = datetime.now()
+        commands = self.adapter.accounting_commands(user, now)
+        if commands is None:
+            return None
+        results = await asyncio.gather(*(self._run(transport, argv) for argv in commands))
+        for argv, result in zip(commands, results, strict=True):
+            if result.exit_status != 0:
+                raise _command_error(argv, result, "failed")
+        return self.adapter.parse_accounting([r.stdout for r in results], now)
 
     async def cancel(self, transport: Transport, job_ids: list[str]) -> None:
         """Ask the scheduler to cancel jobs; jobs it no longer knows count as cancelled."""

@@ -1,4 +1,5 @@
-"""The spawn form's live queue figures and start estimates, cached per cluster for a short time.
+"""The spawn form's live queue figures, start estimates and users' accounts (from the
+scheduler's accounting), cached per cluster for a short time.
 
 Asks only through the fetch functions it is given, and only when its answer is older than
 `ttl`; never raises: a failed fetch is an answer that says the information is unavailable.
@@ -16,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from hubdash.cluster.startguess import StartGuess
 from hubdash.metrics import QUEUE_INFO_ANSWERS
-from hubdash.schedulers.base import QueueSummary, SchedulerError
+from hubdash.schedulers.base import QueueSummary, SchedulerError, UserAccounting
 from hubdash.transport.base import TransportError
 
 T = TypeVar("T")
@@ -52,6 +53,16 @@ class StartEstimate:
     basis: str = ""
     refused: str = ""
     message: str = ""
+    fetched_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AccountingAnswer:
+    """What one user may charge, from the scheduler's accounting (None: it keeps none)."""
+
+    available: bool
+    accounting: UserAccounting | None = None
+    message: str = ""  # why it is unavailable
     fetched_at: float = 0.0
 
 
@@ -108,6 +119,27 @@ class QueueInformation:
             return StartEstimate(True, start=guess.start, basis=guess.basis, fetched_at=time.time())
 
         return await self._cached("estimate", ("estimate", key), ask)
+
+    async def accounting(
+        self, user: str, fetch: Callable[[], Awaitable[UserAccounting | None]]
+    ) -> AccountingAnswer:
+        """A user's accounts, QOS and use this month, fetched unless a fresh answer is cached."""
+
+        async def ask() -> AccountingAnswer:
+            try:
+                accounting = await fetch()
+            except Exception as exc:  # slurmdbd down, sacctmgr refused: "unavailable"
+                return AccountingAnswer(False, message=self._why(exc), fetched_at=time.time())
+            return AccountingAnswer(True, accounting, fetched_at=time.time())
+
+        return await self._cached("accounting", ("accounting", user), ask)
+
+    def cached_accounting(self, user: str) -> AccountingAnswer | None:
+        """The user's accounting answer while it is fresh; None when there is none (no I/O)."""
+        entry = self._entries.get(("accounting", user))
+        if entry is None or entry.expires <= self._clock():
+            return None
+        return entry.value
 
     async def _cached(self, kind: str, key: Hashable, ask: Callable[[], Awaitable[T]]) -> T:
         now = self._clock()

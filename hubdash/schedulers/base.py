@@ -54,6 +54,23 @@ class JobInfo:
     output_path: str = ""  # the job's standard output file, where the scheduler reports it
 
 
+@dataclass(frozen=True)
+class UserAccounting:
+    """What one user may charge, as the scheduler's accounting says, and their use this
+    month (Slurm: slurmdbd)."""
+
+    default_account: str = ""
+    accounts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # account -> its QOS
+    default_qos: dict[str, str] = field(default_factory=dict)  # account -> its default QOS
+    qos_max_walltime: dict[str, int | None] = field(default_factory=dict)  # None: no cap
+    node_hours: dict[str, float] = field(default_factory=dict)  # account -> this month
+    since: datetime | None = None  # the start of that month, the cluster's local time
+
+    def qos_for(self, account: str) -> tuple[str, ...]:
+        """The QOS a job charged to `account` ('' for the default account) may ask for."""
+        return self.accounts.get(account or self.default_account, ())
+
+
 @dataclass
 class QueueSummary:
     name: str
@@ -87,6 +104,7 @@ class JobRequest:
     account: str = ""
     memory_mb: int | None = None  # per node
     gpus: int | None = None  # per node
+    qos: str = ""  # Slurm's quality of service; empty: the association's default
 
 
 # What a directive value or a scheduler argument may hold. Slurm's qsub wrapper joins its
@@ -329,6 +347,13 @@ class SchedulerAdapter:
     def parse_backlog(self, stdout: str) -> Backlog:
         """`backlog_command`'s answer: when each waiting job starts, when running ones end."""
         raise SchedulerError("this scheduler gives no start estimates")
+
+    # What a user may charge, from the scheduler's accounting (None: it keeps no such list).
+    def accounting_commands(self, user: str, now: datetime) -> list[list[str]] | None:
+        return None
+
+    def parse_accounting(self, stdouts: list[str], now: datetime) -> UserAccounting:
+        raise SchedulerError("this scheduler keeps no accounts of its own")
 
     # The job's own id inside the job, for the launcher and for messages.
     job_id_variable: str = ""

@@ -24,7 +24,9 @@ What the caller does around these methods:
   `test_only_command` asks Slurm when a job of that size would start if submitted now
   (nothing is submitted).
 - exit code: squeue has none. `job_detail_command` (scontrol) reads it while slurmctld
-  still holds the job (MinJobAge, 300 s by default).
+  still holds the job (MinJobAge, 300 s by default); after that, a lookup that finds the
+  job GONE follows up with sacct (`follow_up_command`), where Slurm's accounting keeps the
+  end state and exit code (slurmaccounting.py).
 - queues: `queues_command` (sinfo) gives nodes and limits per partition;
   `pending_counts_command` (squeue) gives pending jobs per partition.
 
@@ -43,10 +45,17 @@ from hubdash.schedulers.base import (
     QueueSummary,
     SchedulerAdapter,
     SchedulerError,
+    UserAccounting,
     check_count,
     check_directive_value,
     check_job_ids,
     format_walltime,
+)
+from hubdash.schedulers.slurmaccounting import (
+    accounting_commands,
+    ended_command,
+    parse_accounting,
+    parse_ended,
 )
 from hubdash.schedulers.slurmtext import (
     NONE_WORDS,
@@ -90,6 +99,8 @@ class SlurmAdapter(SchedulerAdapter):
             options.append(f"--output={check_directive_value('output_path', request.output_path)}")
         if request.account:
             options.append(f"--account={check_directive_value('account', request.account)}")
+        if request.qos:
+            options.append(f"--qos={check_directive_value('qos', request.qos)}")
         if request.memory_mb is not None:
             options.append(f"--mem={check_count('memory_mb', request.memory_mb)}M")
         if request.gpus:
@@ -187,6 +198,32 @@ class SlurmAdapter(SchedulerAdapter):
             f"scontrol show job {job_id} failed (exit {exit_status}): "
             f"{(stderr or stdout).strip()[-400:] or '(no output)'}"
         )
+
+    # --- how a job slurmctld forgot ended: Slurm's accounting ----------------------------
+
+    def follow_up_command(self, info: JobInfo) -> list[str] | None:
+        """sacct for a job slurmctld no longer knows (past MinJobAge, or a restart lost it):
+        slurmdbd still has its end state and exit code."""
+        return ended_command(info.job_id) if info.state is JobState.GONE else None
+
+    def complete_lookup(
+        self, info: JobInfo, exit_status: int, stdout: str, stderr: str
+    ) -> JobInfo | None:
+        # No accounting (sacct: "Slurm accounting storage is disabled"), no record, or a
+        # record that cannot be read: GONE stands, as it did without the question.
+        if info.state is not JobState.GONE or exit_status != 0:
+            return info
+        try:
+            ended = parse_ended(stdout, info.job_id)
+        except SchedulerError:
+            return info
+        return ended or info
+
+    def accounting_commands(self, user: str, now: datetime) -> list[list[str]]:
+        return accounting_commands(user, now)
+
+    def parse_accounting(self, stdouts: list[str], now: datetime) -> UserAccounting:
+        return parse_accounting(stdouts, now)
 
     # --- place in the queue and start estimates ------------------------------------------
 

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubdash.schedulers.base import UserAccounting
 from hubdash.spawner.environments import Environment, EnvironmentConfigError, parse_environments
 
-EXTRAS = ("account", "memory", "gpus")
+EXTRAS = ("account", "memory", "gpus", "qos")
 
 # What an account may look like when the admin sets no pattern of their own.
 DEFAULT_ACCOUNT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
@@ -81,6 +82,9 @@ class ExtraFields:
     accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # The software environments offered (JobSpawner.environments); empty: no choice.
     environments: Mapping[str, Environment] = field(default_factory=dict)
+    # With accounts_from_scheduler: this user's accounts and QOS from the scheduler's
+    # accounting (None: not asked, or it did not answer; the settings above apply).
+    user_accounting: UserAccounting | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -103,7 +107,9 @@ class ExtraFields:
         >>> ExtraFields(("account",)).allowed_accounts((), "bob", []) is None
         True
         """
-        if not self.accounts:
+        if self.user_accounting is not None:
+            mine = tuple(self.user_accounting.accounts)
+        elif not self.accounts:
             mine = None
         else:
             keys = [username, *(f"@{g}" for g in groups), "*"]
@@ -140,6 +146,31 @@ class ExtraFields:
                 f"account {shown!r} is not an account name here; "
                 "ask your admin for the name of your project account"
             )
+        return value
+
+    def qos_choices(self, account: str) -> tuple[str, ...] | None:
+        """The QOS a job charged to `account` may ask for; None means free text."""
+        if self.user_accounting is None:
+            return None
+        return self.user_accounting.qos_for(account)
+
+    def check_qos(self, value: str, account: str) -> str:
+        """The QOS to ask for ('' for the account's default), or ExtraError."""
+        value = value.strip()
+        if not value:
+            return ""
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        allowed = self.qos_choices(account)
+        if allowed is not None:
+            if value not in allowed:
+                charged = f"account {account!r}" if account else "your default account"
+                raise ExtraError(
+                    f"QOS {shown!r} is not allowed for {charged}; "
+                    + (f"choose one of: {', '.join(allowed)}" if allowed else "it allows none")
+                )
+            return value
+        if not re.fullmatch(DEFAULT_ACCOUNT_PATTERN, value):
+            raise ExtraError(f"QOS {shown!r} is not a QOS name here")
         return value
 
 

@@ -4,6 +4,8 @@ again with its entries. Part of JobSpawner."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tornado import web
@@ -26,16 +28,16 @@ from hubdash.spawner.options import (
 class FormOptions:
     """JobSpawner's options handling (a mixin: it uses the spawner's settings and user)."""
 
-    def options_from_form(self, formdata: dict) -> dict:
-        return self._validated_user_options(formdata, remember_form=True)
+    async def options_from_form(self, formdata: dict) -> dict:
+        return await self._validated_user_options(formdata, remember_form=True)
 
-    def options_from_query(self, query_data: dict) -> dict:
+    async def options_from_query(self, query_data: dict) -> dict:
         # A refused opt- URL shows the form with its entries and errors, as a refused POST does.
-        return self._validated_user_options(query_data, remember_form=True)
+        return await self._validated_user_options(query_data, remember_form=True)
 
-    def _validated_user_options(self, data: dict, remember_form: bool = False) -> dict:
+    async def _validated_user_options(self, data: dict, remember_form: bool = False) -> dict:
         try:
-            options = self.job_options(data)
+            options = await self.job_options_checked(data)
         except OptionsError as exc:
             if remember_form:
                 hub_state(self.user).failed_forms.remember(
@@ -52,6 +54,15 @@ class FormOptions:
             user_options["cluster"] = self.chosen_cluster
         return user_options
 
+    async def job_options_checked(self, data: dict) -> JobOptions:
+        """`job_options` with the scheduler's word: the user's accounts from its accounting
+        (accounts_from_scheduler), then whether it would run such a job at all."""
+        self.job_options(data)  # puts the options' cluster in place, or refuses them
+        await self.load_user_accounting()
+        options = self.job_options(data)
+        await self.check_with_scheduler(options)
+        return options
+
     def job_options(self, data: dict) -> JobOptions:
         """The options checked against the rules of the cluster they name (or the user's
         first one), whose settings are then in place on this spawner."""
@@ -60,7 +71,7 @@ class FormOptions:
         if name != self.chosen_cluster or self.removed_cluster is not None:
             self.use_cluster(name)
         return validate_options(
-            data, self.queue_table, self.user.name, self.user_groups(), self.extra_fields
+            data, self.queue_table, self.user.name, self.user_groups(), self.extras_for_user()
         )
 
     @property
@@ -78,6 +89,11 @@ class FormOptions:
                     check_queue_environments(queue.name, queue.environments, extras.environments)
                 except EnvironmentConfigError as exc:
                     raise ExtraConfigError(str(exc)) from None
+            if "qos" in extras and self.scheduler != "slurm":
+                raise ExtraConfigError(
+                    f"JobSpawner.form_extras has 'qos', which only Slurm knows; this cluster's "
+                    f"scheduler is {self.scheduler!r}"
+                )
             self._extra_fields = extras
         return self._extra_fields
 
@@ -92,8 +108,14 @@ class FormOptions:
 def checked_job_options(spawner: Any, user_options: dict | None) -> JobOptions:
     """The spawn's options, or the HTTP error that refuses them: 403 for a cluster the user
     may not use, 400 naming the option for anything else."""
-    try:
+    with _refusals_as_http():
         return spawner.job_options(user_options or {})
+
+
+@contextmanager
+def _refusals_as_http() -> Iterator[None]:
+    try:
+        yield
     except ClusterRefused as exc:
         raise refused_as_http(exc) from None
     except OptionsError as exc:
@@ -103,7 +125,9 @@ def checked_job_options(spawner: Any, user_options: dict | None) -> JobOptions:
         raise error from None
 
 
-def check_user_options(spawner: Any, user_options: dict) -> None:
+async def check_user_options(spawner: Any, user_options: dict) -> None:
     """JupyterHub's apply_user_options: bad options end as a 400 naming the option (403 for
-    another group's cluster), for every way in (form, API, opt- URL), before start() runs."""
-    checked_job_options(spawner, user_options)
+    another group's cluster), for every way in (form, API, opt- URL), before start() runs;
+    with the scheduler's word on them (SchedulerCheck)."""
+    with _refusals_as_http():
+        await spawner.job_options_checked(user_options or {})

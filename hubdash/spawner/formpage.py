@@ -15,6 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from hubdash.cluster.queueinfo import API_PREFIX
+from hubdash.schedulers.base import UserAccounting
 from hubdash.spawner.clusterform import (
     cluster_health,
     latest_choices_by_cluster,
@@ -111,6 +112,46 @@ def queue_data(
     ]
 
 
+def qos_choices(extras: ExtraFields, account: str) -> list[dict[str, Any]] | None:
+    """The QOS a job charged to `account` may ask for, with each one's walltime cap; None
+    where they are typed (no accounting asked)."""
+    accounting = extras.user_accounting
+    if accounting is None:
+        return None
+    caps = accounting.qos_max_walltime
+    return [
+        {"name": q, "cap": format_walltime(caps[q]) if caps.get(q) else ""}
+        for q in accounting.qos_for(account)
+    ]
+
+
+def qos_data(extras: ExtraFields) -> dict[str, Any] | None:
+    """Every account's QOS for the page's script (the account '' is the default one)."""
+    accounting = extras.user_accounting
+    if accounting is None:
+        return None
+    by_account = {a: qos_choices(extras, a) for a in ["", *accounting.accounts]}
+    defaults = {
+        a: accounting.default_qos.get(a or accounting.default_account, "") for a in by_account
+    }
+    return {"by_account": by_account, "defaults": defaults}
+
+
+def usage_text(accounting: UserAccounting | None) -> str:
+    """'This month (since 2026-12-01): proj1 1.5 node-hours, proj2 0 node-hours'."""
+    if accounting is None or not accounting.accounts:
+        return ""
+    since = accounting.since.date().isoformat() if accounting.since else "the 1st"
+    parts = [
+        f"{a} {_hours(accounting.node_hours.get(a, 0.0))} node-hours" for a in accounting.accounts
+    ]
+    return f"Your use this month (since {since}): {', '.join(parts)}."
+
+
+def _hours(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+
+
 def environment_choices(extras: ExtraFields, queue: QueueSpec | None) -> list[dict[str, Any]]:
     """The environments a queue offers, for the form: name, what it holds, the default."""
     if queue is None or not extras.environments:
@@ -123,8 +164,24 @@ def environment_choices(extras: ExtraFields, queue: QueueSpec | None) -> list[di
     ]
 
 
+async def options_form_page(spawner: Any) -> str:
+    """JupyterHub calls this (options_form) with the spawner to show the form: the user's
+    accounts are asked of each offered cluster's accounting first (accounts_from_scheduler,
+    cached), then the page is rendered from the caches without waiting on anything."""
+    if spawner.clusters:
+        siblings = [spawner.for_cluster(choice.name) for choice in spawner.allowed_clusters()]
+    else:
+        siblings = [spawner]
+    for sibling in siblings:
+        try:
+            await sibling.load_user_accounting()
+        except Exception:  # noqa: BLE001 - a form without them is still a form
+            spawner.log.exception("Accounts of %s could not be asked", spawner._log_name)
+    return render_options_form(spawner)
+
+
 def render_options_form(spawner: Any) -> str:
-    """JupyterHub calls this (options_form) with the spawner to show the form."""
+    """The form's HTML, from the spawner's settings and the caches only."""
     api = spawner.hub.base_url.rstrip("/") + API_PREFIX if spawner.hub else "/hub" + API_PREFIX
     urls = {"queues_url": f"{api}/queues", "estimate_url": f"{api}/estimate"}
     if spawner.clusters:
@@ -209,13 +266,14 @@ def _cluster_body(
     user's `last` choices that still pass."""
     username = spawner.user.name
     groups = spawner.user_groups()
-    extras: ExtraFields = spawner.extra_fields
+    extras: ExtraFields = spawner.extras_for_user()
     queues = allowed_queues(spawner.queue_table, username, groups)
     defaults = None
     if data is None and queues:
         defaults = usable_defaults(last, queues, username, groups, extras)
     form = build_form(queues, data, defaults=defaults, extras=extras)
     chosen = form.queue.data if form.queue.data in queues else next(iter(queues), "")
+    account = (form.account.data or "").strip() if "account" in extras else ""
     html = _ENV.get_template("options_form_body.html.j2").render(
         form=form,
         errors=errors,
@@ -224,6 +282,10 @@ def _cluster_body(
         queue_data=queue_data(queues, username, groups, extras),
         extras=extras,
         environment_choices=environment_choices(extras, queues.get(chosen)),
+        accounting=extras.user_accounting,
+        usage=usage_text(extras.user_accounting),
+        qos_choices=qos_choices(extras, account),
+        qos_data=qos_data(extras),
         account_choices=(
             extras.allowed_accounts(queues[chosen].accounts, username, groups) if chosen else None
         ),

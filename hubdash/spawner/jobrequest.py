@@ -40,6 +40,7 @@ class JobRequestBuilder:
             account=options.account,
             memory_mb=options.memory_mb,
             gpus=options.gpus,
+            qos=options.qos,
         )
 
     def _render_script(

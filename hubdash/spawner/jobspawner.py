@@ -54,6 +54,7 @@ from hubdash.spawner.options import (
     parse_queue_table,
 )
 from hubdash.spawner.progress import ProgressLog
+from hubdash.spawner.schedulercheck import SchedulerCheck
 from hubdash.spawner.serverkey import server_key
 from hubdash.spawner.serverwait import ServerWait
 from hubdash.spawner.settings import JobSpawnerSettings
@@ -69,6 +70,7 @@ class JobSpawner(
     JobSpawnerSettings,
     ClusterChoices,
     FormOptions,
+    SchedulerCheck,
     JobRequestBuilder,
     ServerWait,
     HubChannel,
@@ -244,7 +246,7 @@ class JobSpawner(
 
     @default("options_form")
     def _default_options_form(self):
-        return formpage.render_options_form
+        return formpage.options_form_page
 
     # JupyterHub runs this before start() for every way in (form, API, opt- URL): bad
     # options end there as a 400 naming the option.

@@ -201,6 +201,7 @@ class JobOptions:
     memory_mb: int | None = None  # per node; None: the scheduler's default
     gpus: int | None = None  # per node
     environment: str = ""  # a name of JobSpawner.environments; empty: none declared
+    qos: str = ""  # Slurm's QOS; empty: the account's default
 
     def to_user_options(self) -> dict[str, Any]:
         """The normalised form stored as the spawner's user_options (JSON-safe).
@@ -213,7 +214,7 @@ class JobOptions:
         memory = data.pop("memory_mb")
         if memory is not None:
             data["memory"] = format_memory(memory)
-        for key in ("account", "gpus", "environment"):
+        for key in ("account", "gpus", "environment", "qos"):
             if not data[key]:
                 data.pop(key)
         return data
@@ -248,6 +249,7 @@ _EXTRA_FIELDS = {
     "memory": lambda: StringField("Memory per node", default=""),
     "gpus": lambda: StringField("GPUs per node", default=""),
     "environment": lambda: StringField("Environment", default=""),
+    "qos": lambda: StringField("QOS", default=""),
 }
 
 
@@ -393,8 +395,15 @@ def _check_extras(
         "gpus": lambda value: check_gpus(
             value, queue.name, queue.max_gpus, [q.name for q in queues.values() if q.max_gpus]
         ),
+        # After the account (the loop's order): its QOS are the ones offered.
+        "qos": lambda value: extras.check_qos(str(value or ""), chosen.get("account", "")),
     }
-    for name, key in (("account", "account"), ("memory", "memory_mb"), ("gpus", "gpus")):
+    for name, key in (
+        ("account", "account"),
+        ("memory", "memory_mb"),
+        ("gpus", "gpus"),
+        ("qos", "qos"),
+    ):
         if name not in extras or name in errors:
             continue
         try:

@@ -26,7 +26,7 @@ from hubdash.spawner.clusterpaths import validate_remote_python
 from hubdash.spawner.clustersettings import ClusterSettings
 from hubdash.spawner.engineplan import LauncherError, launcher_template
 from hubdash.spawner.envsettings import EnvironmentSettings
-from hubdash.spawner.extras import DEFAULT_ACCOUNT_PATTERN, ExtraConfigError, parse_extra_settings
+from hubdash.spawner.extrasettings import ExtraSettings
 from hubdash.spawner.idlecull import IdleSettings
 from hubdash.spawner.options import ConfigError, parse_queue_table
 from hubdash.spawner.pbssettings import PBSSettings
@@ -39,6 +39,7 @@ class JobSpawnerSettings(
     RestartSettings,
     IdleSettings,
     EnvironmentSettings,
+    ExtraSettings,
     GridEngineSettings,
     PBSSettings,
 ):
@@ -298,35 +299,6 @@ class JobSpawnerSettings(
         'accounts', the accounts that may be charged in this queue.""",
     ).tag(config=True)
 
-    form_extras = List(
-        Unicode(),
-        help="""Extra fields the spawn form shows besides queue, walltime, nodes and engines:
-        any of 'account' (the project charged), 'memory' (per node) and 'gpus' (per node,
-        on queues with 'max_gpus'), e.g. ['account', 'memory']. Their limits live in the
-        queue table (JobSpawner.queues).""",
-    ).tag(config=True)
-
-    account_pattern = Unicode(
-        DEFAULT_ACCOUNT_PATTERN,
-        help="""With 'account' in form_extras and no account list for the user: the regular
-        expression a typed account must match in full, e.g. '[a-z]{3}[0-9]{4}'. Spaces,
-        quotes, $, `, ;, # and a leading '-' are refused whatever it says.""",
-    ).tag(config=True)
-
-    account_required = Bool(
-        False,
-        help="""With 'account' in form_extras: whether the user must name an account.
-        False: an empty account means the user's default account on the cluster.""",
-    ).tag(config=True)
-
-    accounts = Dict(
-        help="""With 'account' in form_extras: the accounts offered to each user, as a
-        choice instead of free text: {'alice': ['proj1', 'proj2'], '@physics': ['phys'],
-        '*': ['training']} ('@name' for a hub group, '*' for everyone; a user gets the
-        union). A queue's own 'accounts' narrows this further. Empty: free text checked
-        against account_pattern.""",
-    ).tag(config=True)
-
     queue_info_ttl = Float(
         30.0,
         help="""Seconds the form's live queue figures (free nodes, pending jobs) and start
@@ -341,20 +313,6 @@ class JobSpawnerSettings(
                 f"JobSpawner.queue_info_ttl is {proposal['value']!r}; use at least 1 second "
                 "so that page loads do not each query the scheduler"
             )
-        return proposal["value"]
-
-    @validate("form_extras", "account_pattern", "accounts")
-    def _validate_extras(self, proposal: dict) -> Any:
-        settings = {
-            "form_extras": self.form_extras,
-            "account_pattern": self.account_pattern,
-            "accounts": self.accounts,
-            proposal["trait"].name: proposal["value"],
-        }
-        try:
-            parse_extra_settings(**settings)
-        except ExtraConfigError as exc:
-            raise TraitError(str(exc)) from None
         return proposal["value"]
 
     remote_python = Unicode(

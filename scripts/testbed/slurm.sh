@@ -9,14 +9,15 @@
 #                                    10.213.2.1/30 --veth-- 10.213.2.2/30  cn2 (slurmd)
 #
 # Partitions: debug (default, 1 h), batch (24 h), hold (DOWN: takes jobs and
-# never starts them). Nodes: 8 CPUs each (config_overrides).
+# never starts them). Nodes: 8 CPUs each (config_overrides). Accounting:
+# slurmdbd with MariaDB, accounts and QOS as testbed/accounting.sh lists them.
 #
 # What this file owns (and `down --only slurm` removes):
 #   - network namespaces login, cn1, cn2 and their veth pairs
 #   - the "# BEGIN/END hubdash-testcluster" block in /etc/hosts
 #   - the daemons it starts, recorded in /var/lib/hubdash-testcluster/*.pid:
 #     munged (only if no munged was already running), slurmctld, slurmd cn1/cn2,
-#     the login node's sshd
+#     the login node's sshd, and (accounting.sh) mariadbd and slurmdbd
 # What it creates once and keeps across down/up:
 #   - the root-namespace route "unreachable 10.213.0.0/16"
 #   - /etc/slurm/slurm.conf, /etc/munge/munge.key (only if missing)
@@ -58,7 +59,11 @@ SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+# Accounting in slurmdbd (testbed/accounting.sh): jobs, associations, QOS limits. A job
+# must name an account and QOS its user has, within the QOS's limits.
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=login
+AccountingStorageEnforce=associations,limits,qos
 
 StateSaveLocation=$STATE/slurmctld
 SlurmdSpoolDir=$STATE/slurmd-%n
@@ -68,10 +73,11 @@ SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd-%n.log
 
 # Nodes come back by themselves after down/up; cancelled jobs die quickly;
-# finished jobs stay visible (squeue, Torque qstat state C) for 300 s.
+# finished jobs stay visible (squeue, Torque qstat state C) for 30 s (300 s by
+# default), then only sacct knows them: tests of that path wait half a minute.
 ReturnToService=2
 KillWait=5
-MinJobAge=300
+MinJobAge=30
 
 # Node definitions come from here, not from the hardware: 8 CPUs each (more
 # than this machine has) so that many small test jobs fit at once.
@@ -220,7 +226,11 @@ slurm_up() {
     sshd_config_up slurm
     munged_up
 
-    if [[ $(slurm_conf_up) == changed ]] && daemon_pid slurmctld >/dev/null; then
+    local conf
+    conf=$(slurm_conf_up)
+    # slurmdbd before slurmctld: the associations it enforces come from there.
+    accounting_up
+    if [[ $conf == changed ]] && daemon_pid slurmctld >/dev/null; then
         log "slurm.conf changed: restarting Slurm daemons"
         local node
         for node in "${NODES[@]}"; do stop_daemon "slurmd-$node"; done
@@ -237,6 +247,7 @@ slurm_up() {
 slurm_summary() {
     printf '  slurm        login %s (ssh, slurmctld); compute nodes cn1 10.213.1.2, cn2 10.213.2.2\n' "$LOGIN_ADDR"
     printf '               nodes %s\n' "$(node_states)"
+    accounting_summary
 }
 
 slurm_down() {
@@ -245,17 +256,18 @@ slurm_down() {
     local node
     for node in "${NODES[@]}"; do stop_daemon "slurmd-$node"; done
     stop_daemon slurmctld
+    accounting_down
     kill_namespace_leftovers "${NAMESPACES[@]}"
     stop_daemon munged
     cluster_network_down login "${NAMESPACES[@]}"
     hosts_block_down ""
-    log "slurm down (kept: users, keys, host keys, slurm.conf, packages, Slurm state)"
+    log "slurm down (kept: users, keys, host keys, slurm.conf, packages, Slurm state, accounting database)"
 }
 
 slurm_status() {
     local all_up=1 name pid
     echo "daemons:"
-    for name in munged slurmctld slurmd-cn1 slurmd-cn2 sshd; do
+    for name in munged mariadbd slurmdbd slurmctld slurmd-cn1 slurmd-cn2 sshd; do
         if pid=$(daemon_pid "$name"); then
             printf '  %-11s running  pid %s\n' "$name" "$pid"
         elif [[ $name == munged ]] && munge_works; then

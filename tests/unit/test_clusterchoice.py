@@ -3,6 +3,7 @@ chosen cluster on the spawner, and what a server saves about its cluster."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -42,6 +43,7 @@ def spawner(clusters: dict | None = None, who: SimpleNamespace | None = None) ->
     config.JobSpawner.login_host = "login.example.org"
     config.JobSpawner.queues = QUEUES
     config.JobSpawner.clusters = CLUSTERS if clusters is None else clusters
+    config.JobSpawner.scheduler_precheck = False  # no scheduler here to ask
     return JobSpawner(config=config, user=who or user())
 
 
@@ -50,7 +52,9 @@ def test_a_hub_without_clusters_is_one_cluster_named_after_its_login_node():
     assert list(one.cluster_choices) == ["login.example.org"]
     assert one.cluster_config.name == "login.example.org"
     assert one.cluster_config.login.host == "login.example.org"
-    assert "cluster" not in one.options_from_form({"queue": ["debug"], "walltime": ["30"]})
+    assert "cluster" not in asyncio.run(
+        one.options_from_form({"queue": ["debug"], "walltime": ["30"]})
+    )
 
 
 def test_each_cluster_takes_its_own_settings_and_the_spawner_wide_ones_for_the_rest():
@@ -74,7 +78,9 @@ def test_only_the_groups_named_may_use_a_cluster():
 
 def test_the_options_name_the_cluster_and_are_checked_against_its_queues():
     s = spawner()
-    options = s.options_from_form({"cluster": ["pbs"], "queue": ["workq"], "walltime": ["600"]})
+    options = asyncio.run(
+        s.options_from_form({"cluster": ["pbs"], "queue": ["workq"], "walltime": ["600"]})
+    )
     assert options["cluster"] == "pbs" and s.chosen_cluster == "pbs"
     with pytest.raises(OptionsError, match="queue"):
         s.job_options({"cluster": "slurm", "queue": "workq"})  # a PBS queue asked of Slurm
@@ -91,7 +97,7 @@ def test_a_cluster_that_is_not_configured_or_not_open_to_the_user_is_refused_by_
         s.job_options({"cluster": "gpu", "queue": "debug"})
     # On the REST API: 403, naming the cluster.
     with pytest.raises(Exception) as refused:
-        check_user_options(s, {"cluster": "gpu", "queue": "debug"})
+        asyncio.run(check_user_options(s, {"cluster": "gpu", "queue": "debug"}))
     assert refused.value.status_code == 403
     assert refused.value.jupyterhub_message == (
         "Invalid options: cluster: you may not use cluster 'gpu'; choose one of: slurm, pbs"

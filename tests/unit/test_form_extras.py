@@ -287,7 +287,7 @@ def test_unknown_extra_lists_the_known_ones():
     with pytest.raises(ExtraConfigError) as caught:
         parse_extra_settings(["account", "disk"])
     assert str(caught.value) == (
-        "JobSpawner.form_extras has 'disk'; known extras: account, memory, gpus"
+        "JobSpawner.form_extras has 'disk'; known extras: account, memory, gpus, qos"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from html.parser import HTMLParser
@@ -60,6 +61,7 @@ class Page(HTMLParser):
 def make_spawner(user="alice", user_options=None, others=None, server="", **settings) -> JobSpawner:
     config = Config()
     config.JobSpawner.queues = TABLE
+    config.JobSpawner.scheduler_precheck = False  # no scheduler here to ask
     for key, value in settings.items():
         config.JobSpawner[key] = value
     orm_spawners = {
@@ -130,8 +132,10 @@ def test_earlier_choices_that_break_todays_limits_fall_back_to_the_defaults():
 def test_a_refused_form_comes_back_with_its_entries_and_the_error_next_to_the_field():
     spawner = make_spawner()
     with pytest.raises(Exception) as caught:
-        spawner.options_from_form(
-            {"queue": ["debug"], "walltime": ["2:00:00"], "nodes": ["2"], "engines": ["0"]}
+        asyncio.run(
+            spawner.options_from_form(
+                {"queue": ["debug"], "walltime": ["2:00:00"], "nodes": ["2"], "engines": ["0"]}
+            )
         )
     assert caught.value.status_code == 400
     assert "walltime" in caught.value.jupyterhub_message
@@ -149,7 +153,7 @@ def test_a_refused_form_comes_back_with_its_entries_and_the_error_next_to_the_fi
 def test_a_refused_opt_url_shows_the_form_with_its_entries():
     spawner = make_spawner()
     with pytest.raises(Exception) as caught:
-        spawner.options_from_query({"queue": ["batch"], "walltime": ["45"]})
+        asyncio.run(spawner.options_from_query({"queue": ["batch"], "walltime": ["45"]}))
     assert caught.value.status_code == 400
     page = render(spawner)
     assert "may not submit to queue 'batch'" in page.text("queue-feedback")
@@ -159,7 +163,7 @@ def test_a_refused_opt_url_shows_the_form_with_its_entries():
 def test_a_refused_form_reads_the_same_in_the_hubs_log_and_above_the_form():
     # JupyterHub logs str(error); a '%' the user typed stays one '%'.
     with pytest.raises(web.HTTPError) as caught:
-        make_spawner().options_from_form({"queue": ["50%"], "walltime": ["30"]})
+        asyncio.run(make_spawner().options_from_form({"queue": ["50%"], "walltime": ["30"]}))
     refusal = "Please correct the form: queue: there is no queue '50%'; choose one of: debug, gpu"
     assert str(caught.value) == f"HTTP 400: Bad Request ({refusal})"
     assert caught.value.jupyterhub_message == f"The server was not started. {refusal}"
@@ -167,7 +171,7 @@ def test_a_refused_form_reads_the_same_in_the_hubs_log_and_above_the_form():
 
 def test_refused_api_options_read_the_same_in_the_hubs_log_and_the_answer():
     with pytest.raises(web.HTTPError) as caught:
-        check_user_options(make_spawner(), {"queue": "50%"})
+        asyncio.run(check_user_options(make_spawner(), {"queue": "50%"}))
     refusal = "Invalid options: queue: there is no queue '50%'; choose one of: debug, gpu"
     assert caught.value.status_code == 400
     assert str(caught.value) == f"HTTP 400: Bad Request ({refusal})"
@@ -177,14 +181,14 @@ def test_refused_api_options_read_the_same_in_the_hubs_log_and_the_answer():
 def test_the_form_checks_extras_against_the_users_own_accounts():
     spawner = make_spawner(form_extras=["account"], accounts={"alice": ["proj1"]})
     sent = {"queue": ["debug"], "walltime": ["30"], "account": ["proj1"]}
-    assert spawner.options_from_form(sent)["account"] == "proj1"
+    assert asyncio.run(spawner.options_from_form(sent))["account"] == "proj1"
 
 
 def test_a_refused_form_fills_only_the_form_of_its_own_server():
     refused = {"queue": ["debug"], "walltime": ["2:00:00"], "nodes": ["2"], "engines": ["0"]}
     gpu = make_spawner(server="gpu")
     with pytest.raises(web.HTTPError):
-        gpu.options_from_form(refused)
+        asyncio.run(gpu.options_from_form(refused))
     # The user's other servers, and another user's server of that name, get a fresh form.
     for other in (make_spawner(), make_spawner(server="big"), make_spawner("bob", server="gpu")):
         page = render(other)

@@ -4,6 +4,7 @@ No scheduler and no network: the login nodes' checks are answered on paper."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import datetime
@@ -111,6 +112,7 @@ def make_spawner(user="alice", groups=(), user_options=None, others=None, server
     config.JobSpawner.login_host = "cpu-login.example.org"
     config.JobSpawner.queues = {"spare": {"max_walltime": "1:00:00"}}
     config.JobSpawner.clusters = clusters or CLUSTERS
+    config.JobSpawner.scheduler_precheck = False  # the login nodes answer on paper only
     orm_spawners = {
         name: SimpleNamespace(user_options=options, started=started, last_activity=None)
         for name, (options, started) in (others or {}).items()
@@ -219,7 +221,7 @@ def test_a_refused_form_comes_back_on_its_cluster_with_its_entries():
     spawner = make_spawner(groups=["gpu-users"], user_options=last)
     sent = {"cluster": ["gpu"], "queue": ["gpu"], "walltime": ["9:00:00"], "nodes": ["1"]}
     with pytest.raises(web.HTTPError) as caught:
-        spawner.options_from_form(sent)
+        asyncio.run(spawner.options_from_form(sent))
     assert caught.value.status_code == 400
     page = render(spawner)
     assert page.selected_cluster() == "gpu" and page.live_cluster() == "gpu"
@@ -234,7 +236,9 @@ def test_a_refused_form_comes_back_on_its_cluster_with_its_entries():
 def test_a_refused_cluster_is_named_under_the_choice():
     spawner = make_spawner(groups=["gpu-users"])
     with pytest.raises(web.HTTPError):
-        spawner.options_from_form({"cluster": ["lab"], "queue": ["small"], "walltime": ["10"]})
+        asyncio.run(
+            spawner.options_from_form({"cluster": ["lab"], "queue": ["small"], "walltime": ["10"]})
+        )
     page = render(spawner)
     assert "you may not use cluster 'lab'" in page.live.text("cluster-feedback")
     assert "is-invalid" in page.live.by_id["cluster"]["class"]

@@ -8,6 +8,7 @@ shells; every value tried is counted in the end-of-run summary (tests/hostile.py
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import subprocess
@@ -151,6 +152,7 @@ def make_spawner(name: str = "") -> JobSpawner:
     config = Config()
     config.JobSpawner.login_host = "login.example.org"
     config.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
+    config.JobSpawner.scheduler_precheck = False  # no scheduler here to ask
     user = SimpleNamespace(name="alice", groups=[], url="/user/alice/", escaped_name="alice")
     row = SimpleNamespace(name=name, display_name=name, server=None, state=None)
     return JobSpawner(config=config, user=user, orm_spawner=row)
@@ -160,7 +162,9 @@ def make_spawner(name: str = "") -> JobSpawner:
 def test_hostile_form_post_is_a_400_naming_the_field(value):
     spawner = make_spawner()
     with TALLY.trying(value, REFUSED), pytest.raises(web.HTTPError) as caught:
-        spawner.options_from_form({"queue": ["debug"], "walltime": [value], "nodes": ["1"]})
+        asyncio.run(
+            spawner.options_from_form({"queue": ["debug"], "walltime": [value], "nodes": ["1"]})
+        )
     assert caught.value.status_code == 400
     assert "Please correct the form: walltime: " in caught.value.jupyterhub_message
 
@@ -176,7 +180,7 @@ def test_hostile_api_options_are_a_400_before_start(user_options, monkeypatch):
     )
     with TALLY.trying(user_options, REFUSED):
         with pytest.raises(web.HTTPError) as caught:
-            spawner.apply_user_options(spawner, user_options)
+            asyncio.run(spawner.apply_user_options(spawner, user_options))
         assert caught.value.status_code == 400
         # start() checks again, for a spawner whose options did not come that way.
         spawner.user_options = user_options
