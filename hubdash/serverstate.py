@@ -19,7 +19,14 @@ Version 2 (times are epoch seconds, durations seconds)::
      "cancel_pending": [job ids],
      "resume": {"job": {...as "job"}, "reason"},
      "cluster": {"name", "title", "login_host", "login_port", "scheduler",
-                 "scheduler_options": {name: value}, "bin_dir"}}
+                 "scheduler_options": {name: value}, "bin_dir"},
+     "recent_choices": [{"options": {name: value}, "at"}, ...]}
+
+`recent_choices` are the sets of spawn options this server was last started with, newest
+first, each once (at most five, hubdash.relaunch): the spawn form offers the user's newest
+ones, of all their servers, as presets. Like `last_outcome` they stay after the server
+stops. States saved before they existed have none (the form then offers each server's last
+user_options).
 
 `cluster` is the cluster the server was last started on (JobSpawner.clusters; a hub with
 one cluster names it too): its name and title, and how to reach its scheduler, so that a
@@ -128,6 +135,14 @@ class ClusterRef:
 
 
 @dataclass
+class RecentChoice:
+    """One set of spawn options a server was started with (as its user_options), and when."""
+
+    options: dict[str, Any]
+    at: float  # epoch seconds
+
+
+@dataclass
 class ServerState:
     """Everything saved about one server; `problems` says what a read could not take."""
 
@@ -138,6 +153,7 @@ class ServerState:
     cancel_pending: list[str] = field(default_factory=list)  # job ids whose cancel failed
     cluster: ClusterRef | None = None
     resume: Resume | None = None
+    recent_choices: list[RecentChoice] = field(default_factory=list)  # newest first
     problems: list[str] = field(default_factory=list, compare=False)  # never saved
 
     def to_state(self) -> dict[str, Any]:
@@ -157,6 +173,8 @@ class ServerState:
             state["cluster"] = asdict(self.cluster)
         if self.resume is not None:
             state["resume"] = asdict(self.resume)
+        if self.recent_choices:
+            state["recent_choices"] = [asdict(choice) for choice in self.recent_choices]
         return state
 
 
@@ -197,6 +215,7 @@ def read_server_state(state: dict[str, Any] | None) -> ServerState:
         cancel_pending=_job_ids(state.get("cancel_pending"), problems),
         cluster=_cluster(state.get("cluster"), problems),
         resume=_resume(state.get("resume"), problems),
+        recent_choices=_recent_choices(state.get("recent_choices"), problems),
         problems=problems,
     )
     if not saved.job.job_id:
@@ -216,6 +235,16 @@ def _resume(data: Any, problems: list[str]) -> Resume | None:
         return None
     reason = data.get("reason")
     return Resume(job=job, reason=reason if isinstance(reason, str) else "")
+
+
+def _recent_choices(value: Any, problems: list[str]) -> list[RecentChoice]:
+    choices = []
+    for index, entry in enumerate(_items(value, "recent_choices", problems)):
+        try:
+            choices.append(_read(RecentChoice, entry, f"recent_choices[{index}]", problems))
+        except _Unreadable as exc:
+            problems.append(f"{exc}: left out")
+    return choices
 
 
 def _cluster(data: Any, problems: list[str]) -> ClusterRef | None:

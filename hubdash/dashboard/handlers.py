@@ -26,6 +26,7 @@ from hubdash.dashboard.schedulerrate import SchedulerRate, command_totals, idle_
 from hubdash.dashboard.sse import format_event
 from hubdash.dashboard.streamlimits import StreamLimits, StreamsFull
 from hubdash.dashboard.views import STATUS_LABELS, duration, server_view
+from hubdash.relaunch import launch_link, spawn_path, start_again_url
 
 # A comment line now and then keeps proxies from closing a quiet event stream.
 KEEPALIVE_SECONDS = 15.0
@@ -50,6 +51,22 @@ def server_urls(prefix: str, user: str, server: str) -> dict[str, str]:
         status = f"{prefix}status/{user_part}"
         api = f"{prefix}api/users/{user_part}/server"
     return {"status": status, "api": api, "events": f"{api}/events", "stop": f"{api}/stop"}
+
+
+def relaunch_urls(hub_prefix: str, view: dict[str, Any]) -> dict[str, str]:
+    """A server's ways to start again: at once with its last choices, the spawn form as it
+    is, and the launch link (the form filled in with them); hubdash.relaunch.
+
+    >>> urls = relaunch_urls("/hub/", {"user": "al", "name": "", "choices": {"queue": "q"}})
+    >>> urls["again"], urls["form"], urls["link"]
+    ('/hub/spawn/al?opt-queue=q', '/hub/spawn/al', '/hub/spawn/al#opt-queue=q')
+    """
+    user, name, choices = view["user"], view["name"], view.get("choices") or {}
+    return {
+        "again": start_again_url(hub_prefix, user, name, choices),
+        "form": spawn_path(hub_prefix, user, name),
+        "link": launch_link(hub_prefix, user, name, choices),
+    }
 
 
 class DashboardHandler(HubOAuthenticated, web.RequestHandler):
@@ -149,6 +166,7 @@ class DashboardHandler(HubOAuthenticated, web.RequestHandler):
             "duration": duration,
             "status_labels": STATUS_LABELS,
             "server_urls": lambda user, server: server_urls(self.prefix, user, server),
+            "relaunch_urls": lambda view: relaunch_urls(self.settings["hub_prefix"], view),
         }
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from hubdash.dashboard.clusters import ClusterHealth, cluster_view
+from hubdash.relaunch import link_options
 from hubdash.serverstate import JobOutcome, ServerState, read_server_state
 
 log = logging.getLogger("hubdash.dashboard.views")
@@ -166,6 +167,8 @@ def server_view(
         "outcome": asdict(last) if last is not None else None,
         "history": [asdict(step) for step in saved.history],
         "cluster": cluster_view(saved.cluster, clusters),
+        # The options of its last start, for Start again and the launch link (hubdash.relaunch).
+        "choices": link_options(options),
         "time": now,
     }
 

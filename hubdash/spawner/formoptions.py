@@ -4,6 +4,7 @@ again with its entries. Part of JobSpawner."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +14,8 @@ from traitlets import (
     TraitError,
 )
 
+from hubdash.relaunch import remember_choice
+from hubdash.serverstate import RecentChoice
 from hubdash.spawner.clusterchoice import ClusterRefused, refused_as_http
 from hubdash.spawner.environments import EnvironmentConfigError, check_queue_environments
 from hubdash.spawner.extras import ExtraConfigError, ExtraFields, parse_extra_settings
@@ -27,6 +30,9 @@ from hubdash.spawner.options import (
 
 class FormOptions:
     """JobSpawner's options handling (a mixin: it uses the spawner's settings and user)."""
+
+    # The sets of options this server last started with, newest first (saved in its state).
+    recent_choices: list[RecentChoice]
 
     async def options_from_form(self, formdata: dict) -> dict:
         return await self._validated_user_options(formdata, remember_form=True)
@@ -49,6 +55,10 @@ class FormOptions:
             # Shown above the form as it is (not as "HTTP 400: Bad Request (...)").
             error.jupyterhub_message = f"The server was not started. Please correct the form: {exc}"
             raise error from None
+        return self.chosen_options(options)
+
+    def chosen_options(self, options: JobOptions) -> dict[str, Any]:
+        """Checked options as user_options: what the server keeps and starts again with."""
         user_options = options.to_user_options()
         if self.clusters:  # a hub of several clusters: the server's own, kept with the rest
             user_options["cluster"] = self.chosen_cluster
@@ -62,6 +72,12 @@ class FormOptions:
         options = self.job_options(data)
         await self.check_with_scheduler(options)
         return options
+
+    def remember_choices(self, options: JobOptions) -> None:
+        """Put a start's options first in this server's recent choices (hubdash.relaunch)."""
+        self.recent_choices = remember_choice(
+            self.recent_choices, self.chosen_options(options), time.time()
+        )
 
     def job_options(self, data: dict) -> JobOptions:
         """The options checked against the rules of the cluster they name (or the user's

@@ -27,6 +27,7 @@ from hubdash.spawner.clusterform import (
 )
 from hubdash.spawner.environments import default_environment, offered_environments
 from hubdash.spawner.extras import ExtraFields, format_memory
+from hubdash.spawner.formpresets import form_presets
 from hubdash.spawner.hubstate import hub_state
 from hubdash.spawner.options import (
     OptionsError,
@@ -61,27 +62,36 @@ def usable_defaults(
     username: str,
     groups: list[str],
     extras: ExtraFields | None,
-) -> dict[str, Any]:
-    """Earlier choices that still pass today's rules; queue defaults for the rest.
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Earlier choices that still pass today's rules, queue defaults for the rest; and each
+    choice not kept, with why (the form names them: nothing is changed silently).
 
     >>> from hubdash.spawner.options import parse_queue_table
     >>> q = parse_queue_table({"debug": {"max_walltime": "1:00:00", "max_nodes": 2}})
-    >>> kept = usable_defaults({"queue": "debug", "walltime": "600", "nodes": 2}, q, "a", [], None)
+    >>> kept, dropped = usable_defaults(
+    ...     {"queue": "debug", "walltime": "600", "nodes": 2}, q, "a", [], None)
     >>> kept["nodes"], kept["walltime"]  # walltime over the limit: the queue's default
     (2, '1:00:00')
+    >>> dropped
+    {'walltime': "queue 'debug' allows at most 1:00:00 of walltime; you asked for 10:00:00"}
     """
-    data = {k: v for k, v in choices.items() if k in known_fields(extras)}
+    fields = known_fields(extras)
+    data = {k: v for k, v in choices.items() if k in fields}
+    dropped: dict[str, str] = {}
     while True:
         try:
-            return validate_options(data, queues, username, groups, extras).to_user_options()
+            kept = validate_options(data, queues, username, groups, extras).to_user_options()
+            return kept, dropped
         except OptionsError as exc:
-            dropped = set(exc.errors) & set(data)
-            if not dropped:
+            named = set(exc.errors) & set(data)
+            if not named:
                 if not data:
-                    return {}
+                    return {}, dropped
+                dropped.update(exc.errors)
                 data = {}  # an error no single field explains: start from the defaults
                 continue
-            for name in dropped:
+            for name in named:
+                dropped[name] = exc.errors[name]
                 del data[name]
 
 
@@ -183,19 +193,27 @@ async def options_form_page(spawner: Any) -> str:
 def render_options_form(spawner: Any) -> str:
     """The form's HTML, from the spawner's settings and the caches only."""
     api = spawner.hub.base_url.rstrip("/") + API_PREFIX if spawner.hub else "/hub" + API_PREFIX
-    urls = {"queues_url": f"{api}/queues", "estimate_url": f"{api}/estimate"}
+    # What both layouts show: the API the page's script asks, and the user's presets.
+    common = {
+        "queues_url": f"{api}/queues",
+        "estimate_url": f"{api}/estimate",
+        "check_url": f"{api}/check",
+        "presets": form_presets(
+            spawner.user, {c.name: c.label for c in spawner.cluster_choices.values()}
+        ),
+    }
     if spawner.clusters:
-        return _several_clusters_form(spawner, urls, f"{api}/clusters")
+        return _several_clusters_form(spawner, common, f"{api}/clusters")
     data, errors = hub_state(spawner.user).failed_forms.take(
         spawner.user.name, spawner.name, known_fields(spawner.extra_fields)
     )
     body = _cluster_body(spawner, data, errors, last_choices(spawner))
     return _ENV.get_template("options_form.html.j2").render(
-        live=body, several=False, clusters=[], templates=[], cluster_error="", **urls
+        live=body, several=False, clusters=[], templates=[], cluster_error="", **common
     )
 
 
-def _several_clusters_form(spawner: Any, urls: dict[str, str], clusters_url: str) -> str:
+def _several_clusters_form(spawner: Any, common: dict[str, Any], clusters_url: str) -> str:
     """The cluster first, then the chosen cluster's part of the form live and every other
     allowed cluster's in an inert <template>, which the page's script swaps in on a change."""
     allowed = spawner.allowed_clusters()
@@ -249,7 +267,7 @@ def _several_clusters_form(spawner: Any, urls: dict[str, str], clusters_url: str
         templates=templates,
         cluster_error=cluster_error,
         clusters_url=clusters_url,
-        **urls,
+        **common,
     )
 
 
@@ -268,9 +286,9 @@ def _cluster_body(
     groups = spawner.user_groups()
     extras: ExtraFields = spawner.extras_for_user()
     queues = allowed_queues(spawner.queue_table, username, groups)
-    defaults = None
+    defaults, dropped = None, {}
     if data is None and queues:
-        defaults = usable_defaults(last, queues, username, groups, extras)
+        defaults, dropped = usable_defaults(last, queues, username, groups, extras)
     form = build_form(queues, data, defaults=defaults, extras=extras)
     chosen = form.queue.data if form.queue.data in queues else next(iter(queues), "")
     account = (form.account.data or "").strip() if "account" in extras else ""
@@ -294,5 +312,6 @@ def _cluster_body(
         ttl=spawner.queue_info_ttl,
         cluster=cluster,
         cluster_label=label,
+        dropped=dropped,
     )
     return Markup(html)  # rendered with autoescape: every value in it is escaped

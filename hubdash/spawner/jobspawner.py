@@ -104,6 +104,7 @@ class JobSpawner(
         self._cluster_config: ClusterConfig | None = None
         # A job queued or starting when the hub went down, for the next start to adopt.
         self.resume: Resume | None = None
+        self.recent_choices = []  # the form's presets (formoptions.py)
 
     @property
     def job_id(self) -> str:
@@ -124,7 +125,7 @@ class JobSpawner(
             )
             self.use_removed_cluster(saved.cluster)
         self.job, self.last_outcome = saved.job, saved.last_outcome
-        self.resume = saved.resume
+        self.resume, self.recent_choices = saved.resume, saved.recent_choices
         for job in self._recorded_jobs():
             if not job.state_dir:
                 job.state_dir = self._folder_before_hub_ids()
@@ -144,6 +145,7 @@ class JobSpawner(
             cancel_pending=list(self.cancel_pending),
             cluster=self.cluster_ref() if self.chosen_cluster else None,
             resume=self.resume,
+            recent_choices=self.recent_choices,
         )
         state.update(saved.to_state())  # the layout of hubdash.serverstate
         return state
@@ -268,6 +270,7 @@ class JobSpawner(
 
     async def start(self) -> tuple[str, int]:
         options = checked_job_options(self, self.user_options)
+        self.remember_choices(options)  # saved with the job's state: the form's presets
         self._progress.reset()
         self.job = JobRecord()
         await self.require_available()

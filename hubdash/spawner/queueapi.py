@@ -2,8 +2,10 @@
 
 `GET /hub/api/hubdash/queues` (figures of the queues offered to the user) and
 `GET /hub/api/hubdash/estimate?queue=…&walltime=…` (start estimate for one choice), both
-answered from queueinfo's cache; the scheduler is asked over the user's own transport. Both
-take `cluster=<name>` (default: the user's first cluster). `GET /hub/api/hubdash/clusters`
+answered from queueinfo's cache; the scheduler is asked over the user's own transport.
+`GET /hub/api/hubdash/check?queue=…` says which of a set of choices (a preset, a launch
+link) the rules no longer allow, without asking the scheduler. All three take
+`cluster=<name>` (default: the user's first cluster). `GET /hub/api/hubdash/clusters`
 lists the clusters with whether each answers, for the form and the dashboard.
 """
 
@@ -75,6 +77,16 @@ class _FormInfoHandler(APIHandler):
         cluster = spawner.cluster
         return cluster, cluster.queue_info, spawner.user_transport()
 
+    def _choices(self, spawner: Any) -> dict[str, Any]:
+        """The choices in the query (one value each), for the cluster `spawner` sees."""
+        data = {
+            key: values[-1].decode("utf-8", "replace")
+            for key, values in self.request.query_arguments.items()
+            if key not in ("_xsrf", "cluster")
+        }
+        data["cluster"] = spawner.chosen_cluster  # its own: nothing else is put in place
+        return data
+
     def _send(self, data: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Cache-Control", "no-store")
@@ -119,14 +131,8 @@ class EstimateHandler(_FormInfoHandler):
         spawner = self._asked_spawner(self._job_spawner())
         if spawner is None:
             return
-        data = {
-            key: values[-1].decode("utf-8", "replace")
-            for key, values in self.request.query_arguments.items()
-            if key not in ("_xsrf", "cluster")
-        }
-        data["cluster"] = spawner.chosen_cluster  # its own: nothing else is put in place
         try:
-            options = spawner.job_options(data)
+            options = spawner.job_options(self._choices(spawner))
         except OptionsError as exc:
             self._send({"errors": exc.errors, "message": str(exc)}, status=400)
             return
@@ -151,6 +157,26 @@ class EstimateHandler(_FormInfoHandler):
             key, lambda: client.estimate_start(transport, request, nodes_free)
         )
         self._send(estimate_json(estimate, cache.ttl))
+
+
+class CheckHandler(_FormInfoHandler):
+    """Each choice of a set that today's rules refuse, named as the form would name it: a
+    preset or a launch link fills the form, and what no longer fits is said, not changed."""
+
+    async def get(self) -> None:
+        await self._get(user_name=self.current_user.name if self.current_user else "")
+
+    @needs_scope("servers")
+    async def _get(self, user_name: str) -> None:
+        spawner = self._asked_spawner(self._job_spawner())
+        if spawner is None:
+            return
+        try:
+            spawner.job_options(self._choices(spawner))
+        except OptionsError as exc:
+            self._send({"errors": exc.errors})
+            return
+        self._send({"errors": {}})
 
 
 class ClustersHandler(APIHandler):
@@ -217,6 +243,7 @@ def queue_info_handlers() -> list[tuple[str, type[APIHandler]]]:
     return [
         (f"{API_PREFIX}/queues", QueuesHandler),
         (f"{API_PREFIX}/estimate", EstimateHandler),
+        (f"{API_PREFIX}/check", CheckHandler),
         (f"{API_PREFIX}/clusters", ClustersHandler),
     ]
 

@@ -19,7 +19,7 @@ from tornado.web import HTTPError, create_signed_value
 
 from hubdash.dashboard.app import HubDash
 from hubdash.dashboard.hubapi import HubAPI
-from hubdash.serverstate import JobRecord, ServerState
+from hubdash.serverstate import JobOutcome, JobRecord, ServerState
 
 from .fakehub import (
     SERVICE_TOKEN,
@@ -487,3 +487,46 @@ async def test_admin_overview_adds_up_the_idle_stops_and_the_node_hours_they_gav
     one = (await dash.fetch(f"{PREFIX}admin?cluster=pbs", token="root-token")).body.decode()
     assert "<strong>1</strong>\n    server stopped after idling" in one
     assert "<strong>0.5</strong> node-hours" in one
+
+
+# --- starting again ---------------------------------------------------------------------------
+
+CHOSEN = {"queue": "debug", "walltime": "0:10:00", "nodes": 2, "engines": 4, "account": "p1"}
+AGAIN = "/hub/spawn/alice/old?opt-queue=debug&amp;opt-walltime=0%3A10%3A00&amp;opt-nodes=2"
+
+
+def stopped_alice(hub: FakeHubState, user_options: dict[str, Any], failed: bool = False) -> None:
+    outcome = JobOutcome("88", "failed" if failed else "cancelled", "Job 88 ended.", 1.0)
+    hub.servers["alice"] = {
+        "old": server_model(
+            "old", state=ServerState(last_outcome=outcome).to_state(), user_options=user_options
+        )
+    }
+
+
+@pytest.mark.parametrize("failed", [False, True])
+async def test_a_stopped_or_failed_servers_card_starts_it_again_with_its_last_choices(dash, failed):
+    stopped_alice(dash.hub, CHOSEN, failed)
+    html = (await dash.fetch(PREFIX, token="alice-token")).body.decode()
+    again = re.search(r'class="btn btn-primary btn-sm hd-start-again" href="([^"]+)"', html)
+    assert again, html
+    assert again.group(1).startswith(AGAIN)
+    assert again.group(1).endswith("&amp;opt-engines=4&amp;opt-account=p1")
+    link = re.search(r'data-link="([^"]+)"', html).group(1)
+    assert link.startswith("/hub/spawn/alice/old#opt-queue=debug&amp;")
+    assert 'href="/hub/spawn/alice/old">Change and start' in html
+
+
+async def test_a_server_without_earlier_choices_offers_the_plain_form(dash):
+    stopped_alice(dash.hub, {})
+    html = (await dash.fetch(PREFIX, token="alice-token")).body.decode()
+    assert "Start again" not in html and "Copy launch link" not in html
+    assert 'href="/hub/spawn/alice/old">Start</a>' in html
+
+
+async def test_the_status_page_starts_again_with_the_last_choices(dash):
+    stopped_alice(dash.hub, CHOSEN, failed=True)
+    html = (await dash.fetch(f"{PREFIX}status/alice/old", token="alice-token")).body.decode()
+    assert re.search(r'data-spawn-url="' + re.escape(AGAIN), html)  # the failure's Start again
+    assert re.search(r'id="start-link"[^>]*\n?[^>]*href="' + re.escape(AGAIN), html)
+    assert 'id="copy-link" data-link="/hub/spawn/alice/old#opt-queue=debug' in html

@@ -19,7 +19,12 @@ def test_site_example_passes_the_start_check_and_serves_queue_information(name):
     spawner.check_config()
     assert spawner.queue_table and spawner.extra_fields.enabled
     routes = [route for route, _ in config.JupyterHub.extra_handlers]
-    assert routes == ["/api/hubdash/queues", "/api/hubdash/estimate", "/api/hubdash/clusters"]
+    assert routes == [
+        "/api/hubdash/queues",
+        "/api/hubdash/estimate",
+        "/api/hubdash/check",
+        "/api/hubdash/clusters",
+    ]
 
 
 def test_two_cluster_example_passes_the_start_check_with_each_cluster_its_own():

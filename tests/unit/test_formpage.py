@@ -12,6 +12,7 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
+from hubdash.serverstate import RecentChoice, ServerState
 from hubdash.spawner import formpage
 from hubdash.spawner.formoptions import check_user_options
 from hubdash.spawner.jobspawner import JobSpawner
@@ -122,11 +123,24 @@ def test_a_new_server_starts_from_the_users_latest_choices_elsewhere():
     assert page.by_id["walltime"]["value"] == "3:00:00"
 
 
-def test_earlier_choices_that_break_todays_limits_fall_back_to_the_defaults():
+def test_earlier_choices_that_break_todays_limits_fall_back_to_the_defaults_and_are_named():
     last = {"queue": "debug", "walltime": "9:00:00", "nodes": 2, "partition": "x"}
     page = render(make_spawner(user_options=last))
     assert page.by_id["walltime"]["value"] == "0:30:00"
     assert page.by_id["nodes"]["value"] == "2"
+    assert page.text("hubdash-dropped").endswith(
+        "queue 'debug' allows at most 1:00:00 of walltime; you asked for 9:00:00"
+    )
+
+
+def test_a_removed_queue_of_the_last_choices_is_named():
+    page = render(make_spawner(user_options={"queue": "long", "walltime": "30"}))
+    assert "there is no queue 'long'; choose one of: debug, gpu" in page.text("hubdash-dropped")
+
+
+def test_last_choices_that_still_fit_are_filled_in_without_a_word():
+    page = render(make_spawner(user_options={"queue": "debug", "walltime": "45"}))
+    assert "hubdash-dropped" not in page.by_id
 
 
 def test_a_refused_form_comes_back_with_its_entries_and_the_error_next_to_the_field():
@@ -222,4 +236,46 @@ def test_the_page_points_its_script_at_the_hubs_queue_api():
     form = page.by_id["hubdash-form"]
     assert form["data-queues-url"] == "/hub/api/hubdash/queues"
     assert form["data-estimate-url"] == "/hub/api/hubdash/estimate"
+    assert form["data-check-url"] == "/hub/api/hubdash/check"
     assert page.by_id["hubdash-queue-status"]["data-state"] == "loading"
+
+
+class Presets(HTMLParser):
+    """The preset buttons: their text and the options each fills in."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.buttons: list[dict] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if "hubdash-preset" in (attributes.get("class") or ""):
+            self.buttons.append({"options": json.loads(attributes["data-options"]), "text": ""})
+
+    def handle_data(self, data):
+        if self.buttons and not self.buttons[-1]["text"]:
+            self.buttons[-1]["text"] = data.strip()
+
+
+def test_the_form_offers_the_users_recent_choices_as_presets_newest_first():
+    def state(walltime: str, at: float) -> dict:
+        recent = [RecentChoice({"queue": "debug", "walltime": walltime, "nodes": 1}, at)]
+        return ServerState(recent_choices=recent).to_state()
+
+    spawner = make_spawner()
+    spawner.user.orm_spawners = {
+        "": SimpleNamespace(state=state("0:10:00", 1.0), user_options=None, started=None),
+        "b": SimpleNamespace(state=state("0:20:00", 2.0), user_options=None, started=None),
+    }
+    html = formpage.render_options_form(spawner)
+    buttons = Presets(html).buttons
+    assert [b["text"] for b in buttons] == [
+        "debug · 0:20:00 · 1 node(s)",
+        "debug · 0:10:00 · 1 node(s)",
+    ]
+    assert buttons[0]["options"] == {"queue": "debug", "walltime": "0:20:00", "nodes": "1"}
+
+
+def test_a_user_without_earlier_starts_gets_no_presets():
+    assert "hubdash-presets" not in render(make_spawner()).by_id

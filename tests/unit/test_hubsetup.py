@@ -9,7 +9,12 @@ from traitlets.config import Config
 
 from hubdash.spawner import hubsetup
 from hubdash.spawner.jobspawner import JobSpawner
-from hubdash.spawner.queueapi import ClustersHandler, EstimateHandler, QueuesHandler
+from hubdash.spawner.queueapi import (
+    CheckHandler,
+    ClustersHandler,
+    EstimateHandler,
+    QueuesHandler,
+)
 
 
 class AdminHandler:
@@ -25,6 +30,7 @@ def test_routes_are_added_once_next_to_the_admins_own():
         ("/api/site", AdminHandler),
         ("/api/hubdash/queues", QueuesHandler),
         ("/api/hubdash/estimate", EstimateHandler),
+        ("/api/hubdash/check", CheckHandler),
         ("/api/hubdash/clusters", ClustersHandler),
     ]
 
@@ -37,6 +43,7 @@ def test_routes_survive_a_config_that_appends_to_the_default():
         "/api/site",
         "/api/hubdash/queues",
         "/api/hubdash/estimate",
+        "/api/hubdash/check",
         "/api/hubdash/clusters",
     ]
 

@@ -315,3 +315,33 @@ async def test_a_hub_of_one_cluster_answers_as_it_always_did(hub):
     assert [(c["name"], c["available"]) for c in answer["clusters"]] == [
         ("cpu-login.example.org", True)
     ]
+
+
+async def test_check_names_each_choice_the_asked_clusters_rules_refuse(hub):
+    status, answer = await hub.get(
+        "/check?cluster=cpu&queue=debug&walltime=2:00:00&nodes=3&engines=0", "alice"
+    )
+    assert status == 200
+    assert answer["errors"] == {
+        "walltime": "queue 'debug' allows at most 1:00:00 of walltime; you asked for 2:00:00",
+        "nodes": "queue 'debug' allows at most 2 node(s); you asked for 3",
+    }
+    assert hub.asked == []  # the rules only: no scheduler is asked
+
+
+async def test_check_names_a_queue_that_is_gone_and_an_option_no_form_field_has(hub):
+    status, answer = await hub.get("/check?queue=long&walltime=30&partition=x", "alice")
+    assert status == 200
+    assert answer["errors"]["queue"] == "there is no queue 'long'; choose one of: debug"
+    assert answer["errors"]["partition"].startswith("unknown option(s) 'partition'")
+
+
+async def test_check_of_choices_that_fit_names_nothing(hub):
+    status, answer = await hub.get("/check?cluster=gpu&queue=gpu&walltime=30&nodes=2", "alice")
+    assert (status, answer) == (200, {"errors": {}})
+    assert hub.asked == []
+
+
+async def test_check_on_a_cluster_the_user_may_not_use_names_the_cluster(hub):
+    status, answer = await hub.get("/check?cluster=gpu&queue=gpu&walltime=30", "bob")
+    assert status == 403 and set(answer["errors"]) == {"cluster"}

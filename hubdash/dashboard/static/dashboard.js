@@ -104,8 +104,21 @@
     show(el, true);
   }
 
+  // A server's launch link (the spawn form filled in with its last choices), copied whole;
+  // where the browser allows no clipboard, shown for the user to copy.
+  function copyLink(button) {
+    var link = new URL(button.dataset.link, window.location.href).href;
+    var said = function (text) {
+      button.textContent = text;
+      setTimeout(function () { button.textContent = "Copy launch link"; }, 3000);
+    };
+    var byHand = function () { window.prompt("The launch link of this server:", link); };
+    if (!navigator.clipboard) { byHand(); return; }
+    navigator.clipboard.writeText(link).then(function () { said("Link copied"); }, byHand);
+  }
+
   window.hubdash = {
     duration: duration, walltime: walltime, clockTime: clockTime, dateTime: dateTime, tick: tick,
-    show: show, openEvents: openEvents, poll: poll, pollingNote: pollingNote
+    show: show, openEvents: openEvents, poll: poll, pollingNote: pollingNote, copyLink: copyLink
   };
 })();

@@ -14,6 +14,11 @@
     });
   }
   if (!cards) return;
+  // The cards are drawn anew on every change: one listener on their container.
+  cards.addEventListener("click", function (event) {
+    var button = event.target.closest(".hd-copy-link");
+    if (button) hd.copyLink(button);
+  });
   hd.tick(cards);
   setInterval(function () { hd.tick(cards); }, 1000);
 

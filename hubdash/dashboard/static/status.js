@@ -176,6 +176,8 @@
     hd.show(el("stop-form"), ["queued", "starting", "running", "ready"].indexOf(current) >= 0);
     el("stop-button").textContent = current === "ready" ? "Stop" : "Cancel job";
     hd.show(el("start-link"), current === "stopped");
+    hd.show(el("copy-link"), current === "stopped" || current === "failed");
+    hd.show(el("change-link"), current === "stopped" || current === "failed");
     var notify = el("notify-button");
     hd.show(notify, "Notification" in window && Notification.permission === "default" &&
       (current === "queued" || current === "starting"));
@@ -339,6 +341,8 @@
   el("notify-button").addEventListener("click", function () {
     Notification.requestPermission().then(render);
   });
+  var copy = el("copy-link");
+  if (copy) copy.addEventListener("click", function () { hd.copyLink(copy); });
 
   if (view.status === "failed") showFailure(view.last_error);
   else if (view.status === "stopped" && view.outcome) {
