@@ -67,9 +67,11 @@ def test_start_again_on_a_stopped_servers_card_submits_the_same_job(page: Page, 
     page.fill("#nodes", "2")
     page.fill("#engines", "2")
     page.select_option("#account-select", "proj2")
+    page.select_option("#environment", "science")  # the test bed's second module tree
     page.click("#spawn_form button[type=submit]")
     try:
         first = hub.wait_ready("alice", "again", timeout=SPAWN_SECONDS)
+        assert first["user_options"]["environment"] == "science"
         first_job = first["state"]["job"]["job_id"]
         asked = {"Partition": "batch", "TimeLimit": "01:10:00", "NumNodes": "2", "Account": "proj2"}
         assert job_as_slurm_sees_it(first_job) == asked
@@ -145,7 +147,10 @@ def test_launch_links_and_presets_fill_the_form_and_name_what_no_longer_fits(
     # A preset fills the form in one click: the newest first.
     presets = page.locator(".hubdash-preset")
     expect(presets).to_have_text(
-        ["batch · 2:00:00 · 2 node(s) · 4 engines", "debug · 0:45:00 · 1 node(s) · account proj1"]
+        [
+            "batch · 2:00:00 · 2 node(s) · 4 engines · environment base",
+            "debug · 0:45:00 · 1 node(s) · account proj1 · environment base",
+        ]
     )
     presets.first.click()
     expect(page.locator("#queue")).to_have_value("batch")

@@ -118,6 +118,7 @@ def test_a_valid_form_spawns_and_the_next_form_starts_from_those_choices(page: P
             "walltime": "0:10:00",
             "nodes": 1,
             "engines": 0,
+            "environment": "base",  # the demo config's default (examples/demo_config.py)
         }
         limit = subprocess.run(
             ["squeue", "-h", "-j", job_id.split(".")[0], "-o", "%l"],
