@@ -269,3 +269,23 @@ def test_the_dashboard_shows_the_servers_environment():
     model = {"name": "", "user_options": {"queue": "debug", "environment": "science"}}
     assert server_view("alice", model)["environment"] == "science"
     assert server_view("alice", {"name": ""})["environment"] == ""
+
+
+def test_each_cluster_offers_its_own_environments():
+    config = Config()
+    config.JobSpawner.login_host = "login.example.org"
+    config.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
+    config.JobSpawner.environments = {"site": {"modules": ["python/3.11"]}}
+    config.JobSpawner.clusters = {
+        "cpu": {"title": "CPU", "login_host": "cpu.example.org"},
+        "gpu": {
+            "title": "GPU",
+            "login_host": "gpu.example.org",
+            "environments": {"cuda": {"modules": ["cuda/12"], "default": True}},
+        },
+    }
+    spawner = JobSpawner(config=config, user=SimpleNamespace(name="alice", groups=[]))
+    assert spawner.job_options({"cluster": "cpu", "queue": "debug"}).environment == "site"
+    assert spawner.job_options({"cluster": "gpu", "queue": "debug"}).environment == "cuda"
+    with pytest.raises(OptionsError, match="environment 'site' is not offered"):
+        spawner.job_options({"cluster": "gpu", "queue": "debug", "environment": "site"})
