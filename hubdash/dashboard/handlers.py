@@ -136,9 +136,9 @@ class DashboardHandler(HubOAuthenticated, web.RequestHandler):
             model = await self.api.user(user_name, token=self.user_token())
         except HubAPIError as exc:
             status = 403 if exc.status in (401, 403, 404) else 502
-            raise web.HTTPError(status, exc.message) from None
+            raise web.HTTPError(status, "%s", exc.message) from None
         if server and server not in (model.get("servers") or {}):
-            raise web.HTTPError(404, f"You have no server named {server!r}.")
+            raise web.HTTPError(404, "%s", f"You have no server named {server!r}.")
 
     async def own_server_view(self, user_name: str, server: str) -> dict[str, Any]:
         """The view of one of the logged-in user's servers (403/404 as own_server); a server
@@ -172,6 +172,8 @@ class DashboardHandler(HubOAuthenticated, web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
         exc_info = kwargs.get("exc_info")
+        # Dynamic text is raised as ("%s", text): tornado 6.6 doubles a '%' in a message
+        # without arguments, and the text is shown here as the user's own words.
         if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
             message = (
                 exc_info[1].log_message % exc_info[1].args
@@ -219,7 +221,7 @@ class EventStreamHandler(ApiHandler):
         try:
             self.limits.refuse_if_full()
         except StreamsFull as exc:
-            raise web.HTTPError(429, str(exc)) from None
+            raise web.HTTPError(429, "%s", str(exc)) from None
         await super().prepare()
 
     @contextlib.contextmanager
@@ -233,7 +235,7 @@ class EventStreamHandler(ApiHandler):
         try:
             slot = self.limits.acquire(me["name"])
         except StreamsFull as exc:
-            raise web.HTTPError(429, str(exc)) from None
+            raise web.HTTPError(429, "%s", str(exc)) from None
         with slot:
             yield
 
@@ -453,7 +455,8 @@ class StopServer(ApiHandler):
             await self.api.stop_server(user_name, server, self.user_token())
         except HubAPIError as exc:
             status = exc.status if 400 <= exc.status < 500 else 502
-            raise web.HTTPError(status, f"The hub refused to stop it: {exc.message}") from None
+            refusal = f"The hub refused to stop it: {exc.message}"
+            raise web.HTTPError(status, "%s", refusal) from None
         if "application/json" in self.request.headers.get("Accept", ""):
             self.set_status(202)
             self.finish(json.dumps({"stopping": True}))

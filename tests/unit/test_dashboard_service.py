@@ -227,6 +227,13 @@ async def test_another_users_status_page_answers_403(dash):
     assert b"own servers only" in response.body
 
 
+async def test_a_percent_sign_in_a_refusal_is_shown_once(dash):
+    queued_alice(dash.hub)
+    response = await dash.fetch(f"{PREFIX}api/users/alice/servers/50%25", token="alice-token")
+    assert response.code == 404
+    assert json.loads(response.body)["message"] == "You have no server named '50%'."
+
+
 async def test_another_users_status_api_and_event_stream_answer_403(dash):
     queued_alice(dash.hub, "gpu")
     for path in ("api/users/alice/servers/gpu", "api/users/alice/servers/gpu/events"):
