@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-_NUMBER = re.compile(r"^\d{1,6}$")
+# ASCII digits only: str.isdigit and \d also take "١٠" and "１０", which no scheduler reads.
+_NUMBER = re.compile(r"^[0-9]{1,6}$")
 
 
 class WalltimeError(ValueError):

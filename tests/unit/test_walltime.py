@@ -63,6 +63,8 @@ def test_durations_out_of_range_are_refused_saying_why(text, message):
         "1-1:x",
         "1234567",  # seven digits
         "1:30:00s",
+        "١٠",  # Arabic-Indic digits: int() reads them, no scheduler does
+        "１:３０:００",  # full-width digits
     ],
 )
 def test_what_is_no_spelling_is_refused_with_the_spellings_we_take(text):
