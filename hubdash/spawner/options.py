@@ -303,13 +303,16 @@ def validate_options(
         queue_name = next(iter(visible))
         filled["queue"] = queue_name
     queue = queues.get(queue_name or "")
+    if not visible:
+        # Nothing else can be right without a queue: this one error says all.
+        raise OptionsError({"queue": "no queue is offered to you here; ask your admin for access"})
     if queue is None:
         errors["queue"] = f"there is no queue {_shown(queue_name)}; choose one of: " + ", ".join(
             visible
         )
     elif queue.name not in visible:
         errors["queue"] = f"you may not submit to queue {queue.name!r}; choose one of: " + (
-            ", ".join(visible) or "(none offered to you)"
+            ", ".join(visible)
         )
     # Missing fields take the queue's defaults (the first offered queue's, if the
     # queue itself is wrong) so one mistake is reported once.
