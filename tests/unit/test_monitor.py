@@ -6,7 +6,9 @@ import asyncio
 import logging
 import re
 import time
+from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,20 @@ def make_cluster(
     options = (("flavor", "slurm-torque"),) if kind == "pbs" else ()
     config = ClusterConfig(name=name, scheduler=kind, scheduler_options=options, monitor=settings)
     return Cluster(config, transport_maker=lambda user, _keys: PaperTransport(scheduler, user))
+
+
+# A monitor that asks once and then only when told to (refresh, wait_for_change).
+SETTLED = MonitorSettings(interval=3600, starting_interval=3600)
+
+
+@asynccontextmanager
+async def paper_cluster(scheduler: PaperScheduler, *args: Any, **kwargs: Any):
+    """make_cluster's cluster, closed (its monitor stopped) however the block ends."""
+    cluster = make_cluster(scheduler, *args, **kwargs)
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
 
 
 @pytest.fixture
@@ -152,8 +168,7 @@ async def test_lookups_keep_within_the_budget_however_many_jobs_wait():
     settings = MonitorSettings(
         interval=0.01, starting_interval=0.01, max_lookups_per_minute=60, jitter=0.0
     )
-    cluster = make_cluster(scheduler, settings)
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
         for n in range(30):  # users with few jobs each: one lookup per job
             scheduler.jobs[str(100 + n)] = PaperJob(owner=f"user{n % 10}")
             cluster.monitor.track(str(100 + n), f"user{n % 10}")
@@ -164,8 +179,6 @@ async def test_lookups_keep_within_the_budget_however_many_jobs_wait():
         looked_up = len([argv for argv in scheduler.commands if argv[0] == "scontrol"])
         # A burst of ten seconds' worth (10), then one a second; never one per job per round.
         assert 1 <= looked_up <= 10 + int(elapsed) + 1
-    finally:
-        await cluster.close()
 
 
 async def test_user_with_many_jobs_is_asked_about_all_of_them_at_once(paper):
@@ -199,8 +212,7 @@ async def test_queue_positions_come_from_one_scan_per_queue(paper):
 
 async def test_pbs_jobs_of_one_user_share_one_qstat():
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, kind="pbs")
-    try:
+    async with paper_cluster(scheduler, kind="pbs") as cluster:
         scheduler.jobs.update({"51": PaperJob("RUNNING"), "52": PaperJob("PENDING")})
         cluster.monitor.track("51", "alice")
         cluster.monitor.track("52", "alice")
@@ -211,17 +223,14 @@ async def test_pbs_jobs_of_one_user_share_one_qstat():
         view = await until(cluster.monitor, "52", lambda v: v.finished, "the end")
         assert view.state is JobState.GONE
         assert cluster.monitor.get("51").state is JobState.RUNNING
-    finally:
-        await cluster.close()
 
 
 async def test_pbs_jobs_tracked_at_different_moments_are_still_asked_together():
     # Servers spawned at different moments fall due at different moments; asking only for
     # the due ones would cost one qstat per server a round (bench/README.md, section 1b).
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, kind="pbs")
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, kind="pbs") as cluster:
+        monitor = cluster.monitor
         for job_id in ("61", "62", "63"):
             scheduler.jobs[job_id] = PaperJob("PENDING")
             monitor.track(job_id, "alice")
@@ -231,30 +240,28 @@ async def test_pbs_jobs_tracked_at_different_moments_are_still_asked_together():
         await until(monitor, "61", lambda v: v.checks >= before + 4, "four more lookups")
         later = [argv for argv in scheduler.commands[settled:] if argv[0] == "qstat"]
         assert later and all(argv[-3:] == ["61", "62", "63"] for argv in later)
-    finally:
-        await cluster.close()
 
 
 async def test_refresh_asks_at_once_even_for_a_settled_job():
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))
-    try:
+    async with paper_cluster(
+        scheduler, MonitorSettings(interval=3600, starting_interval=3600)
+    ) as cluster:
         scheduler.jobs["41"] = PaperJob("PENDING")
         cluster.monitor.track("41", "alice", starting=False)
         await until(cluster.monitor, "41", lambda v: v.info is not None, "the first answer")
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
         view = await cluster.monitor.refresh("41", timeout=PATIENCE)
         assert view.state is JobState.RUNNING
-    finally:
-        await cluster.close()
 
 
 async def test_refresh_of_a_job_that_did_not_change_returns_after_its_lookup():
     # Its answer changes nothing a reader sees: refresh() must still end with the lookup,
     # not at its timeout.
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))
-    try:
+    async with paper_cluster(
+        scheduler, MonitorSettings(interval=3600, starting_interval=3600)
+    ) as cluster:
         scheduler.jobs["42"] = PaperJob("RUNNING", nodes="cn1")
         cluster.monitor.track("42", "alice", starting=False)
         await until(cluster.monitor, "42", lambda v: v.info is not None, "the first answer")
@@ -263,8 +270,6 @@ async def test_refresh_of_a_job_that_did_not_change_returns_after_its_lookup():
         view = await cluster.monitor.refresh("42", timeout=30)
         assert time.monotonic() - started < 5
         assert view.checks == checks + 1 and view.info.nodes == ["cn1"]
-    finally:
-        await cluster.close()
 
 
 async def test_untracked_job_is_forgotten_and_its_waiters_told(paper):
@@ -351,9 +356,8 @@ async def test_the_tracked_jobs_metric_counts_each_state_of_the_cluster():
     settings = MonitorSettings(
         interval=0.05, starting_interval=0.02, unknown_grace=0.2, max_lookups_per_minute=6000
     )
-    cluster = make_cluster(scheduler, settings, name="metric-states")
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings, name="metric-states") as cluster:
+        monitor = cluster.monitor
         scheduler.failing = True
         monitor.track("41", "alice")
         monitor.track("42", "bob")
@@ -374,15 +378,12 @@ async def test_the_tracked_jobs_metric_counts_each_state_of_the_cluster():
         assert tracked("metric-states") == {"pending": 1, "done": 1}
         monitor.untrack("41")
         assert tracked("metric-states") == {"done": 1}
-    finally:
-        await cluster.close()
 
 
 async def test_a_failing_scheduler_is_logged_once_then_when_the_job_turns_unknown(caplog):
     caplog.set_level(logging.INFO)
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler)
-    try:
+    async with paper_cluster(scheduler) as cluster:
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.state is JobState.RUNNING, "RUNNING")
@@ -403,29 +404,23 @@ async def test_a_failing_scheduler_is_logged_once_then_when_the_job_turns_unknow
         )
         seconds = int(re.search(r"for (\d+) s", warned[0]).group(1))
         assert seconds < 60  # the time since the first failure, not a clock reading
-    finally:
-        await cluster.close()
 
 
 async def test_a_job_that_never_answered_is_logged_with_no_state_yet(caplog):
     caplog.set_level(logging.INFO)
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler)
-    try:
+    async with paper_cluster(scheduler) as cluster:
         scheduler.failing = True
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.unknown, "unknown")
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warned) == 1 and warned[0].endswith("it keeps its last known state (none yet)")
-    finally:
-        await cluster.close()
 
 
 async def test_the_end_of_a_job_is_logged_with_its_state(caplog):
     caplog.set_level(logging.INFO)
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler)
-    try:
+    async with paper_cluster(scheduler) as cluster:
         scheduler.jobs["41"] = PaperJob("FAILED", "NonZeroExitCode", exit_code="3:0")
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.finished, "the end")
@@ -433,8 +428,6 @@ async def test_the_end_of_a_job_is_logged_with_its_state(caplog):
         # Through the cluster's logger, which the hub's log settings reach.
         assert {r.name for r in caplog.records if "ended" in r.getMessage()} == {"hubdash.cluster"}
         assert not [m for m in caplog.records if m.levelno >= logging.WARNING]
-    finally:
-        await cluster.close()
 
 
 async def test_a_bug_in_a_lookup_is_logged_and_is_no_verdict_on_the_job(caplog):
@@ -461,9 +454,8 @@ async def test_a_bug_in_a_lookup_is_logged_and_is_no_verdict_on_the_job(caplog):
 
 async def test_a_round_that_fails_is_logged_and_the_monitor_goes_on(caplog):
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, name="shaky")
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, name="shaky") as cluster:
+        monitor = cluster.monitor
 
         def broken(queue):
             raise RuntimeError("bug")
@@ -476,8 +468,6 @@ async def test_a_round_that_fails_is_logged_and_the_monitor_goes_on(caplog):
         await until(monitor, "41", lambda v: v.checks >= before + 2, "more lookups")
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert errors and set(errors) == {"Job monitor of shaky: round failed"}
-    finally:
-        await cluster.close()
 
 
 async def test_a_failed_position_scan_is_logged_and_the_job_keeps_its_state(caplog):
@@ -530,9 +520,8 @@ async def test_a_view_handed_out_is_a_copy(paper):
 async def test_the_version_moves_with_visible_changes_only():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=0.05, starting_interval=0.05, detail_interval=0)
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["41"] = PaperJob("PENDING", "Resources")
         monitor.track("41", "alice", starting=False)
         assert monitor.get("41").version == 0
@@ -545,16 +534,13 @@ async def test_the_version_moves_with_visible_changes_only():
         scheduler.jobs["41"] = PaperJob("RUNNING", "None", nodes="cn1")
         view = await asyncio.wait_for(monitor.wait_for_change("41", PATIENCE), PATIENCE)
         assert view.version > first and view.state is JobState.RUNNING
-    finally:
-        await cluster.close()
 
 
 async def test_wait_for_change_returns_at_once_for_a_change_already_seen():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=3600, starting_interval=3600, detail_interval=0)
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["41"] = PaperJob("PENDING")
         monitor.track("41", "alice")
         await until(monitor, "41", lambda v: v.state is JobState.PENDING, "PENDING")
@@ -564,15 +550,14 @@ async def test_wait_for_change_returns_at_once_for_a_change_already_seen():
         assert loop.time() - started < 4 and view.version > 0
         assert await monitor.wait_for_change("99", 30) is None
         assert await monitor.refresh("99") is None
-    finally:
-        await cluster.close()
 
 
 async def test_wait_for_change_without_a_change_waits_its_timeout():
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(
+        scheduler, MonitorSettings(interval=3600, starting_interval=3600)
+    ) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
         monitor.track("41", "alice", starting=False)
         await until(monitor, "41", lambda v: v.info is not None, "the first answer")
@@ -582,16 +567,13 @@ async def test_wait_for_change_without_a_change_waits_its_timeout():
             view = await monitor.wait_for_change("41", timeout)
             assert loop.time() - started >= timeout * 0.9
             assert view.state is JobState.RUNNING
-    finally:
-        await cluster.close()
 
 
 async def test_a_waiter_is_woken_by_the_change_not_by_its_timeout():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=0.05, starting_interval=0.05, detail_interval=0)
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["41"] = PaperJob("PENDING")
         monitor.track("41", "alice")
         await until(monitor, "41", lambda v: v.state is JobState.PENDING, "PENDING")
@@ -601,14 +583,11 @@ async def test_a_waiter_is_woken_by_the_change_not_by_its_timeout():
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
         view = await asyncio.wait_for(waiter, PATIENCE)
         assert view.state is JobState.RUNNING
-    finally:
-        await cluster.close()
 
 
 async def test_refresh_of_an_ended_job_answers_at_once_without_asking():
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler)
-    try:
+    async with paper_cluster(scheduler) as cluster:
         scheduler.jobs["41"] = PaperJob("COMPLETED", nodes="cn1")
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.finished, "the end")
@@ -618,15 +597,12 @@ async def test_refresh_of_an_ended_job_answers_at_once_without_asking():
         view = await cluster.monitor.refresh("41", timeout=30)
         assert loop.time() - started < 5
         assert view.state is JobState.DONE and len(scheduler.commands) == asked
-    finally:
-        await cluster.close()
 
 
 async def test_refresh_goes_ahead_of_a_spent_budget():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=0.05, starting_interval=0.05, max_lookups_per_minute=1)
-    cluster = make_cluster(scheduler, settings)
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
         scheduler.jobs["41"] = PaperJob("PENDING")
         cluster.monitor.track("41", "alice", starting=False)
         await until(cluster.monitor, "41", lambda v: v.info is not None, "the first answer")
@@ -637,8 +613,6 @@ async def test_refresh_goes_ahead_of_a_spent_budget():
         assert scheduler.lookups_of("41") == 2
         await asyncio.sleep(0.5)
         assert scheduler.lookups_of("41") == 2  # and the budget holds again after it
-    finally:
-        await cluster.close()
 
 
 async def test_a_closed_monitor_takes_no_more_jobs_and_asks_no_more():
@@ -664,9 +638,8 @@ async def test_a_closed_monitor_takes_no_more_jobs_and_asks_no_more():
 async def test_a_starting_running_job_is_asked_often_a_queued_or_settled_one_seldom():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=3600, starting_interval=0.05, detail_interval=0)
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")  # its server is starting
         scheduler.jobs["42"] = PaperJob("PENDING", owner="bob")  # queued
         scheduler.jobs["43"] = PaperJob("RUNNING", nodes="cn2", owner="carol")  # server up
@@ -687,20 +660,15 @@ async def test_a_starting_running_job_is_asked_often_a_queued_or_settled_one_sel
         settled = monitor.get("41").checks
         await asyncio.sleep(0.4)
         assert monitor.get("41").checks <= settled + 1
-    finally:
-        await cluster.close()
 
 
 async def test_a_new_job_without_an_answer_is_asked_again_soon():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=3600, starting_interval=0.05, unknown_grace=3600)
-    cluster = make_cluster(scheduler, settings)
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
         scheduler.failing = True
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.failures >= 3, "three failed lookups")
-    finally:
-        await cluster.close()
 
 
 async def test_a_burst_of_new_jobs_is_seen_at_once_then_the_budget_holds(caplog):
@@ -708,9 +676,8 @@ async def test_a_burst_of_new_jobs_is_seen_at_once_then_the_budget_holds(caplog)
     settings = MonitorSettings(
         interval=0.01, starting_interval=0.01, max_lookups_per_minute=60, jitter=0.0
     )
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         ids = running_jobs_of_twelve_users(scheduler, monitor, 300)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -725,16 +692,13 @@ async def test_a_burst_of_new_jobs_is_seen_at_once_then_the_budget_holds(caplog)
         await until(monitor, ids[11], lambda v: v.info is not None, "the twelfth answer")
         assert loop.time() - started >= 1.5  # two more tokens: about two seconds
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    finally:
-        await cluster.close()
 
 
 @pytest.mark.parametrize(("count", "per_user_query"), [(5, False), (6, True)])
 async def test_from_six_jobs_a_user_is_asked_with_one_query(count, per_user_query):
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler) as cluster:
+        monitor = cluster.monitor
         ids = [str(400 + n) for n in range(count)]
         for job_id in ids:
             scheduler.jobs[job_id] = PaperJob("PENDING", owner="dave")
@@ -748,8 +712,6 @@ async def test_from_six_jobs_a_user_is_asked_with_one_query(count, per_user_quer
         assert bool(per_user) is per_user_query
         assert all(argv[argv.index("-u") + 1] == "dave" for argv in per_user)
         assert single == ({"499"} if per_user_query else {*ids, "499"})
-    finally:
-        await cluster.close()
 
 
 # --- queue positions and the memory of ended jobs ------------------------------------------
@@ -758,9 +720,8 @@ async def test_from_six_jobs_a_user_is_asked_with_one_query(count, per_user_quer
 async def test_a_position_is_kept_between_scans_and_scanned_once_per_period():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=0.05, starting_interval=0.05, detail_interval=3600)
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["40"] = PaperJob("PENDING")
         scheduler.jobs["41"] = PaperJob("PENDING")
         monitor.track("41", "alice")
@@ -771,22 +732,17 @@ async def test_a_position_is_kept_between_scans_and_scanned_once_per_period():
         assert monitor.get("41").info.position == 2
         scans = [argv for argv in scheduler.commands if "--states=PENDING" in argv]
         assert len(scans) == 1
-    finally:
-        await cluster.close()
 
 
 async def test_no_position_scans_when_switched_off():
     scheduler = PaperScheduler()
     settings = MonitorSettings(interval=0.05, starting_interval=0.05, detail_interval=0)
-    cluster = make_cluster(scheduler, settings)
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
         scheduler.jobs["41"] = PaperJob("PENDING")
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.checks >= 4, "four lookups")
         assert not [argv for argv in scheduler.commands if "--states=PENDING" in argv]
         assert cluster.monitor.get("41").info.position is None
-    finally:
-        await cluster.close()
 
 
 async def test_an_ended_job_is_remembered_for_a_while_then_forgotten(caplog):
@@ -794,9 +750,8 @@ async def test_an_ended_job_is_remembered_for_a_while_then_forgotten(caplog):
     settings = MonitorSettings(
         interval=0.05, starting_interval=0.05, detail_interval=0.05, remember_finished=0.5
     )
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs["40"] = PaperJob("RUNNING", nodes="cn1", owner="bob")
         monitor.track("40", "bob")
         scheduler.jobs["41"] = PaperJob("COMPLETED", nodes="cn1")
@@ -812,8 +767,6 @@ async def test_an_ended_job_is_remembered_for_a_while_then_forgotten(caplog):
         assert loop.time() - ended >= 0.4
         assert monitor.get("40").state is JobState.RUNNING
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    finally:
-        await cluster.close()
 
 
 class SlowTransport(PaperTransport):
@@ -879,8 +832,9 @@ async def test_a_job_untracked_during_a_lookup_leaves_the_others_of_that_lookup_
 async def test_the_first_failed_lookup_is_logged_at_once(caplog):
     caplog.set_level(logging.INFO)
     scheduler = PaperScheduler()
-    cluster = make_cluster(scheduler, MonitorSettings(interval=3600, starting_interval=3600))
-    try:
+    async with paper_cluster(
+        scheduler, MonitorSettings(interval=3600, starting_interval=3600)
+    ) as cluster:
         scheduler.jobs["41"] = PaperJob("RUNNING", nodes="cn1")
         cluster.monitor.track("41", "alice")
         await until(cluster.monitor, "41", lambda v: v.info is not None, "the first answer")
@@ -890,8 +844,6 @@ async def test_the_first_failed_lookup_is_logged_at_once(caplog):
         assert [m for m in messages(caplog) if "lookup failed" in m] == [
             f"Job 41 of alice: lookup failed: {view.error}"
         ]
-    finally:
-        await cluster.close()
 
 
 def test_untracking_a_job_that_is_not_tracked_is_harmless():
@@ -939,9 +891,8 @@ async def test_refresh_goes_ahead_of_a_spent_budget_with_other_jobs_of_the_user_
     settings = MonitorSettings(
         interval=0.05, starting_interval=0.05, max_lookups_per_minute=2, detail_interval=0
     )
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         scheduler.jobs.update({"41": PaperJob("PENDING"), "42": PaperJob("PENDING")})
         monitor.track("41", "alice", starting=False)
         monitor.track("42", "alice", starting=False)
@@ -950,8 +901,6 @@ async def test_refresh_goes_ahead_of_a_spent_budget_with_other_jobs_of_the_user_
         scheduler.jobs["42"] = PaperJob("RUNNING", nodes="cn1")
         view = await monitor.refresh("42", timeout=5)
         assert view.state is JobState.RUNNING
-    finally:
-        await cluster.close()
 
 
 async def test_an_error_without_a_message_is_named_by_its_kind():
@@ -991,14 +940,11 @@ async def test_with_the_budget_spent_the_monitor_wakes_for_the_next_token():
     settings = MonitorSettings(
         interval=3600, starting_interval=3600, detail_interval=0, max_lookups_per_minute=60
     )
-    cluster = make_cluster(scheduler, settings)
-    monitor = cluster.monitor
-    try:
+    async with paper_cluster(scheduler, settings) as cluster:
+        monitor = cluster.monitor
         ids = running_jobs_of_twelve_users(scheduler, monitor, 500)
         loop = asyncio.get_running_loop()
         started = loop.time()
         for job_id in ids:
             await until(monitor, job_id, lambda v: v.info is not None, "an answer")
         assert 1.5 <= loop.time() - started < 6  # ten at once, then one a second
-    finally:
-        await cluster.close()
