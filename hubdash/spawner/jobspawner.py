@@ -58,7 +58,7 @@ from hubdash.spawner.schedulercheck import SchedulerCheck
 from hubdash.spawner.serverkey import server_key
 from hubdash.spawner.serverwait import ServerWait
 from hubdash.spawner.settings import JobSpawnerSettings
-from hubdash.spawner.spawnerror import SpawnError
+from hubdash.spawner.spawnerror import SpawnError, failure_text
 from hubdash.spawner.tunnel import Tunnel
 from hubdash.spawner.wiring import cluster_config_of, user_keys_of
 from hubdash.transport.base import Transport, TransportError
@@ -292,7 +292,7 @@ class JobSpawner(
                 self._save_state()
                 raise
             # Whatever stopped the start (error, timeout, cancel): the job must not linger.
-            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+            reason = failure_text(exc)
             self.log.warning("Start of %s failed: %s", self._log_name, reason)
             await asyncio.shield(self._abandon_start(cluster, transport, reason))
             if isinstance(exc, TransportError | SchedulerError | ConfigError):
@@ -385,7 +385,7 @@ class JobSpawner(
 
     # --- the job as the scheduler sees it -------------------------------------------------
 
-    async def _job_info(self, cluster: Cluster, transport: Transport) -> JobInfo | None:
+    async def _job_info(self, cluster: Cluster) -> JobInfo | None:
         """The monitor's last definitive answer about the job; None while there is none.
 
         After a hub restart the job is not tracked yet: it is tracked and looked up now.
@@ -439,7 +439,7 @@ class JobSpawner(
             return None  # start() is in charge until it returns
         cluster = self.cluster
         transport = self.user_transport()
-        info = await self._job_info(cluster, transport)
+        info = await self._job_info(cluster)
         if info is None:
             return None  # a scheduler error is not a dead job
         self.job.state = info.state.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 
 from tornado import web
@@ -22,3 +23,12 @@ class SpawnError(web.HTTPError):
         self.jupyterhub_html_message = f"<p>{html.escape(message)}</p>" + (
             f"<p>Last lines of its output:</p>{html_tail}" if log_tail else ""
         )
+
+
+def failure_text(exc: BaseException) -> str:
+    """Why a start failed, for the hub's log and the last outcome the dashboard shows: the
+    text the spawn page showed, not an HTTPError's str() ("HTTP 500: Internal Server Error
+    (...)")."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return getattr(exc, "jupyterhub_message", None) or str(exc)

@@ -5,10 +5,16 @@ recorded samples show, records every command, and can be told to fail. Unit test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from hubdash.transport.base import CommandResult, FileTooLarge, Forward, Transport, TransportError
+
+# Seconds a test gives a start on paper to reach its tunnel or end: it takes milliseconds, so
+# this only bounds a start a bug holds up (and what such a bug costs a mutation run).
+START_BOUND = 5.0
 
 
 @dataclass
@@ -20,6 +26,9 @@ class PaperJob:
     exit_code: str = "0:0"
     owner: str = "alice"
     name: str = ""
+    # What `scontrol show job` (the hub's look at an ended job's details) gives as its exit
+    # code when the monitor's answer had none (`exit_code` ""): as qacct does after qstat.
+    accounted_exit_code: str = ""
 
 
 class PaperScheduler:
@@ -32,6 +41,8 @@ class PaperScheduler:
         self.failing = False
         self.transport_down = False
         self.files: dict[str, bytes] = {}
+        self.modes: dict[str, int] = {}  # each file's mode, as last written
+        self.reads: list[str] = []  # the files read, in order (tests may clear it)
         self.next_id = 1000
         self.notebook_forward_opened = asyncio.Event()  # by any transport on it
 
@@ -93,6 +104,8 @@ class PaperScheduler:
             return self._squeue(None, argv[argv.index("-u") + 1])
         if argv[:5] == ["scontrol", "--local", "-o", "show", "job"]:
             return self._scontrol(argv[5])
+        if argv[:4] == ["scontrol", "show", "job", "-o"]:  # a job's details, exit code too
+            return self._scontrol(argv[4], accounted=True)
         if argv[0] == "squeue" and "--states=PENDING" in argv:
             queue = argv[argv.index("-p") + 1]
             pending = [
@@ -103,13 +116,16 @@ class PaperScheduler:
             return self._qstat(argv[2:])
         return CommandResult(127, "", f"{argv[0]}: command not found\n")
 
-    def _scontrol(self, job_id: str) -> CommandResult:
+    def _scontrol(self, job_id: str, accounted: bool = False) -> CommandResult:
         job = self.jobs.get(job_id)
         if job is None:
             return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+        exit_code = (
+            job.accounted_exit_code if accounted and job.accounted_exit_code else job.exit_code
+        )
         line = (
             f"JobId={job_id} JobName=jupyterhub-alice-default UserId=alice(1001) "
-            f"JobState={job.state} Reason={job.reason} ExitCode={job.exit_code} "
+            f"JobState={job.state} Reason={job.reason} ExitCode={exit_code} "
             f"StartTime=Unknown Partition={job.partition} NodeList={job.nodes or '(null)'} "
             "StdOut=/home/alice/job.log Power=\n"
         )
@@ -150,6 +166,7 @@ class PaperTransport(Transport):
         return self.scheduler.answer(argv)
 
     async def read_file(self, path: str, *, max_bytes: int, what: str = "a file") -> bytes:
+        self.scheduler.reads.append(path)
         data = self._file(path)
         if len(data) > max_bytes:
             raise FileTooLarge(path, len(data), max_bytes, where="paper", what=what)
@@ -170,6 +187,7 @@ class PaperTransport(Transport):
     async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         self.writes.append((path, data, mode))
         self.scheduler.files[path] = data
+        self.scheduler.modes[path] = mode
 
     async def remove(self, path: str) -> None:
         self.scheduler.files.pop(path, None)
@@ -230,3 +248,20 @@ def paper_spawner(server: str, queues: dict, **settings):
     user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice", groups=[])
     row = SimpleNamespace(name=server, display_name="", server=None, state=None)
     return JobSpawner(config=config, user=user, hub=Hub(base_url="/hub/"), orm_spawner=row)
+
+
+@contextlib.asynccontextmanager
+async def start_at_tunnel(spawner, scheduler: PaperScheduler) -> AsyncIterator[None]:
+    """Runs `spawner.start()` until its notebook tunnel opens (nothing answers behind it on
+    paper), for the block to look at the spawner then; the start is cancelled after. Fails
+    with the start's own error if it ended before the tunnel."""
+    start = asyncio.ensure_future(spawner.start())
+    opened = asyncio.ensure_future(scheduler.notebook_forward_opened.wait())
+    try:
+        await asyncio.wait({start, opened}, timeout=START_BOUND, return_when="FIRST_COMPLETED")
+        assert opened.done(), start.exception() if start.done() else "no tunnel yet"
+        yield
+    finally:
+        start.cancel()
+        opened.cancel()
+        await asyncio.gather(start, opened, return_exceptions=True)

@@ -142,12 +142,16 @@ def test_a_server_saves_its_cluster_and_a_restarted_hub_puts_it_back():
     assert again.chosen_cluster == "pbs" and again.scheduler == "pbs"
 
 
-def test_a_server_of_a_cluster_since_removed_is_reached_as_saved():
+def test_a_server_of_a_cluster_since_removed_is_reached_as_saved(caplog):
     ref = ClusterRef(
         "old", "Old cluster", "10.99.0.2", 2222, "pbs", {"flavor": "torque"}, "/opt/pbs/bin"
     )
     s = spawner()
     s.load_state({"version": 2, "cluster": vars(ref) | {"scheduler_options": {"flavor": "torque"}}})
+    assert (
+        "alice ran on cluster 'old', which is no longer configured: it is reached as saved"
+        in caplog.messages
+    )
     assert s.removed_cluster is not None and s.chosen_cluster == "old"
     assert (s.login_host, s.login_port, s.scheduler, s.pbs_flavor) == (
         "10.99.0.2", 2222, "pbs", "torque",

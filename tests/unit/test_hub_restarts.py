@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -31,7 +32,15 @@ from hubdash.spawner.restartsettings import hub_id_of_database
 from hubdash.spawner.spawnerror import SpawnError
 from hubdash.transport.base import CommandResult
 
-from .fake_cluster import PaperJob, PaperLoginNodes, PaperScheduler, PaperTransport, paper_spawner
+from .fake_cluster import (
+    START_BOUND,
+    PaperJob,
+    PaperLoginNodes,
+    PaperScheduler,
+    PaperTransport,
+    paper_spawner,
+    start_at_tunnel,
+)
 
 TOKEN = "the-token-the-job-holds"
 FOLDER = ".hubdash/servers/h1/queued"
@@ -112,6 +121,14 @@ async def test_the_next_start_adopts_the_queued_job_with_its_own_token(paper):
     job, commands = await tunnel_opened(again, paper)
     assert job.job_id == job_id and again.resume is None
     assert (job.node, job.remote_port) == ("cn1", 41234)
+    taken_up = [e async for e in again.progress() if e["hubdash"]["phase"] == "submitted"]
+    assert [(e["message"], e["hubdash"]["state"]) for e in taken_up] == [
+        (
+            f"Job {job_id} was starting when the hub restarted; taken up again (same job, "
+            "same place in queue hold)",
+            "running",
+        )
+    ]
     assert again.api_token == TOKEN  # the hub then keeps the job's token, not the new one
     assert not any(argv[0] in ("sbatch", "scancel") for argv in commands)
 
@@ -121,15 +138,8 @@ async def tunnel_opened(
 ) -> tuple[JobRecord, list[list[str]]]:
     """Run the start until its notebook tunnel opens (no server answers on paper): its job
     and the scheduler's commands then (the start is cancelled after)."""
-    start = asyncio.ensure_future(spawner.start())
-    opened = asyncio.ensure_future(scheduler.notebook_forward_opened.wait())
-    try:
-        await asyncio.wait({start, opened}, timeout=30, return_when="FIRST_COMPLETED")
-        assert opened.done(), start.exception() if start.done() else "no tunnel yet"
+    async with start_at_tunnel(spawner, scheduler):
         return copy.deepcopy(spawner.job), list(scheduler.commands)
-    finally:
-        start.cancel()
-        await asyncio.gather(start, opened, return_exceptions=True)
 
 
 async def test_a_settings_file_with_another_token_is_not_adopted_and_its_job_cancelled(paper):
@@ -139,7 +149,7 @@ async def test_a_settings_file_with_another_token_is_not_adopted_and_its_job_can
     await spawner.poll()
     again = make_spawner(spawner.get_state())
     with pytest.raises(SpawnError, match="no longer holds the token"):
-        await asyncio.wait_for(again.start(), 30)
+        await asyncio.wait_for(again.start(), START_BOUND)
     assert ["scancel", job_id] in paper.commands
     assert again.api_token != "forged"
 
@@ -201,7 +211,8 @@ class JupyterHubOnPaper:
         await proceed.wait()
 
 
-async def test_a_hub_shutdown_leaves_the_job_of_a_start_in_progress(paper):
+async def test_a_hub_shutdown_leaves_the_job_of_a_start_in_progress(paper, caplog):
+    caplog.set_level(logging.INFO)
     paper._submit = lambda script: _queued_submit(paper)  # the job waits in the queue
     spawner = make_spawner()
     spawner.api_token = "t"
@@ -218,9 +229,10 @@ async def test_a_hub_shutdown_leaves_the_job_of_a_start_in_progress(paper):
     await shutdown
     assert not any(argv[0] == "scancel" for argv in paper.commands)
     assert spawner.job.job_id  # still recorded, for the next hub to adopt
+    assert f"Hub stopping: job {spawner.job.job_id} of alice:queued is left" in caplog.messages
 
 
-async def test_a_cancelled_start_outside_a_shutdown_cancels_its_job(paper):
+async def test_a_cancelled_start_outside_a_shutdown_cancels_its_job(paper, caplog):
     paper._submit = lambda script: _queued_submit(paper)
     spawner = make_spawner()
     spawner.api_token = "t"
@@ -230,6 +242,8 @@ async def test_a_cancelled_start_outside_a_shutdown_cancels_its_job(paper):
     start.cancel()
     await asyncio.gather(start, return_exceptions=True)
     assert ["scancel", job_id] in paper.commands
+    assert "Start of alice:queued failed: cancelled" in caplog.messages
+    assert (spawner.last_outcome.job_id, spawner.last_outcome.message) == (job_id, "cancelled")
 
 
 def _queued_submit(scheduler: PaperScheduler) -> CommandResult:
@@ -238,7 +252,7 @@ def _queued_submit(scheduler: PaperScheduler) -> CommandResult:
 
 async def submitted(scheduler: PaperScheduler) -> None:
     """Until the start has submitted its job and waits for it (the monitor asks about it)."""
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(START_BOUND):
         # The scheduler on paper has no events to wait on.
         while not any(argv[0] == "scontrol" for argv in scheduler.commands):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -250,6 +264,9 @@ def test_each_job_records_its_folder_and_the_hubs_identity_is_in_its_name():
     assert spawner.state_dir == FOLDER
     old = make_spawner({"version": 2, "job": {"job_id": "7"}})
     assert old.state_dir == ".hubdash/servers/queued"  # saved before hub ids: its old folder
+    old = paper_spawner("queued", {"hold": {}}, state_root="scratch/hubdash/")
+    old.load_state({"version": 2, "job": {"job_id": "7"}})
+    assert old.state_dir == "scratch/hubdash/queued"
 
 
 def test_the_sweep_looks_for_job_names_as_the_scheduler_was_given_them():
@@ -322,6 +339,12 @@ async def test_a_users_jobs_are_listed_with_their_names_on_every_scheduler():
     assert await SchedulerClient("c", GridEngineAdapter()).user_jobs(sge, "alice") == {
         "5": "jh-h1-alice-a"
     }
+
+
+def test_what_a_saved_state_holds_that_cannot_be_read_is_logged(caplog):
+    spawner = make_spawner({"version": 2, "job": {"job_id": "7"}, "resume": "soon"})
+    assert spawner.job_id == "7" and spawner.resume is None
+    assert "Saved state of alice:queued: resume: 'soon' is not an object" in caplog.messages
 
 
 def test_resume_records_that_cannot_be_read_are_named():

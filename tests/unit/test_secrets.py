@@ -6,7 +6,6 @@ the hub built and every file it wrote.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from types import SimpleNamespace
 
@@ -17,7 +16,7 @@ from traitlets.config import Config
 from hubdash.cluster import cluster as cluster_module
 from hubdash.spawner.jobspawner import JobSpawner
 
-from .fake_cluster import PaperLoginNodes, PaperScheduler, PaperTransport
+from .fake_cluster import PaperLoginNodes, PaperScheduler, PaperTransport, start_at_tunnel
 
 TOKEN = "hubdash-test-token-4f1c2e9a7b"  # what the hub would hand the server
 
@@ -42,6 +41,7 @@ def make_spawner() -> JobSpawner:
     config.JobSpawner.login_host = "login.example.org"
     config.JobSpawner.queues = {"debug": {"max_walltime": "1:00:00"}}
     config.JobSpawner.job_prologue = ["module load python"]
+    config.JobSpawner.forward_keeper = "hub"  # paper transports: forwards of their own
     config.Spawner.cmd = ["jupyterhub-singleuser"]
     config.Spawner.args = ["--ServerApp.log_level=INFO"]
     user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice", groups=[])
@@ -55,13 +55,8 @@ async def test_token_travels_in_a_0600_file_never_in_an_argv(recorded):
     spawner = make_spawner()
     # The whole way to the notebook tunnel (nothing answers behind it on paper), then stop:
     # submit, status, connection file, tunnel, and the cancel of the abandoned start.
-    start = asyncio.ensure_future(spawner.start())
-    opened = asyncio.ensure_future(recorded.scheduler.notebook_forward_opened.wait())
-    done, _ = await asyncio.wait({start, opened}, timeout=30, return_when="FIRST_COMPLETED")
-    assert done, "the start reached neither its end nor the tunnel"
-    start.cancel()
-    opened.cancel()
-    await asyncio.gather(start, opened, return_exceptions=True)
+    async with start_at_tunnel(spawner, recorded.scheduler):
+        pass
 
     argvs = [argv for t in recorded.transports for argv in t.argvs]
     assert any(argv[0] == "sbatch" for argv in argvs)  # the start did run commands

@@ -21,7 +21,13 @@ from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.spawnerror import SpawnError
 from hubdash.transport.base import Forward
 
-from .fake_cluster import PaperLoginNodes, PaperScheduler, PaperTransport
+from .fake_cluster import (
+    START_BOUND,
+    PaperLoginNodes,
+    PaperScheduler,
+    PaperTransport,
+    start_at_tunnel,
+)
 
 
 class RoutedScheduler(PaperScheduler):
@@ -82,7 +88,7 @@ def make_spawner(name: str) -> JobSpawner:
 async def start_fails(paper, scheduler: RoutedScheduler, name: str) -> str:
     paper.scheduler = scheduler
     with pytest.raises(SpawnError) as caught:
-        await asyncio.wait_for(make_spawner(name).start(), 30)
+        await asyncio.wait_for(make_spawner(name).start(), START_BOUND)
     assert scheduler.forward_to == []  # no tunnel was opened anywhere
     assert any(argv[0] == "scancel" for argv in scheduler.commands)  # the job was cancelled
     return caught.value.jupyterhub_message
@@ -91,16 +97,9 @@ async def start_fails(paper, scheduler: RoutedScheduler, name: str) -> str:
 async def tunnel_opened_to(paper, scheduler: RoutedScheduler, name: str) -> tuple[str, int]:
     paper.scheduler = scheduler
     spawner = make_spawner(name)
-    start = asyncio.ensure_future(spawner.start())
-    opened = asyncio.ensure_future(scheduler.notebook_forward_opened.wait())
-    try:
-        await asyncio.wait({start, opened}, timeout=30, return_when="FIRST_COMPLETED")
-        assert opened.done(), start.exception() if start.done() else "no tunnel yet"
+    async with start_at_tunnel(spawner, scheduler):
         assert spawner.job.node == scheduler.forward_to[0][0]
         return scheduler.forward_to[0]
-    finally:
-        start.cancel()
-        await asyncio.gather(start, opened, return_exceptions=True)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +202,7 @@ async def test_a_file_is_not_taken_while_the_scheduler_names_no_nodes(paper, mon
         await asyncio.sleep(2)
         assert not start.done() and scheduler.forward_to == []
         answering.set()
-        await asyncio.wait_for(scheduler.notebook_forward_opened.wait(), 10)
+        await asyncio.wait_for(scheduler.notebook_forward_opened.wait(), START_BOUND)
         assert scheduler.forward_to[0] == ("cn1", 41234)
     finally:
         start.cancel()

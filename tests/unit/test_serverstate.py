@@ -177,3 +177,26 @@ def test_the_spawner_re_adopts_a_server_saved_by_the_previous_layout():
     assert read_server_state(saved).job == replace(JOB, state_dir=".hubdash/servers/default")
     spawner.clear_state()
     assert set(spawner.get_state()) == {"version", "last_outcome"}
+
+
+def test_the_spawner_writes_its_state_to_the_hubs_database_at_once(tmp_path):
+    # JupyterHub saves a spawner's state only when start() returns; a job just submitted is
+    # written at once, so that a hub that dies meanwhile still knows it.
+    import sqlalchemy
+    from jupyterhub import orm
+    from sqlalchemy.orm import Session
+
+    from hubdash.spawner.jobspawner import JobSpawner
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/jupyterhub.sqlite")
+    orm.Base.metadata.create_all(engine)
+    hub_db = Session(engine)
+    row = orm.Spawner(user=orm.User(name="alice"), name="")
+    hub_db.add(row)
+    hub_db.commit()
+    spawner = JobSpawner(orm_spawner=row)
+    spawner.job = JOB
+    spawner._save_state()
+    another = Session(engine)  # another session sees it committed
+    assert read_server_state(another.query(orm.Spawner).one().state).job == JOB
+    JobSpawner(orm_spawner=None)._save_state()  # a spawner without a row writes nothing
