@@ -289,3 +289,123 @@ def test_each_cluster_offers_its_own_environments():
     assert spawner.job_options({"cluster": "gpu", "queue": "debug"}).environment == "cuda"
     with pytest.raises(OptionsError, match="environment 'site' is not offered"):
         spawner.job_options({"cluster": "gpu", "queue": "debug", "environment": "site"})
+
+
+# --- the exact words an admin and a user read -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"a b": {}},
+            "JobSpawner.environments['a b']: an environment name may hold only letters, digits "
+            "and _ . + - (at most 64 characters)",
+        ),
+        (
+            {"a": ["x"]},
+            "JobSpawner.environments['a'] must be a dict (description, modules, prefix, python, "
+            "lines, default), not list",
+        ),
+        (
+            {"a": {"lines": ["ok", 1]}},
+            "JobSpawner.environments['a']['lines'] must be a list of text",
+        ),
+        (
+            {"a": {"modules": ["x y"]}},
+            "JobSpawner.environments['a']['modules']: 'x y' is not a module name "
+            "(letters, digits and _ . + / @ : = -)",
+        ),
+        (
+            {"a": {"python": "/opt/my env/python"}},
+            "JobSpawner.environments['a']['python'] must be a path of letters, digits and "
+            "_ . / + - (not starting with '-'); got '/opt/my env/python'",
+        ),
+        (
+            {"a": {"lines": ["ok\rrm -rf ~"]}},
+            "JobSpawner.environments['a']['lines']: one shell line per entry",
+        ),
+    ],
+)
+def test_each_bad_entry_is_named_in_full(table, message):
+    with pytest.raises(EnvironmentConfigError) as caught:
+        parse_environments(table)
+    assert str(caught.value) == message
+
+
+def test_long_values_in_messages_are_cut_to_a_readable_length():
+    with pytest.raises(EnvironmentConfigError) as caught:
+        parse_environments({"a": {"description": "x" * 500}, "b": {"default": "y" * 500}})
+    assert len(str(caught.value)) == 200
+    with pytest.raises(EnvironmentConfigError) as caught:
+        parse_environments({"a": {"prefix": "/" + "a b" * 200}})
+    assert len(str(caught.value)) == 240
+
+
+def test_a_queue_naming_undeclared_environments_lists_them_and_the_declared_ones():
+    from hubdash.spawner.environments import check_queue_environments
+
+    envs = parse_environments({"base": {}, "sci": {}})
+    with pytest.raises(EnvironmentConfigError) as caught:
+        check_queue_environments("gpu", ("base", "ml", "cuda"), envs)
+    assert str(caught.value) == (
+        "JobSpawner.queues['gpu']['environments'] names 'ml', 'cuda', which "
+        "JobSpawner.environments does not declare; declared: base, sci"
+    )
+    with pytest.raises(EnvironmentConfigError) as caught:
+        check_queue_environments("gpu", ("ml",), {})
+    assert str(caught.value).endswith("declared: (none: JobSpawner.environments is empty)")
+
+
+def test_the_choice_when_a_queue_offers_none_or_the_name_is_long():
+    from hubdash.spawner.environments import (
+        EnvironmentChoiceError,
+        choose_environment,
+        default_environment,
+    )
+
+    assert default_environment({}) == ""
+    with pytest.raises(EnvironmentChoiceError) as caught:
+        choose_environment("", "debug", {})
+    assert str(caught.value) == "queue 'debug' offers no environment"
+    with pytest.raises(EnvironmentChoiceError) as caught:
+        choose_environment("e" * 41, "debug", {})
+    assert str(caught.value) == (
+        f"environment '{'e' * 40}…' is not offered in queue 'debug'; choose one of: (none)"
+    )
+    with pytest.raises(EnvironmentChoiceError) as caught:
+        choose_environment("e" * 40, "debug", parse_environments({"a": {}, "b": {}}))
+    assert str(caught.value) == (
+        f"environment '{'e' * 40}' is not offered in queue 'debug'; choose one of: a, b"
+    )
+
+
+def test_what_the_form_says_of_an_environment():
+    both = Environment("a", description="Python", modules=("gcc/12", "py/3"), prefix="/sw/a")
+    assert both.summary() == "Python; modules gcc/12, py/3; /sw/a"
+    assert Environment("b", modules=("py/3",)).summary() == "modules py/3"
+    assert Environment("c").summary() == ""
+    assert Environment("d", prefix="/sw/envX/").engine_python() == "/sw/envX/bin/python"
+
+
+def test_the_lines_read_exactly_so_in_the_job_script():
+    lines = entry_lines(
+        Environment("sci", modules=("py/3",), prefix="/sw/sciX/", lines=("export A=1",)),
+        "/etc/profile.d/lmod.sh",
+        "jupyterhub-singleuser",
+    )
+    assert lines == [
+        "echo 'hubdash: entering environment sci'",
+        "type module >/dev/null 2>&1 || . /etc/profile.d/lmod.sh || { echo 'hubdash: "
+        "environment sci: cannot set up modules from /etc/profile.d/lmod.sh' >&2; exit 1; }",
+        "module load py/3 || { echo 'hubdash: environment sci: module py/3 could not be "
+        "loaded' >&2; exit 1; }",
+        "[ -d /sw/sciX ] || { echo 'hubdash: environment sci: its prefix /sw/sciX is not a "
+        'folder on\' "$(hostname)" >&2; exit 1; }',
+        'export PATH=/sw/sciX/bin:"$PATH"',
+        "export A=1",
+        "command -v jupyterhub-singleuser >/dev/null || { echo 'hubdash: environment sci: it "
+        'has no jupyterhub-singleuser on PATH:\' "$PATH" >&2; exit 1; }',
+    ]
+    root = entry_lines(Environment("r", prefix="/"), "/i.sh", "x")
+    assert "[ -d / ] || " in root[1] and root[2] == 'export PATH=//bin:"$PATH"'

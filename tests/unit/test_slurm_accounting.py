@@ -278,3 +278,200 @@ def test_the_precheck_can_be_switched_off(monkeypatch):
     spawner.scheduler_precheck = False
     asyncio.run(spawner.job_options_checked({"queue": "debug", "walltime": "30"}))
     assert cluster.asked == 0
+
+
+# --- the questions, exactly as asked, and their readers at their edges ------------------------
+
+
+def test_the_accounting_questions_as_sacctmgr_and_sacct_read_them():
+    from hubdash.schedulers.slurmaccounting import (
+        accounting_commands,
+        associations_command,
+        qos_command,
+    )
+
+    assert associations_command("alice") == [
+        "sacctmgr", "-n", "-P", "show", "user", "alice", "withassoc",
+        "format=DefaultAccount,Account,QOS,DefaultQOS",
+    ]  # fmt: skip
+    assert qos_command() == ["sacctmgr", "-n", "-P", "show", "qos", "format=Name,MaxWall"]
+    assert usage_command("alice", month_start(NOW)) == [
+        "sacct", "-n", "-P", "-X", "-T", "-u", "alice", "-S", "2026-12-01T00:00:00",
+        "-E", "now", "-o", "Account,NNodes,ElapsedRaw",
+    ]  # fmt: skip
+    assert accounting_commands("bob", NOW) == [
+        associations_command("bob"), qos_command(), usage_command("bob", month_start(NOW)),
+    ]  # fmt: skip
+    assert SlurmAdapter().accounting_commands("bob", NOW) == accounting_commands("bob", NOW)
+    for command in (associations_command, lambda u: usage_command(u, NOW)):
+        with pytest.raises(ValueError, match="^user "):
+            command("alice bob")
+
+
+def test_the_month_starts_at_midnight_of_the_first():
+    assert month_start(datetime(2026, 12, 4, 22, 54, 31, 999)) == datetime(2026, 12, 1)
+
+
+def test_readers_skip_odd_lines_and_read_on():
+    default, accounts, default_qos = parse_associations(
+        "odd\n|||\nproj1|proj1|normal|\nproj1|proj2|long|long\n"
+    )
+    assert default == "proj1"
+    assert accounts == {"proj1": ("normal",), "proj2": ("long",)}
+    assert default_qos == {"proj2": "long"}  # an association without a default QOS has none
+    assert parse_associations("") == ("", {}, {})
+    assert parse_qos("\nnormal||\nshort|00:30:00\n") == {"normal": None, "short": 1800}
+    accounting = SlurmAdapter().parse_accounting([ASSOCIATIONS, QOS, USAGE], NOW)
+    assert accounting == ALICE
+    assert accounting.qos_for("") == ("normal", "short") == accounting.qos_for("proj2")
+    assert accounting.qos_for("nope") == ()
+
+
+# --- asking for a user's accounts ------------------------------------------------------------
+
+
+class AccountingCluster(AnsweringCluster):
+    """A cluster whose accounting answers (or fails), recording who asked with what."""
+
+    def __init__(self, accounting: UserAccounting | None = ALICE, error: str = ""):
+        super().__init__()
+        self.questions: list[tuple[object, str]] = []
+        outer = self
+
+        async def user_accounting(transport, user):
+            outer.questions.append((transport, user))
+            if error:
+                raise SchedulerError(error)
+            return accounting
+
+        self.client.user_accounting = user_accounting
+
+
+def accounting_spawner(monkeypatch, cluster, **settings) -> JobSpawner:
+    settings = {"form_extras": ["account", "qos"], "accounts_from_scheduler": True, **settings}
+    spawner = make_spawner(remote_username="{username}-hpc", **settings)
+    transport = object()
+    monkeypatch.setattr(JobSpawner, "cluster", property(lambda self: cluster))
+    monkeypatch.setattr(JobSpawner, "user_transport", lambda self: transport)
+    spawner.test_transport = transport
+    return spawner
+
+
+def test_the_accounts_are_asked_as_the_cluster_user_over_their_own_connection(monkeypatch):
+    cluster = AccountingCluster()
+    spawner = accounting_spawner(monkeypatch, cluster)
+    answer = asyncio.run(spawner.load_user_accounting())
+    assert answer.available and answer.accounting is ALICE
+    assert cluster.questions == [(spawner.test_transport, "alice-hpc")]
+    assert spawner.extras_for_user().user_accounting is ALICE
+    asyncio.run(spawner.load_user_accounting())  # the cluster's cache answers now
+    assert len(cluster.questions) == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"accounts_from_scheduler": False}, {"form_extras": ["memory"]}],
+    ids=["switched off", "no account field"],
+)
+def test_the_accounts_are_not_asked_unless_the_form_shows_them(monkeypatch, settings):
+    cluster = AccountingCluster()
+    spawner = accounting_spawner(monkeypatch, cluster, **settings)
+    assert asyncio.run(spawner.load_user_accounting()) is None
+    assert cluster.questions == []
+    assert spawner.extras_for_user().user_accounting is None
+
+
+def test_an_accounting_that_does_not_answer_leaves_typed_accounts_and_says_why(monkeypatch, caplog):
+    cluster = AccountingCluster(error="slurmdbd: Connection refused")
+    spawner = accounting_spawner(monkeypatch, cluster)
+    answer = asyncio.run(spawner.load_user_accounting())
+    assert not answer.available
+    assert spawner.extras_for_user().user_accounting is None
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "Accounts of " in text
+        and "from the scheduler unavailable (slurmdbd: Connection refused): typed accounts "
+        "are checked against account_pattern"
+        in text
+        for text in warned
+    ), warned
+
+
+def test_a_cluster_that_does_not_answer_is_not_asked(monkeypatch):
+    cluster = AccountingCluster()
+    spawner = accounting_spawner(monkeypatch, cluster)
+
+    async def down(max_age=None):
+        return "the cluster is unavailable: no answer"
+
+    monkeypatch.setattr(JobSpawner, "unavailable_reason", lambda self, max_age=None: down())
+    assert asyncio.run(spawner.load_user_accounting()) is None
+    assert cluster.questions == []
+    spawner.scheduler_precheck = True
+    asyncio.run(spawner.check_with_scheduler(spawner.job_options({"queue": "debug"})))
+    assert cluster.asked == 0
+
+
+# --- the pre-check's key, and where its refusal goes -----------------------------------------
+
+
+def test_two_servers_of_one_size_share_one_question(monkeypatch):
+    cluster = AnsweringCluster()
+    asked: list = []
+    estimate = cluster.client.estimate_start
+
+    async def recording(transport, request, nodes_free=None):
+        asked.append((transport, request))
+        return await estimate(transport, request)
+
+    cluster.client.estimate_start = recording
+    first = precheck_spawner(monkeypatch, cluster)
+    transport = object()
+    monkeypatch.setattr(JobSpawner, "user_transport", lambda self: transport)
+    data = {"queue": "debug", "walltime": "30"}
+    asyncio.run(first.job_options_checked(data))
+    second = make_spawner(form_extras=["account", "qos"], server="other")
+    second.scheduler_precheck = True
+    asyncio.run(second.job_options_checked(data))
+    assert cluster.asked == 1  # another job name and output file: the same answer
+    ((used, request),) = asked
+    assert used is transport
+    assert (request.queue, request.walltime_seconds) == ("debug", 1800)
+
+
+def test_an_accepted_choice_is_asked_again_after_a_while(monkeypatch):
+    cluster = AnsweringCluster()
+    spawner = precheck_spawner(monkeypatch, cluster)
+    data = {"queue": "debug", "walltime": "30"}
+    asyncio.run(spawner.job_options_checked(data))
+    cluster.queue_info._entries.clear()  # no cached estimate: only the accepted mark stands
+    spawner._accepted = (spawner._accepted[0], time.monotonic() - 20)
+    asyncio.run(spawner.job_options_checked(data))
+    assert cluster.asked == 1
+    cluster.queue_info._entries.clear()
+    spawner._accepted = (spawner._accepted[0], time.monotonic() - 31)
+    asyncio.run(spawner.job_options_checked(data))
+    assert cluster.asked == 2
+    cluster.queue_info._entries.clear()
+    asyncio.run(spawner.job_options_checked({**data, "walltime": "31"}))  # another choice
+    assert cluster.asked == 3
+
+
+@pytest.mark.parametrize(
+    ("reason", "field"),
+    [
+        ("Requested node configuration is not available", "nodes"),
+        ("Required partition not available (inactive or drain)", "queue"),
+        ("Invalid account or account/partition combination specified", "account"),
+        ("QOSMaxWallDurationPerJobLimit", "walltime"),
+        ("Invalid generic resource (gres) specification", "scheduler"),  # no GPU field
+        ("Invalid qos specification", "qos"),
+        ("Memory required by task is not available", "scheduler"),
+        ("something else entirely", "scheduler"),
+    ],
+)
+def test_a_refusal_goes_under_the_field_it_names_when_the_form_has_it(monkeypatch, reason, field):
+    spawner = precheck_spawner(monkeypatch, AnsweringCluster(reason))
+    with pytest.raises(OptionsError) as caught:
+        asyncio.run(spawner.job_options_checked({"queue": "debug", "walltime": "30"}))
+    assert caught.value.errors == {field: f"the scheduler would not run this job: {reason}"}
