@@ -4,6 +4,7 @@ charge, checked; the scheduler's refusal before submitting; a forgotten job's en
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime
 from types import SimpleNamespace
@@ -389,7 +390,7 @@ def test_an_accounting_that_does_not_answer_leaves_typed_accounts_and_says_why(m
     assert spawner.extras_for_user().user_accounting is None
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(
-        "Accounts of " in text
+        f"Accounts of {spawner._log_name} from the scheduler" in text
         and "from the scheduler unavailable (slurmdbd: Connection refused): typed accounts "
         "are checked against account_pattern"
         in text
@@ -475,3 +476,32 @@ def test_a_refusal_goes_under_the_field_it_names_when_the_form_has_it(monkeypatc
     with pytest.raises(OptionsError) as caught:
         asyncio.run(spawner.job_options_checked({"queue": "debug", "walltime": "30"}))
     assert caught.value.errors == {field: f"the scheduler would not run this job: {reason}"}
+
+
+def test_readers_read_past_an_odd_line_to_the_record_wanted():
+    _, accounts, _ = parse_associations("zeta|alpha|normal|normal\nzeta|zeta|normal|normal\n")
+    assert list(accounts) == ["zeta", "alpha"]  # the default account first, whatever its name
+    assert parse_usage("proj1|x|3\nproj1|1|3600\n") == {"proj1": 1.0}
+    ended = parse_ended("43|FAILED|1:0|cn2\n42|COMPLETED|0:0|(null)\n", "42")
+    assert (ended.job_id, ended.state, ended.exit_code, ended.nodes) == (
+        "42", JobState.DONE, 0, [],
+    )  # fmt: skip
+    assert ended.reason == "recorded by Slurm's accounting (sacct)"
+
+
+def test_the_pre_check_reuses_the_forms_own_estimate(monkeypatch):
+    from hubdash.cluster.startguess import StartGuess
+
+    cluster = AnsweringCluster()
+    spawner = precheck_spawner(monkeypatch, cluster)
+    options = spawner.job_options({"queue": "debug", "walltime": "30"})
+    request = spawner.job_request(options)
+    # The key the form's estimate API caches under (queueapi.EstimateHandler).
+    key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
+
+    async def form_estimate():
+        return StartGuess(datetime.now())
+
+    asyncio.run(cluster.queue_info.estimate(key, form_estimate))
+    asyncio.run(spawner.check_with_scheduler(options))
+    assert cluster.asked == 0
