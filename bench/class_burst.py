@@ -21,10 +21,12 @@ Per hub, for the burst (from the first login to the last server ready or failed)
     request -> ready   from the user's POST /hub/api/users/<name>/server to the progress
                        stream's `ready` (p50 / p95 / max), and each failure with its message
     logins             the hub's login form (PAM) per user, p50 / p95
-    SSH                sshd's accepted logins (all, and the most in one second), connections
-                       it dropped past MaxStartups, sessions it refused (MaxSessions)
+    SSH                sshd's accepted logins (all, and the most in one second), the most
+                       connections not yet authenticated at once (what MaxStartups counts),
+                       connections it dropped past MaxStartups, sessions it refused (MaxSessions)
     slurmctld          the users' RPCs and slurmctld's time on them (sdiag by user)
-    hub                longest event-loop stall (JupyterHub logs each above 0.1 s), RSS at its
+    hub                longest event-loop stall (JupyterHub logs each above 0.1 s; overall, and
+                       once every user has logged in and asked: the spawns alone), RSS at its
                        peak, CPU time (the hub process and the commands it ran; hubdash's forward
                        keeper on its own line)
 then every server is stopped through the API and the queue must hold none of the bench's jobs.
@@ -46,6 +48,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -68,7 +71,6 @@ from bench.common import (
     test_users,
     top_types,
 )
-from bench.hub_load import STALL_LINE
 from bench.hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
 
 TESTBED_SSHD_CONFIG = Path("/etc/hubdash-testcluster/sshd_config")
@@ -77,7 +79,15 @@ LOGIN_NETNS = "/var/run/netns/login"
 # The test bed's lines the bench's sshd leaves out, so that OpenSSH's defaults apply.
 TUNED = re.compile(r"^\s*(MaxStartups|MaxSessions|ListenAddress|PidFile|LogLevel)\b", re.I)
 # What sshd (LogLevel VERBOSE) says about logins and refusals.
-ACCEPTED = re.compile(r"^Accepted publickey for (\S+) ")
+ACCEPTED = re.compile(r"^Accepted publickey for (\S+) from (\S+) port (\d+) ")
+CONNECTED = re.compile(r"^Connection from (\S+) port (\d+) on ")
+CLOSED = re.compile(r"^(?:Connection (?:closed|reset)|Disconnected) .*?(\S+) port (\d+)")
+# JupyterHub's log line of a stall, with its time.
+STALL_AT = re.compile(
+    r"^\[W (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*Event loop was unresponsive for at "
+    r"least ([\d.]+)s",
+    re.M,
+)
 DROPPED = re.compile(r"past MaxStartups")
 NO_SESSION = re.compile(r"no more sessions")
 
@@ -298,6 +308,8 @@ class Result:
     slurmctld_ms: float
     top_rpcs: str
     stalls: list[float]  # the hub's logged event-loop stalls (>= 0.1 s), seconds
+    stalls_after_logins: list[float]  # ... of them once every user had logged in
+    startups_peak: int  # the most connections sshd had not yet authenticated at once
     hub_cpu_s: float
     hub_rss_peak_mb: float
     keeper_cpu_s: float | None
@@ -369,7 +381,12 @@ def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Names
     per_second = Counter(int(t) for t in accepted)
     with open(hub.log_path, errors="replace") as log:
         log.seek(log_offset)
-        stalls = [float(s) for s in STALL_LINE.findall(log.read())]
+        stalls = [
+            (datetime.fromisoformat(at).timestamp(), float(length))
+            for at, length in STALL_AT.findall(log.read())
+            if datetime.fromisoformat(at).timestamp() <= end
+        ]
+    logged_in = max((s.requested for s in starts if s.requested is not None), default=end)
     return Result(
         kind=hub.kind,
         starts=starts,
@@ -381,7 +398,9 @@ def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Names
         rpcs=round(load.rpcs_per_min * minutes),
         slurmctld_ms=load.ms_per_min * minutes,
         top_rpcs=top_types({k: v * minutes for k, v in load.by_type_ms_per_min.items()}),
-        stalls=stalls,
+        stalls=[length for _, length in stalls],
+        stalls_after_logins=[length for at, length in stalls if at - length > logged_in],
+        startups_peak=startups_peak(lines),
         hub_cpu_s=own_cpu_seconds(hub.pid) - cpu0,
         hub_rss_peak_mb=peak_rss_mb(hub.pid),
         keeper_cpu_s=(own_cpu_seconds(keeper) - (keeper_cpu0 if keeper == keeper0 else 0.0))
@@ -390,6 +409,26 @@ def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Names
         keeper_rss_mb=peak_rss_mb(keeper) if keeper else None,
         machine_busy=100.0 * (jiffies1[0] - jiffies0[0]) / max(1, jiffies1[1] - jiffies0[1]),
     )
+
+
+def startups_peak(lines: list[tuple[float, str]]) -> int:
+    """The most connections sshd had accepted and not yet authenticated (or closed) at once,
+    from its log, in its order: what MaxStartups counts."""
+    events = []
+    for at, line in lines:
+        if match := CONNECTED.match(line):
+            events.append((at, 1, match.groups()))
+        elif (match := ACCEPTED.match(line)) or (match := CLOSED.match(line)):
+            events.append((at, -1, match.groups()[-2:]))
+    open_now: set[tuple[str, ...]] = set()
+    peak = 0
+    for _, change, key in events:  # in the log's order
+        if change > 0:
+            open_now.add(key)
+            peak = max(peak, len(open_now))
+        else:
+            open_now.discard(key)
+    return peak
 
 
 def stop_everything(hub: BenchHub, result: Result, prefix: str) -> None:
@@ -463,11 +502,13 @@ def row(result: Result) -> list[str]:
         f"{p(times, 50)} / {p(times, 95)} / {max(times):.1f}" if times else "-",
         f"{p(logins, 50)} / {p(logins, 95)}",
         f"{result.logins} ({result.logins_peak}/s peak)",
+        str(result.startups_peak),
         str(result.dropped),
         str(result.no_session),
         str(result.rpcs),
         f"{result.slurmctld_ms:.0f}",
         f"{max(result.stalls):.2f}" if result.stalls else "< 0.1",
+        f"{max(result.stalls_after_logins):.2f}" if result.stalls_after_logins else "< 0.1",
         str(len(result.stalls)),
         f"{result.hub_cpu_s:.1f}",
         f"{result.hub_rss_peak_mb:.0f}",
@@ -485,11 +526,13 @@ HEADERS = [
     "request->ready s p50/p95/max",
     "login s p50/p95",
     "SSH logins",
+    "unauthenticated peak",
     "dropped (MaxStartups)",
     "refused sessions",
     "slurmctld RPCs",
     "slurmctld ms",
     "longest stall s",
+    "after logins s",
     "stalls >= 0.1 s",
     "hub CPU s",
     "hub RSS peak MB",
@@ -513,7 +556,11 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     print()
     print_table(HEADERS, [row(r) for r in results.values()])
     for result in results.values():
-        failed = Counter(start.error for start in result.failures)
+        # The same failure for many users: counted once, their names left out.
+        failed = Counter(
+            re.sub(r"\b(?:student\d+|alice|bob|carol|dave|erin)\b", "<user>", start.error)
+            for start in result.failures
+        )
         for message, count in failed.most_common():
             print(f"  {result.kind} failure x{count}: {message}")
         retried = sum(start.retries for start in result.starts)
