@@ -24,7 +24,9 @@ data_dir = os.environ["HUBDASH_DATA_DIR"]
 login = os.environ.get("HUBDASH_BENCH_LOGIN_HOST", "10.213.0.2")
 bench_venv = os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv")
 keys = "/etc/hubdash-testcluster/keys"
-known_hosts = "/etc/hubdash-testcluster/known_hosts"
+# Another sshd on the login node (bench/class_burst.py runs one at OpenSSH's default limits).
+login_port = int(os.environ.get("HUBDASH_BENCH_LOGIN_PORT", "22"))
+known_hosts = os.environ.get("HUBDASH_BENCH_KNOWN_HOSTS", "/etc/hubdash-testcluster/known_hosts")
 
 
 class BenchSlurmSpawner(SlurmSpawner):
@@ -55,7 +57,7 @@ run_path(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "bench_access.py"))["
 c.JupyterHub.spawner_class = BenchSlurmSpawner
 c.SlurmSpawner.exec_prefix = (
     f"ssh -F /dev/null -i {keys}/{{username}} -o UserKnownHostsFile={known_hosts} "
-    f"-o StrictHostKeyChecking=yes -o BatchMode=yes {{username}}@{login}"
+    f"-o StrictHostKeyChecking=yes -o BatchMode=yes -p {login_port} {{username}}@{login}"
 )
 c.SlurmSpawner.batch_query_cmd = "squeue -h -j {job_id} -o \"'%T %B'\""
 c.SlurmSpawner.req_partition = os.environ.get("HUBDASH_BENCH_PARTITION", "debug")

@@ -199,6 +199,17 @@ def free_cpus(partition: str = "debug") -> int:
         return 0
 
 
+def test_users(count: int) -> list[str]:
+    """The first `count` test users: the five, then student001, student002 ... (made by
+    `scripts/testcluster up --users N`, N test users in all).
+
+    >>> test_users(7)
+    ['alice', 'bob', 'carol', 'dave', 'erin', 'student001', 'student002']
+    """
+    students = [f"student{n:03d}" for n in range(1, count - len(USERS) + 1)]
+    return [*USERS[:count], *students]
+
+
 # ------------------------------------------------------------------------- ssh logins ---
 
 
@@ -259,6 +270,26 @@ def cpu_seconds(pid: int) -> float:
             with contextlib.suppress(OSError):
                 total += int(task.read_text().split()[0]) / 1e9
     return total
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time of one process: its threads' time on a CPU (schedstat, ns) plus what its
+    ended children used (cutime + cstime: e.g. the ssh commands a hub runs and waits for),
+    but not its children still running (a proxy, a service)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError):
+            total += int(task.read_text().split()[0]) / 1e9
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most resident memory the process has had (VmHWM), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 @contextlib.contextmanager

@@ -24,6 +24,10 @@ if not os.environ.get("HUBDASH_BENCH_TLS"):
     c.ConfigurableHTTPProxy.api_url = c.ConfigurableHTTPProxy.api_url.replace("https:", "http:")
 
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_BENCH_JOB_PREFIX"]
+# Another sshd on the login node (bench/class_burst.py runs one at OpenSSH's default limits).
+if os.environ.get("HUBDASH_BENCH_LOGIN_PORT"):
+    c.JobSpawner.login_port = int(os.environ["HUBDASH_BENCH_LOGIN_PORT"])
+    c.JobSpawner.known_hosts = os.environ["HUBDASH_BENCH_KNOWN_HOSTS"]
 
 
 def with_hold(queues: dict, scheduler: str) -> dict:

@@ -127,9 +127,13 @@ def start_hub(
     extra_config: str = "",
     log_dir: Path | None = None,
     scheduler: str = "slurm",
+    users: Sequence[str] = (),
+    env_extra: dict[str, str] | None = None,
 ) -> BenchHub:
     """Start a hub of this kind on port (and port+1, +50, +81); its data in a fresh folder.
-    `scheduler` picks the test cluster (the demo's HUBDASH_SCHEDULER; batchspawner: slurm)."""
+    `scheduler` picks the test cluster (the demo's HUBDASH_SCHEDULER; batchspawner: slurm);
+    `users` are allowed in besides the five test users; `env_extra` (HUBDASH_BENCH_*
+    variables) goes to the hub's environment."""
     if kind not in KINDS:
         raise ValueError(f"hub kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if kind == "batchspawner" and scheduler != "slurm":
@@ -150,6 +154,8 @@ def start_hub(
         HUBDASH_BENCH_JOB_PREFIX=job_prefix,
         HUBDASH_BENCH_PARTITION=partition,
         HUBDASH_SCHEDULER=scheduler,
+        HUBDASH_BENCH_USERS=" ".join(users),
+        **(env_extra or {}),
     )
     env.pop("HUBDASH_BENCH_TINY", None)
     if tiny:

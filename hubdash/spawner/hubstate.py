@@ -2,7 +2,7 @@
 
 One object per hub process, kept in the hub's tornado settings (which every User carries
 as `user.settings`): the live clusters, refused forms waiting to be shown again, and the
-connection to the forward keeper.
+connection to the forward keeper, and the writes of servers' state to the hub's database.
 Outside a hub (the admin's job-script preview, unit tests) a stand-alone one is used.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from hubdash.cluster.registry import ClusterRegistry
 from hubdash.keeper.client import KeeperClient
+from hubdash.spawner.statewrites import StateWrites
 
 SETTINGS_KEY = "hubdash_state"
 FORM_KEEP_SECONDS = 600
@@ -53,7 +54,8 @@ class FailedForms:
 
 
 class HubState:
-    """The clusters, the refused forms and the forward keeper's client of one hub."""
+    """The clusters, the refused forms, the forward keeper's client and the state writes of
+    one hub."""
 
     standalone: HubState | None = None  # outside a hub: one for the process
 
@@ -63,6 +65,7 @@ class HubState:
         # (user, server) whose job a start is to adopt once the hub serves (jobadoption.py).
         self.resumes: set[tuple[str, str]] = set()
         self._keepers: dict[str, KeeperClient] = {}
+        self.state_writes = StateWrites()
 
     def keeper(self, socket_path: str, *, start: bool) -> KeeperClient:
         """The hub's one client of the forward keeper at `socket_path`."""

@@ -114,17 +114,23 @@ class JobSpawnerSettings(
     ).tag(config=True)
 
     ssh_max_concurrent_connects = Integer(
-        5,
+        4,
         help="""At most this many SSH connections being set up at once to the login node,
-        for all users together (the hub keeps one connection per user and reuses it).
-        sshd starts refusing unauthenticated connections beyond its MaxStartups (OpenSSH
-        default 10:30:100, i.e. from 10 on); keep this well below that, e.g. 5.""",
+        for all users together (the hub keeps one connection per user and reuses it). The
+        forward keeper (forward_keeper = 'process') holds a second connection per user with a
+        budget of the same size, so up to twice this many are set up at once from the hub's
+        machine. sshd starts refusing unauthenticated connections beyond its MaxStartups
+        (OpenSSH default 10:30:100, i.e. from 10 on); keep twice this below that first
+        number, with room for users' own logins: 4 (a class of 100 starting at once had at
+        most 8 unauthenticated at the login node, bench/README.md).""",
     ).tag(config=True)
 
     ssh_connects_per_second = Float(
         10.0,
         help="""At most this many new SSH connections a second to the login node, for all
-        users together, so a burst of spawns reaches sshd spread out, e.g. 10.""",
+        users together (and as many again from the forward keeper), so a burst of spawns
+        reaches sshd spread out, e.g. 10. It paces a class starting at once: 100 users'
+        connections take 10 s at 10 a second.""",
     ).tag(config=True)
 
     ssh_key_from_auth_state = Unicode(

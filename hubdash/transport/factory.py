@@ -28,7 +28,7 @@ class LoginSettings:
     known_hosts: str = ""
     max_sessions: int = 8
     idle_timeout: float = 0.0
-    max_concurrent_connects: int = 5
+    max_concurrent_connects: int = 4
     connects_per_second: float = 10.0
     local_command_prefix: tuple[str, ...] = ()
 

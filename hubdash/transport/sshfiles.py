@@ -1,5 +1,10 @@
-"""SSHFiles: a transport's file access over SFTP on its SSHLink, with bounded reads and one
-SFTP session kept open for the frequent looks of exists()."""
+"""SSHFiles: a transport's file access over SFTP on its SSHLink, with bounded reads, all on one
+SFTP session kept open while it is used.
+
+One session rather than one per operation: a spawn writes, removes and looks for several
+files, and each new SFTP session costs a channel, a subsystem start (a process on the login
+node) and a handshake. In a burst of 100 spawns opening them took 15 % of the hub's event
+loop (bench/class_burst.py)."""
 
 from __future__ import annotations
 
@@ -18,16 +23,25 @@ from hubdash.transport.base import ReadLimit, TransportError, not_regular
 from hubdash.transport.sshlink import SSHLink
 
 T = TypeVar("T")
-STAT_SESSION_IDLE = 30.0  # seconds the SFTP session of exists() stays open unused
+STAT_SESSION_IDLE = 30.0  # seconds the kept SFTP session stays open unused
 
 
 def _start_sftp(conn: asyncssh.SSHClientConnection) -> Awaitable[asyncssh.SFTPClient]:
     return conn.start_sftp_client()
 
 
+def _session_lost(exc: BaseException, conn: asyncssh.SSHClientConnection | None) -> bool:
+    """Whether an SFTP operation failed because its session or connection went away (worth
+    one more try on a new one), not because the server refused it (final)."""
+    if conn is not None and conn.is_closed():
+        return True
+    gone = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError)
+    return isinstance(exc, gone) or not isinstance(exc, asyncssh.Error)
+
+
 class SSHFiles:
-    """read_file, read_tail, write_file, remove and exists of the Transport contract, each
-    one SFTP session on `link`; the kept session of exists() holds one of its slots."""
+    """read_file, read_tail, write_file, remove and exists of the Transport contract, on one
+    SFTP session of `link` kept open while used (it holds one of the link's session slots)."""
 
     def __init__(self, link: SSHLink) -> None:
         self._link = link
@@ -42,13 +56,19 @@ class SSHFiles:
     async def _sftp(
         self, path: str, what: str, op: Callable[[asyncssh.SFTPClient], Awaitable[T]]
     ) -> T:
-        """Run one SFTP operation, again on a new connection if it drops (all are idempotent)."""
+        """Run one SFTP operation on the kept session, again on a new one if the session or
+        the connection was lost (all are idempotent). With a single session slot allowed, on
+        a session of its own (the slot must stay free for commands)."""
         for attempt in (1, 2):
-            conn = None
+            conn, kept = None, None
             try:
-                session = self._link.session(f"SFTP ({what} {path})", _start_sftp)
-                async with session as (conn, sftp), sftp:
-                    return await op(sftp)
+                if self._link.max_sessions < 2:
+                    session = self._link.session(f"SFTP ({what} {path})", _start_sftp)
+                    async with session as (conn, sftp), sftp:
+                        return await op(sftp)
+                conn, sftp = kept = await self._kept_client()
+                self._keep_open()
+                return await op(sftp)
             except asyncssh.SFTPNoSuchFile:
                 raise FileNotFoundError(
                     errno.ENOENT, f"No such file on {self.host}", path
@@ -56,9 +76,12 @@ class SSHFiles:
             except asyncssh.SFTPPermissionDenied:
                 raise self._denied(path) from None
             except (OSError, asyncssh.Error) as exc:
-                if attempt == 1 and conn is not None and conn.is_closed():
+                lost = _session_lost(exc, conn)
+                if lost and kept is not None:
+                    self.close(kept[1])
+                if attempt == 1 and lost:
                     self._link.log.info(
-                        "SSH connection to %s was lost; SFTP %s of %s again on a new one",
+                        "SFTP session on %s was lost; %s of %s again on a new one",
                         self.host,
                         what,
                         path,
@@ -128,14 +151,14 @@ class SSHFiles:
 
         await self._sftp(path, "remove", op)
 
-    # -- the kept session of exists() -------------------------------------------------------
+    # -- the kept session -------------------------------------------------------------------
 
     async def exists(self, path: str) -> bool:
-        """One SFTP stat on a session kept open for it while looks keep coming (it holds
-        one session slot; closed after STAT_SESSION_IDLE seconds without a look)."""
+        """One SFTP stat on the kept session (it holds one session slot; closed after
+        STAT_SESSION_IDLE seconds without use)."""
         for attempt in (1, 2):
-            sftp = await self._stat_client()
-            self._keep_stat_client()
+            _, sftp = await self._kept_client()
+            self._keep_open()
             try:
                 await sftp.stat(path)
                 return True
@@ -144,33 +167,34 @@ class SSHFiles:
             except asyncssh.SFTPPermissionDenied:
                 raise self._denied(path) from None
             except (OSError, asyncssh.Error) as exc:
-                self.close()
+                self.close(sftp)
                 if attempt == 2:
                     raise TransportError(
                         f"Could not look for {path} on {self.host} over SFTP: {exc}."
                     ) from None
         raise AssertionError("unreachable")
 
-    async def _stat_client(self) -> asyncssh.SFTPClient:
+    async def _kept_client(self) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
         async with self._stat_lock:
             if self._stat_sftp is not None:
                 conn, sftp = self._stat_sftp
                 if conn is self._link.conn and not conn.is_closed():
-                    return sftp
+                    return conn, sftp
                 self.close()
-            self._stat_sftp = await self._link.hold_session(
-                "SFTP (watching for files)", _start_sftp
-            )
-            return self._stat_sftp[1]
+            self._stat_sftp = await self._link.hold_session("SFTP (files)", _start_sftp)
+            return self._stat_sftp
 
-    def _keep_stat_client(self) -> None:
+    def _keep_open(self) -> None:
         if self._stat_idle is not None:
             self._stat_idle.cancel()
         loop = asyncio.get_running_loop()
         self._stat_idle = loop.call_later(STAT_SESSION_IDLE, self.close)
 
-    def close(self) -> None:
-        """Close the kept session of exists(), if open; the next look opens another."""
+    def close(self, only: asyncssh.SFTPClient | None = None) -> None:
+        """Close the kept session, if open (with `only`: if it is that one, not a newer one
+        that replaced it); the next operation opens another."""
+        if only is not None and (self._stat_sftp is None or self._stat_sftp[1] is not only):
+            return
         if self._stat_idle is not None:
             self._stat_idle.cancel()
             self._stat_idle = None

@@ -14,7 +14,8 @@
 #   account    users                  QOS allowed        default QOS
 #   proj1      alice (default), bob   normal, short      normal
 #   proj2      alice                  normal, short      normal
-#   training   carol, dave, erin      normal             normal
+#   training   carol, dave, erin,     normal             normal
+#              student001 ... (up --users N)
 #   root       root                   normal             normal
 #
 # QOS "short" caps a job's walltime at 30 minutes and refuses (DenyOnLimit) a job above it,
@@ -129,6 +130,25 @@ associations_up() {
     done
     assoc_exists proj2 alice && assoc_exists proj1 bob && assoc_exists training erin ||
         die "the test associations are missing (see $LOGS/sacctmgr.log)"
+    students_associations_up
+}
+
+# The test users beyond the five (scripts/testcluster up --users N) charge account training:
+# those without an association get one, all in one sacctmgr call.
+students_associations_up() {
+    ((${#STUDENTS[@]})) || return 0
+    local have missing=() user
+    have=$(timeout 30 sacctmgr -n -P show assoc where cluster=hubdash account=training \
+        format=user 2>/dev/null) || die "sacctmgr does not list the associations of training"
+    for user in "${STUDENTS[@]}"; do
+        grep -qxF "$user" <<<"$have" || missing+=("$user")
+    done
+    if ((${#missing[@]})); then
+        log "adding ${#missing[@]} test user(s) to account training"
+        sacctmgr_quiet add user "$(IFS=,; echo "${missing[*]}")" account=training cluster=hubdash
+    fi
+    assoc_exists training "${STUDENTS[0]}" && assoc_exists training "${STUDENTS[-1]}" ||
+        die "the test users' associations are missing (see $LOGS/sacctmgr.log)"
 }
 
 accounting_up() {
@@ -144,6 +164,6 @@ accounting_down() {
 
 accounting_summary() {
     printf '               accounting slurmdbd + MariaDB; alice: proj1 (default), proj2; bob: proj1;\n'
-    printf '               carol, dave, erin: training; QOS normal, short (walltime up to %s)\n' \
+    printf '               carol, dave, erin (and student001 ...): training; QOS normal, short (walltime up to %s)\n' \
         "$QOS_SHORT_MAX_WALL"
 }

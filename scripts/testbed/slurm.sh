@@ -9,7 +9,8 @@
 #                                    10.213.2.1/30 --veth-- 10.213.2.2/30  cn2 (slurmd)
 #
 # Partitions: debug (default, 1 h), batch (24 h), hold (DOWN: takes jobs and
-# never starts them). Nodes: 8 CPUs each (config_overrides). Accounting:
+# never starts them). Nodes: 64 CPUs each (config_overrides, oversubscribed:
+# 100 one-CPU jobs fit at once). Accounting:
 # slurmdbd with MariaDB, accounts and QOS as testbed/accounting.sh lists them.
 #
 # What this file owns (and `down --only slurm` removes):
@@ -79,11 +80,12 @@ ReturnToService=2
 KillWait=5
 MinJobAge=30
 
-# Node definitions come from here, not from the hardware: 8 CPUs each (more
-# than this machine has) so that many small test jobs fit at once.
+# Node definitions come from here, not from the hardware: 64 CPUs each, far
+# more than this machine has (oversubscribed on purpose), so that a class of
+# 100 one-CPU notebook servers fits at once (bench/class_burst.py).
 SlurmdParameters=config_overrides
-NodeName=cn1 NodeAddr=10.213.1.2 CPUs=8 RealMemory=4000 State=UNKNOWN
-NodeName=cn2 NodeAddr=10.213.2.2 CPUs=8 RealMemory=4000 State=UNKNOWN
+NodeName=cn1 NodeAddr=10.213.1.2 CPUs=64 RealMemory=4000 State=UNKNOWN
+NodeName=cn2 NodeAddr=10.213.2.2 CPUs=64 RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes=cn1,cn2 Default=YES MaxTime=1:00:00 State=UP
 PartitionName=batch Nodes=cn1,cn2 MaxTime=24:00:00 State=UP
 # Takes jobs and never starts them: for tests of servers waiting in the queue.

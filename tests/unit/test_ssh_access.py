@@ -222,3 +222,57 @@ async def test_with_one_session_allowed_looks_never_hold_it(sshd):
         assert (await t.run(["echo", "free"])).stdout == "free\n"
     finally:
         await t.close()
+
+
+# -- a spawn's files: one SFTP session ------------------------------------------------------------
+
+
+async def test_a_spawns_file_work_shares_one_sftp_session(sshd):
+    t = transport(sshd)
+    try:
+        await t.write_file("srv/job.sh", b"#!/bin/sh\n", mode=0o700)
+        await t.write_file("srv/env", b"A=1\n")
+        await t.remove("srv/conn.json")
+        assert await t.read_file("srv/env", max_bytes=100) == b"A=1\n"
+        assert await t.exists("srv/job.sh")
+        assert sshd.active_sessions == 1  # one kept session did all of it
+        assert sshd.max_sessions_seen == 1
+        assert (sshd.home / "srv" / "job.sh").stat().st_mode & 0o777 == 0o700
+    finally:
+        await t.close()
+    assert sshd.active_sessions == 0
+
+
+async def test_file_work_goes_on_after_its_session_was_lost(sshd):
+    t = transport(sshd)
+    try:
+        await t.write_file("env", b"one")
+        sshd.drop_connections()
+        await t.write_file("env", b"two")  # on a new connection and session
+        assert (sshd.home / "env").read_bytes() == b"two"
+    finally:
+        await t.close()
+
+
+async def test_a_refusal_by_the_sftp_server_keeps_the_session_for_the_next_operation(sshd):
+    t = transport(sshd)
+    try:
+        (sshd.home / "dir").mkdir()
+        with pytest.raises(TransportError, match="not a regular file"):
+            await t.read_file("dir", max_bytes=10)
+        with pytest.raises(TransportError, match="Could not remove"):
+            await t.remove("dir")  # a folder: the SFTP server says no
+        await t.write_file("ok", b"fine")
+        assert sshd.max_sessions_seen == 1
+    finally:
+        await t.close()
+
+
+async def test_with_one_session_allowed_file_work_leaves_it_free_for_commands(sshd):
+    t = transport(sshd, max_sessions=1)
+    try:
+        await t.write_file("env", b"x")
+        assert sshd.active_sessions == 0
+        assert (await t.run(["cat", "env"])).stdout == "x"
+    finally:
+        await t.close()

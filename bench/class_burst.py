@@ -1,0 +1,651 @@
+"""A class starting at once: N distinct users (100 by default) log in to the hub (PAM, its login
+form) and each asks for a server through the REST API, all within a few seconds; hubdash against
+batchspawner, one after the other in one run, both through a login node whose sshd has OpenSSH's
+default limits (MaxStartups 10:30:100, MaxSessions 10).
+
+Run as root on the hub machine, with the test cluster up with enough users and room
+(`scripts/testcluster up --users 100`: the five test users and student001 ... student095; the
+Slurm nodes take 128 one-CPU jobs at once):
+
+    /opt/hubdash/venv/bin/python -m bench.class_burst [--users 100] [--window 5]
+        [--kinds hubdash,batchspawner] [--port 13100] [--sshd-port 15022]
+        [--hubdash-config 'c.JobSpawner.scheduler_precheck = False' ...]
+
+The server is bench/tinyserver.py (the same for both hubs), so that only the spawners' cost
+counts; hubdash's hub runs without the demo's software environments (no Lmod in the job), as
+batchspawner's. The bench starts its own sshd on the Slurm login node (port --sshd-port, the
+test bed's host keys, LogLevel VERBOSE, no MaxStartups or MaxSessions line: OpenSSH's defaults)
+and points both hubs there; the test bed's own sshd, tuned for the test suite, is not used.
+
+Per hub, for the burst (from the first login to the last server ready or failed):
+    request -> ready   from the user's POST /hub/api/users/<name>/server to the progress
+                       stream's `ready` (p50 / p95 / max), and each failure with its message
+    logins             the hub's login form (PAM) per user, p50 / p95
+    SSH                sshd's accepted logins (all, and the most in one second), the most
+                       connections not yet authenticated at once (what MaxStartups counts),
+                       connections it dropped past MaxStartups, sessions it refused (MaxSessions)
+    slurmctld          the users' RPCs and slurmctld's time on them (sdiag by user)
+    hub                longest event-loop stall (JupyterHub logs each above 0.1 s; overall, and
+                       once every user has logged in and asked: the spawns alone), RSS at its
+                       peak, CPU time (the hub process and the commands it ran; hubdash's forward
+                       keeper on its own line)
+then every server is stopped through the API and the queue must hold none of the bench's jobs.
+Every job, hub, keeper and the bench's sshd are stopped at the end, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pwd
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+from bench.common import (
+    KEYS,
+    LOGIN_HOST,
+    Cleanup,
+    Sample,
+    free_cpus,
+    live_jobs,
+    load_between,
+    own_cpu_seconds,
+    peak_rss_mb,
+    percentile,
+    print_table,
+    queue_is_quiet,
+    run_cleanly,
+    sdiag,
+    test_users,
+    top_types,
+)
+from bench.hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
+
+TESTBED_SSHD_CONFIG = Path("/etc/hubdash-testcluster/sshd_config")
+HOST_KEYS = sorted(Path("/etc/hubdash-testcluster").glob("ssh_host_*_key.pub"))
+LOGIN_NETNS = "/var/run/netns/login"
+# The test bed's lines the bench's sshd leaves out, so that OpenSSH's defaults apply.
+TUNED = re.compile(r"^\s*(MaxStartups|MaxSessions|ListenAddress|PidFile|LogLevel)\b", re.I)
+# What sshd (LogLevel VERBOSE) says about logins and refusals.
+ACCEPTED = re.compile(r"^Accepted publickey for (\S+) from (\S+) port (\d+) ")
+CONNECTED = re.compile(r"^Connection from (\S+) port (\d+) on ")
+CLOSED = re.compile(r"^(?:Connection (?:closed|reset)|Disconnected) .*?(\S+) port (\d+)")
+# JupyterHub's log line of a stall, with its time.
+STALL_AT = re.compile(
+    r"^\[W (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*Event loop was unresponsive for at "
+    r"least ([\d.]+)s",
+    re.M,
+)
+DROPPED = re.compile(r"past MaxStartups")
+NO_SESSION = re.compile(r"no more sessions")
+
+
+# ----------------------------------------------------------------------- the sshd ---
+
+
+class BenchSSHD:
+    """An sshd on the Slurm login node with OpenSSH's default limits; its log followed live
+    (sshd's own log lines carry no time: each is stamped as it is read)."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port, self.folder = port, folder
+        self.config = folder / "sshd_config"
+        self.log_path = folder / "sshd.log"
+        self.known_hosts = folder / "known_hosts"
+        self.process: subprocess.Popen | None = None
+        self.lines: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self, cleanup: Cleanup) -> None:
+        kept = [
+            line for line in TESTBED_SSHD_CONFIG.read_text().splitlines() if not TUNED.match(line)
+        ]
+        self.config.write_text(
+            "\n".join(
+                [
+                    *kept,
+                    "# bench/class_burst.py: OpenSSH's defaults for MaxStartups and MaxSessions",
+                    f"ListenAddress {LOGIN_HOST}:{self.port}",
+                    f"PidFile {self.folder}/sshd.pid",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            )
+        )
+        effective = subprocess.run(
+            ["/usr/sbin/sshd", "-T", "-f", str(self.config)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        limits = {
+            key: value
+            for key, value in (line.split(" ", 1) for line in effective.splitlines() if " " in line)
+            if key in ("maxstartups", "maxsessions")
+        }
+        print(f"bench sshd on {LOGIN_HOST}:{self.port}: {limits}", flush=True)
+        self.known_hosts.write_text(
+            "".join(
+                f"[{LOGIN_HOST}]:{self.port} {' '.join(key.read_text().split()[:2])}\n"
+                for key in HOST_KEYS
+            )
+        )
+        os.chmod(self.folder, 0o755)
+        self.log_path.touch()
+        self.process = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net={LOGIN_NETNS}",
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                'hostname login; exec "$@"',
+                "login",
+                "/usr/sbin/sshd",
+                "-D",
+                "-f",
+                str(self.config),
+                "-E",
+                str(self.log_path),
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        cleanup.append(self.stop)
+        deadline = time.monotonic() + 10
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the bench's sshd did not start; see {self.log_path}")
+            time.sleep(0.1)
+        self._reader = threading.Thread(target=self._follow, daemon=True)
+        self._reader.start()
+
+    def _answers(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection((LOGIN_HOST, self.port), timeout=1) as sock:
+                return sock.recv(4).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    def _follow(self) -> None:
+        with open(self.log_path, errors="replace") as log:
+            while not self._stop.is_set():
+                chunk = log.read()
+                now = time.time()
+                self.lines.extend((now, line) for line in chunk.splitlines())
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """The sshd and what it still runs (sessions of connections not yet closed)."""
+        self._stop.set()
+        if self.process is None or self.process.poll() is not None:
+            return
+        sessions = _children(self.process.pid)
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def between(self, start: float, end: float) -> list[tuple[float, str]]:
+        return [(t, line) for t, line in self.lines if start <= t <= end]
+
+
+def _children(pid: int) -> list[int]:
+    """Every process below `pid` (sshd's per-connection processes)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [child for child, p in parents.items() if p == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+# ----------------------------------------------------------------------- the burst ---
+
+
+@dataclass
+class Start:
+    """One user's way from the login form to a server that answers."""
+
+    user: str
+    login_s: float | None = None
+    requested: float | None = None  # time.time() of the server request
+    ready: float | None = None
+    retries: int = 0  # 429 answers (the hub's concurrent_spawn_limit), retried after a while
+    error: str = ""
+
+    @property
+    def seconds(self) -> float | None:
+        if self.requested is None or self.ready is None:
+            return None
+        return self.ready - self.requested
+
+
+def _hub_cookie(session: requests.Session, name: str) -> str:
+    """A cookie of the hub's own path (the same name may also exist for other paths)."""
+    values = [c.value for c in session.cookies if c.name == name and c.path.startswith("/hub")]
+    return values[-1] if values else ""
+
+
+def one_start(hub: BenchHub, start: Start, options: dict, at: float, timeout: float) -> None:
+    """At `at`: log in as the user through the hub's login form, ask for the user's server
+    through the REST API (with the session's cookie, as the browser does), read its
+    progress to the end."""
+    time.sleep(max(0.0, at - time.time()))
+    try:
+        session = requests.Session()
+        began = time.time()
+        session.get(f"{hub.url}/hub/login", timeout=120).raise_for_status()
+        answer = session.post(
+            f"{hub.url}/hub/login",
+            data={
+                "username": start.user,
+                "password": start.user,
+                "_xsrf": _hub_cookie(session, "_xsrf"),
+            },
+            allow_redirects=False,
+            timeout=120,
+        )
+        if answer.status_code != 302:
+            raise RuntimeError(f"login refused: {answer.status_code} {answer.text[:200]}")
+        start.login_s = time.time() - began
+        url = f"{hub.url}/hub/api/users/{start.user}/server"
+        while True:
+            start.requested = time.time()
+            answer = session.post(
+                url,
+                json={"user_options": options},
+                headers={"X-XSRFToken": _hub_cookie(session, "_xsrf")},
+                timeout=120,
+            )
+            if answer.status_code != 429:
+                break
+            start.retries += 1
+            time.sleep(float(answer.headers.get("Retry-After", "5")))
+        if answer.status_code not in (201, 202):
+            raise RuntimeError(f"server request refused: {answer.status_code} {answer.text[:300]}")
+        start.ready = hub.ready_time(start.user, "", timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - every failure is a figure, with its message
+        start.error = str(exc)[:500] or type(exc).__name__
+
+
+@dataclass
+class Result:
+    kind: str
+    starts: list[Start]
+    window_s: float  # first login to the last server ready or failed
+    logins: int  # sshd's accepted logins in the window
+    logins_peak: int  # ... the most in one second
+    dropped: int  # connections sshd dropped past MaxStartups
+    no_session: int  # sessions sshd refused past MaxSessions
+    rpcs: int
+    slurmctld_ms: float
+    top_rpcs: str
+    stalls: list[float]  # the hub's logged event-loop stalls (>= 0.1 s), seconds
+    stalls_after_logins: list[float]  # ... of them once every user had logged in
+    startups_peak: int  # the most connections sshd had not yet authenticated at once
+    hub_cpu_s: float
+    hub_rss_peak_mb: float
+    keeper_cpu_s: float | None
+    keeper_rss_mb: float | None
+    machine_busy: float  # % of all CPUs busy during the window (everyone's)
+    stop_s: float = 0.0
+    left_in_queue: list[str] = field(default_factory=list)
+
+    @property
+    def times(self) -> list[float]:
+        return [s.seconds for s in self.starts if s.seconds is not None]
+
+    @property
+    def failures(self) -> list[Start]:
+        return [s for s in self.starts if s.error]
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def keeper_of(hub: BenchHub) -> int | None:
+    """The pid of the forward keeper this hub started, if any."""
+    for pid in [hub.pid, *_children(hub.pid)]:
+        with contextlib.suppress(OSError):
+            if b"hubdash.keeper" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    return None
+
+
+def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Namespace) -> Result:
+    options = {"queue": "debug", "walltime": "30"} if hub.kind == "hubdash" else {}
+    starts = [Start(user) for user in users]
+    log_offset = hub.log_path.stat().st_size
+    sample: Sample = sdiag()
+    cpu0, jiffies0 = own_cpu_seconds(hub.pid), machine_jiffies()
+    keeper0 = keeper_of(hub)
+    keeper_cpu0 = own_cpu_seconds(keeper0) if keeper0 else 0.0
+    t0 = time.time() + 1.0
+    spacing = args.window / len(users)
+    threads = [
+        threading.Thread(
+            target=one_start,
+            args=(hub, start, options, t0 + n * spacing, args.ready_timeout),
+            daemon=True,
+        )
+        for n, start in enumerate(starts)
+    ]
+    for thread in threads:
+        thread.start()
+    done_printed = 0
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(1.0)
+        done = sum(1 for s in starts if s.ready or s.error)
+        if done >= done_printed + 10:
+            done_printed = done - done % 10
+            print(f"  {hub.kind}: {done} of {len(users)} ready or failed", flush=True)
+    end = time.time()
+    after = sdiag()
+    jiffies1 = machine_jiffies()
+    load = load_between(sample, after, users)
+    minutes = (after.at - sample.at) / 60.0
+    keeper = keeper_of(hub)
+    lines = sshd.between(t0 - 1.0, end)
+    accepted = [t for t, line in lines if ACCEPTED.match(line)]
+    per_second = Counter(int(t) for t in accepted)
+    with open(hub.log_path, errors="replace") as log:
+        log.seek(log_offset)
+        stalls = [
+            (datetime.fromisoformat(at).timestamp(), float(length))
+            for at, length in STALL_AT.findall(log.read())
+            if datetime.fromisoformat(at).timestamp() <= end
+        ]
+    logged_in = max((s.requested for s in starts if s.requested is not None), default=end)
+    return Result(
+        kind=hub.kind,
+        starts=starts,
+        window_s=end - t0,
+        logins=len(accepted),
+        logins_peak=max(per_second.values(), default=0),
+        dropped=sum(1 for _, line in lines if DROPPED.search(line)),
+        no_session=sum(1 for _, line in lines if NO_SESSION.search(line)),
+        rpcs=round(load.rpcs_per_min * minutes),
+        slurmctld_ms=load.ms_per_min * minutes,
+        top_rpcs=top_types({k: v * minutes for k, v in load.by_type_ms_per_min.items()}),
+        stalls=[length for _, length in stalls],
+        stalls_after_logins=[length for at, length in stalls if at - length > logged_in],
+        startups_peak=startups_peak(lines),
+        hub_cpu_s=own_cpu_seconds(hub.pid) - cpu0,
+        hub_rss_peak_mb=peak_rss_mb(hub.pid),
+        keeper_cpu_s=(own_cpu_seconds(keeper) - (keeper_cpu0 if keeper == keeper0 else 0.0))
+        if keeper
+        else None,
+        keeper_rss_mb=peak_rss_mb(keeper) if keeper else None,
+        machine_busy=100.0 * (jiffies1[0] - jiffies0[0]) / max(1, jiffies1[1] - jiffies0[1]),
+    )
+
+
+def startups_peak(lines: list[tuple[float, str]]) -> int:
+    """The most connections sshd had accepted and not yet authenticated (or closed) at once,
+    from its log, in its order: what MaxStartups counts."""
+    events = []
+    for at, line in lines:
+        if match := CONNECTED.match(line):
+            events.append((at, 1, match.groups()))
+        elif (match := ACCEPTED.match(line)) or (match := CLOSED.match(line)):
+            events.append((at, -1, match.groups()[-2:]))
+    open_now: set[tuple[str, ...]] = set()
+    peak = 0
+    for _, change, key in events:  # in the log's order
+        if change > 0:
+            open_now.add(key)
+            peak = max(peak, len(open_now))
+        else:
+            open_now.discard(key)
+    return peak
+
+
+def stop_everything(hub: BenchHub, result: Result, prefix: str) -> None:
+    """Stop every server through the API at once, then look for the bench's jobs."""
+    began = time.time()
+    users = [start.user for start in result.starts]
+    threads = [threading.Thread(target=hub.stop, args=(user,), daemon=True) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    hub.wait_for(lambda: not hub.servers(), 300, step=1)
+    result.stop_s = time.time() - began
+    # A cancelled job may show for a moment before slurmctld has ended it.
+    deadline = time.monotonic() + 30
+    while (left := live_jobs(prefix)) and time.monotonic() < deadline:
+        time.sleep(1)
+    result.left_in_queue = [f"{job_id} {name} {state}" for job_id, name, state in left]
+
+
+def bench_kind(
+    kind: str, port: int, prefix: str, users: list[str], sshd: BenchSSHD, args: argparse.Namespace
+) -> Result:
+    extra = ""
+    if kind == "hubdash":
+        # Only the spawner's cost: no Lmod environment around the tiny server.
+        extra = "\n".join(["c.JobSpawner.environments = {}", *args.hubdash_config, ""])
+    hub = start_hub(
+        kind,
+        port,
+        prefix,
+        tiny=True,
+        extra_config=extra,
+        users=users,
+        env_extra={
+            "HUBDASH_BENCH_LOGIN_PORT": str(sshd.port),
+            "HUBDASH_BENCH_KNOWN_HOSTS": str(sshd.known_hosts),
+        },
+    )
+    try:
+        print(f"  {kind}: {len(users)} users log in and ask for a server within {args.window:g} s")
+        result = burst(hub, users, sshd, args)
+        stop_everything(hub, result, prefix)
+        return result
+    finally:
+        try:
+            hub.stop_all(timeout=300)
+        finally:
+            hub.terminate()
+
+
+# ----------------------------------------------------------------------- reporting ---
+
+
+def row(result: Result) -> list[str]:
+    times = result.times
+    logins = [s.login_s for s in result.starts if s.login_s is not None]
+
+    def p(values: list[float], q: float) -> str:
+        return f"{percentile(values, q):.1f}" if values else "-"
+
+    keeper = (
+        f"{result.keeper_cpu_s:.1f} s / {result.keeper_rss_mb:.0f} MB"
+        if result.keeper_cpu_s is not None
+        else "-"
+    )
+    return [
+        result.kind,
+        f"{len(times)}/{len(result.starts)}",
+        str(len(result.failures)),
+        f"{p(times, 50)} / {p(times, 95)} / {max(times):.1f}" if times else "-",
+        f"{p(logins, 50)} / {p(logins, 95)}",
+        f"{result.logins} ({result.logins_peak}/s peak)",
+        str(result.startups_peak),
+        str(result.dropped),
+        str(result.no_session),
+        str(result.rpcs),
+        f"{result.slurmctld_ms:.0f}",
+        f"{max(result.stalls):.2f}" if result.stalls else "< 0.1",
+        f"{max(result.stalls_after_logins):.2f}" if result.stalls_after_logins else "< 0.1",
+        str(len(result.stalls)),
+        f"{result.hub_cpu_s:.1f}",
+        f"{result.hub_rss_peak_mb:.0f}",
+        keeper,
+        f"{result.machine_busy:.0f}",
+        f"{result.stop_s:.0f}",
+        "yes" if not result.left_in_queue else f"NO: {len(result.left_in_queue)} left",
+    ]
+
+
+HEADERS = [
+    "hub",
+    "ready",
+    "failed",
+    "request->ready s p50/p95/max",
+    "login s p50/p95",
+    "SSH logins",
+    "unauthenticated peak",
+    "dropped (MaxStartups)",
+    "refused sessions",
+    "slurmctld RPCs",
+    "slurmctld ms",
+    "longest stall s",
+    "after logins s",
+    "stalls >= 0.1 s",
+    "hub CPU s",
+    "hub RSS peak MB",
+    "keeper CPU / RSS",
+    "machine busy %",
+    "stop all s",
+    "queue empty",
+]
+
+
+def report(results: dict[str, Result], args: argparse.Namespace) -> None:
+    print(
+        f"\na class of {args.users} starting at once (log in and ask within {args.window:g} s), "
+        "login node sshd at OpenSSH's defaults\n"
+    )
+    for result in results.values():
+        print(
+            f"{result.kind}: burst window {result.window_s:.1f} s; top RPC types (ms, all "
+            f"users): {result.top_rpcs}"
+        )
+    print()
+    print_table(HEADERS, [row(r) for r in results.values()])
+    for result in results.values():
+        # The same failure for many users: counted once, their names left out.
+        failed = Counter(
+            re.sub(r"\b(?:student\d+|alice|bob|carol|dave|erin)\b", "<user>", start.error)
+            for start in result.failures
+        )
+        for message, count in failed.most_common():
+            print(f"  {result.kind} failure x{count}: {message}")
+        retried = sum(start.retries for start in result.starts)
+        if retried:
+            print(f"  {result.kind}: {retried} server request(s) answered 429 and retried")
+        for job in result.left_in_queue:
+            print(f"  {result.kind}: left in the queue: {job}")
+    if set(results) == {"hubdash", "batchspawner"}:
+        hd, bs = results["hubdash"], results["batchspawner"]
+
+        def ratio(ours: float, theirs: float) -> str:
+            return f"{theirs / ours:.1f}x" if ours > 0 else "-"
+
+        figures = [
+            ("request->ready p50", percentile(hd.times, 50), percentile(bs.times, 50)),
+            ("request->ready p95", percentile(hd.times, 95), percentile(bs.times, 95)),
+            ("request->ready max", max(hd.times, default=0), max(bs.times, default=0)),
+            ("SSH logins", hd.logins, bs.logins),
+            ("slurmctld RPCs", hd.rpcs, bs.rpcs),
+            ("slurmctld ms", hd.slurmctld_ms, bs.slurmctld_ms),
+            ("hub CPU s", hd.hub_cpu_s + (hd.keeper_cpu_s or 0.0), bs.hub_cpu_s),
+        ]
+        print()
+        print_table(
+            ["figure", "hubdash", "batchspawner", "batchspawner/hubdash"],
+            [[name, f"{a:.1f}", f"{b:.1f}", ratio(a, b)] for name, a, b in figures],
+        )
+        print("(hubdash's hub CPU here includes its forward keeper's)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=100, help="distinct users (test users)")
+    parser.add_argument("--window", type=float, default=5.0, help="seconds the logins spread over")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=600.0, help="seconds a server may take to be ready"
+    )
+    parser.add_argument("--sshd-port", type=int, default=15022, help="the bench sshd's port")
+    parser.add_argument(
+        "--hubdash-config",
+        action="append",
+        default=[],
+        help="a line of hub config for the hubdash hub (repeatable)",
+    )
+    add_hub_arguments(parser)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root: it starts an sshd on the login node and reads /proc and sdiag")
+        return 2
+    users = test_users(args.users)
+    missing = [u for u in users if not (KEYS / u).exists() or not _has_account(u)]
+    if missing:
+        print(
+            f"{len(missing)} test user(s) missing ({', '.join(missing[:3])} ...): run "
+            f"scripts/testcluster up --users {args.users}"
+        )
+        return 2
+    prefix = f"hdbench{os.getpid()}"
+    quiet, text = queue_is_quiet()
+    print(f"queue before the run: {text}; {free_cpus()} idle CPUs in debug")
+    if free_cpus() < args.users:
+        print(f"(fewer idle CPUs than {args.users} servers: some will wait in the queue)")
+    results: dict[str, Result] = {}
+
+    def body(cleanup: Cleanup) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="hdbench-sshd-"))
+        sshd = BenchSSHD(args.sshd_port, folder)
+        sshd.start(cleanup)
+        for kind, port in hubs_to_measure(args):
+            results[kind] = bench_kind(kind, port, prefix, users, sshd, args)
+            time.sleep(5)  # the last jobs' ends reach slurmctld before the next hub starts
+
+    if not run_cleanly(prefix, body):
+        return 130
+    report(results, args)
+    return 0
+
+
+def _has_account(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
