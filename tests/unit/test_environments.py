@@ -409,3 +409,9 @@ def test_the_lines_read_exactly_so_in_the_job_script():
     ]
     root = entry_lines(Environment("r", prefix="/"), "/i.sh", "x")
     assert "[ -d / ] || " in root[1] and root[2] == 'export PATH=//bin:"$PATH"'
+
+
+def test_an_environment_that_is_no_text_is_refused_as_such():
+    assert refusal({"queue": "debug", "environment": {"a": 1}}) == {
+        "environment": "environment must be text or a number, not dict"
+    }

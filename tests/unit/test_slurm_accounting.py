@@ -505,3 +505,54 @@ def test_the_pre_check_reuses_the_forms_own_estimate(monkeypatch):
     asyncio.run(cluster.queue_info.estimate(key, form_estimate))
     asyncio.run(spawner.check_with_scheduler(options))
     assert cluster.asked == 0
+
+
+# --- the QOS of the account chosen, in the words the user reads ------------------------------
+
+SPLIT = UserAccounting(
+    "proj1", {"proj1": ("normal",), "proj2": ("normal", "short")}, {"proj1": "normal"}
+)
+
+
+def test_the_qos_offered_are_the_chosen_accounts_own():
+    assert check({"account": "proj2", "qos": "short"}, SPLIT).qos == "short"
+    assert refusal({"account": "proj1", "qos": "short"}, SPLIT) == {
+        "qos": "QOS 'short' is not allowed for account 'proj1'; choose one of: normal"
+    }
+    assert extras(SPLIT).qos_choices("proj2") == ("normal", "short")
+    assert extras(SPLIT).qos_choices("") == ("normal",)
+
+
+def test_qos_refusals_read_in_full():
+    none_allowed = UserAccounting("p", {"p": ()}, {})
+    assert refusal({"qos": "short"}, none_allowed) == {
+        "qos": "QOS 'short' is not allowed for your default account; it allows none"
+    }
+    long = "q" * 41
+    assert refusal({"qos": long}, SPLIT)["qos"].startswith(f"QOS '{'q' * 40}…' is not allowed")
+    assert refusal({"qos": "q" * 40}, SPLIT)["qos"].startswith(f"QOS '{'q' * 40}' is not")
+    assert refusal({"qos": "a b"}, None) == {"qos": "QOS 'a b' is not a QOS name here"}
+
+
+def test_a_bad_environment_table_is_an_extra_settings_error_naming_it():
+    from hubdash.spawner.extras import ExtraConfigError
+
+    with pytest.raises(ExtraConfigError) as caught:
+        parse_extra_settings([], environments={"a": {"x": 1}})
+    assert str(caught.value) == (
+        "JobSpawner.environments['a'] has unknown key(s) ['x']; known keys: "
+        "['default', 'description', 'lines', 'modules', 'prefix', 'python']"
+    )
+
+
+def test_a_qos_name_slurm_cannot_take_is_refused_naming_the_qos():
+    from hubdash.schedulers.base import JobRequest
+
+    request = JobRequest(job_name="j", queue="debug", walltime_seconds=60, qos="a;b")
+    with pytest.raises(ValueError, match="^qos "):
+        SlurmAdapter().submit_options(request)
+
+
+def test_a_job_slurmctld_still_knows_is_not_read_from_sacct():
+    running = JobInfo(job_id="42", state=JobState.RUNNING)
+    assert SlurmAdapter().complete_lookup(running, 0, "42|FAILED|1:0|cn1\n", "") is running
