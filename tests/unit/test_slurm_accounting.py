@@ -556,3 +556,9 @@ def test_a_qos_name_slurm_cannot_take_is_refused_naming_the_qos():
 def test_a_job_slurmctld_still_knows_is_not_read_from_sacct():
     running = JobInfo(job_id="42", state=JobState.RUNNING)
     assert SlurmAdapter().complete_lookup(running, 0, "42|FAILED|1:0|cn1\n", "") is running
+
+
+def test_a_refused_qos_lists_every_one_the_account_allows():
+    assert refusal({"account": "proj2", "qos": "long"}, SPLIT) == {
+        "qos": "QOS 'long' is not allowed for account 'proj2'; choose one of: normal, short"
+    }
