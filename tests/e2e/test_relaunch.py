@@ -71,6 +71,9 @@ def test_start_again_on_a_stopped_servers_card_submits_the_same_job(page: Page, 
     page.click("#spawn_form button[type=submit]")
     try:
         first = hub.wait_ready("alice", "again", timeout=SPAWN_SECONDS)
+        # The spawn page goes on to JupyterLab by itself: leave it only once it has, or the
+        # next navigation races with that one.
+        page.wait_for_url("**/user/alice/again/**", timeout=60_000)
         assert first["user_options"]["environment"] == "science"
         first_job = first["state"]["job"]["job_id"]
         asked = {"Partition": "batch", "TimeLimit": "01:10:00", "NumNodes": "2", "Account": "proj2"}
