@@ -11,7 +11,6 @@ lists the clusters with whether each answers, for the form and the dashboard.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from datetime import datetime
@@ -143,8 +142,7 @@ class EstimateHandler(_FormInfoHandler):
             unavailable = StartEstimate(False, message=down, fetched_at=time.time())
             self._send(estimate_json(unavailable, cache.ttl))
             return
-        # One estimate per user and size: the job's name and files do not change the answer.
-        key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
+        key = spawner.estimate_key(request)
         client = cluster.client
 
         async def nodes_free() -> int | None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from hubdash.cluster.queueinfo import AccountingAnswer
+from hubdash.schedulers.base import JobRequest
 from hubdash.spawner.extras import ExtraFields
 from hubdash.spawner.options import JobOptions, OptionsError
 
@@ -52,6 +53,12 @@ class SchedulerCheck:
     """JobSpawner's questions to the scheduler before a spawn (a mixin)."""
 
     _accepted: tuple[Any, float] | None = None
+
+    def estimate_key(self, request: JobRequest) -> tuple[str, JobRequest]:
+        """The cache key of a start estimate: one per cluster user and size, as the job's
+        name and files do not change the answer (shared by the form's estimate and the
+        pre-check, so that one asks for both)."""
+        return (self.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
 
     def extras_for_user(self) -> ExtraFields:
         """The extra fields' rules with this user's accounts from the scheduler, as the
@@ -93,7 +100,7 @@ class SchedulerCheck:
             return
         if self.cluster_config.adapter().test_only_command(request) is None:
             return
-        key = (self.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
+        key = self.estimate_key(request)
         if self._accepted is not None and self._accepted[0] == key:
             if time.monotonic() - self._accepted[1] < _ACCEPTED_FOR:
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -119,3 +120,19 @@ def log_in(page: Page, hub: Hub, user: str) -> None:
     page.fill("#password_input", user)
     page.click("#login_submit")
     page.wait_for_url(lambda url: "/hub/login" not in url, timeout=30_000)
+
+
+def spawn_failure(hub: Hub, user: str, **options: str) -> tuple[str, float]:
+    """Ask for a server that must fail to start: the failure's message, and how long the
+    spawn took to fail."""
+    started = time.monotonic()
+    answer = hub.spawn(user, **options)
+    if answer.status_code == 500:
+        # Failed before the hub's slow_spawn_timeout: the API call itself carries the error.
+        message = answer.json()["message"]
+    else:
+        assert answer.status_code in (201, 202), answer.text
+        events = hub.progress_events(user, timeout=60)
+        assert events[-1].get("failed"), events[-1]
+        message = events[-1]["message"]
+    return message, time.monotonic() - started

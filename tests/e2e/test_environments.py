@@ -3,13 +3,11 @@ notebook runs in; a broken one fails the spawn at once, naming what is missing."
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from playwright.sync_api import Page, expect
 
 from ..conftest import JOB_PREFIX, cluster_jobs
-from .conftest import log_in
+from .conftest import log_in, spawn_failure
 from .formcheck import open_form
 from .jupyterlab import run_cell
 
@@ -79,16 +77,9 @@ def test_the_chosen_environment_is_the_notebooks_and_a_broken_one_fails_at_once(
     hub.wait_for(lambda: not alice_jobs(), timeout=30)
 
     # The broken environment: the job ends at its module line, and the spawn says so.
-    started = time.monotonic()
-    answer = hub.spawn("alice", queue="debug", walltime="5", environment="broken")
-    if answer.status_code == 500:
-        message = answer.json()["message"]
-    else:
-        assert answer.status_code in (201, 202), answer.text
-        events = hub.progress_events("alice", timeout=60)
-        assert events[-1].get("failed"), events[-1]
-        message = events[-1]["message"]
-    elapsed = time.monotonic() - started
+    message, elapsed = spawn_failure(
+        hub, "alice", queue="debug", walltime="5", environment="broken"
+    )
     assert "hubdash: environment broken: module pyenv/missing could not be loaded" in message
     print(f"the broken environment failed the spawn in {elapsed:.1f} s")
     assert elapsed < 10, f"the broken environment took {elapsed:.1f} s to fail the spawn"

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from ..conftest import JOB_PREFIX, ROOT, cluster_jobs
+from .conftest import spawn_failure
 from .hubprocess import Hub
 
 # The test cluster's 'hold' partition takes jobs and never starts them.
@@ -55,17 +56,7 @@ EXITS_AT_ONCE = (
 def spawn_that_fails_at_once(hub: Hub, queue: str) -> tuple[str, float]:
     """Spawn alice's server on a hub of EXITS_AT_ONCE: the failure's message, and how long
     the spawn took to fail. The server must not be left ready."""
-    started = time.monotonic()
-    answer = hub.spawn("alice", queue=queue, walltime="5")
-    if answer.status_code == 500:
-        # Failed before the hub's slow_spawn_timeout: the API call itself carries the error.
-        message = answer.json()["message"]
-    else:
-        assert answer.status_code in (201, 202), answer.text
-        events = hub.progress_events("alice", timeout=60)
-        assert events[-1].get("failed"), events[-1]
-        message = events[-1]["message"]
-    elapsed = time.monotonic() - started
+    message, elapsed = spawn_failure(hub, "alice", queue=queue, walltime="5")
     assert "hubdash-test: this server gives up at once" in message, message
     assert not (hub.server("alice") or {}).get("ready")
     return message, elapsed

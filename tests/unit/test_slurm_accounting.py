@@ -496,8 +496,10 @@ def test_the_pre_check_reuses_the_forms_own_estimate(monkeypatch):
     spawner = precheck_spawner(monkeypatch, cluster)
     options = spawner.job_options({"queue": "debug", "walltime": "30"})
     request = spawner.job_request(options)
-    # The key the form's estimate API caches under (queueapi.EstimateHandler).
+    # The key the form's estimate API caches under (queueapi.EstimateHandler): a job of
+    # another name and output file is the same question.
     key = (spawner.cluster_username, dataclasses.replace(request, job_name="", output_path=""))
+    assert spawner.estimate_key(dataclasses.replace(request, job_name="x", output_path="y")) == key
 
     async def form_estimate():
         return StartGuess(datetime.now())
