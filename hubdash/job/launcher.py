@@ -31,11 +31,22 @@ from hubdash.job.files import write_private
 CERT_VARIABLES = ("JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now on this node."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return sock.getsockname()[1]
+def reserve_port() -> socket.socket:
+    """A TCP port of this node, held for the server from now until it listens.
+
+    A port looked up and let go is free for anyone until the server binds it, a second or
+    more later: under a class starting at once another job's outgoing connection took one
+    as its local port, and the server died with "Address already in use". The socket here
+    stays bound, not listening, with SO_REUSEADDR, and is handed on to the server across
+    exec: the kernel gives the port to no other bind and no outgoing connection, and the
+    server binds it beside this socket (jupyterhub-singleuser, as every tornado server,
+    binds with SO_REUSEADDR; a second listener is still refused).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", 0))
+    sock.set_inheritable(True)
+    return sock
 
 
 def server_environment(
@@ -148,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"hubdash: cannot read the server's settings {env_path}: {exc}", file=sys.stderr)
         return 2
-    port = free_port()
+    held = reserve_port()  # open until the server ends: it keeps the port the server's
+    port = held.getsockname()[1]
     env = server_environment(hub_env, port, args.keep_path)
     if hub_env.get(RELAY_ENV):
         try:

@@ -62,3 +62,38 @@ def test_missing_settings_file_is_a_clear_error(tmp_path):
     result = launch(tmp_path, "true")
     assert result.returncode == 2
     assert "cannot read the server's settings" in result.stderr
+
+
+HELD_PORT_CHECK = """
+import os, socket, urllib.parse
+port = urllib.parse.urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"]).port
+other = socket.socket()
+try:
+    other.bind(("0.0.0.0", port))
+    print("taken by another")
+except OSError:
+    print("held")
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", port))
+server.listen()
+client = socket.create_connection(("127.0.0.1", port), timeout=5)
+server.accept()
+second = socket.socket()
+second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    second.bind(("0.0.0.0", port))
+    second.listen()
+    print("second listener")
+except OSError:
+    print("listening alone")
+"""
+
+
+def test_the_servers_port_is_held_for_it_until_it_listens(state_dir):
+    """Between the launcher's choice and the server's bind nobody else gets the port (a class
+    starting at once lost a server to another job's connection), and the server, binding it
+    as tornado does, listens there alone."""
+    result = launch(state_dir, sys.executable, "-c", HELD_PORT_CHECK)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-3:] == ["held", "listening alone", ""], result.stdout
