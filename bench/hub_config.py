@@ -59,6 +59,12 @@ for service in c.JupyterHub.services:
     if service["name"] == "hubdash" and dash_args:
         service["command"] = [*service["command"], *dash_args]
 
+if os.environ.get("HUBDASH_BENCH_STALLWATCH"):
+    # What the loop was doing in each stall (bench/stallwatch.py), for the burst's profile.
+    run_path(os.path.join(os.environ["HUBDASH_ROOT"], "bench", "stallwatch.py"))["install"](
+        os.environ["HUBDASH_BENCH_STALLWATCH"]
+    )
+
 if os.environ.get("HUBDASH_BENCH_EXTRA_CONFIG"):
     load_subconfig(os.environ["HUBDASH_BENCH_EXTRA_CONFIG"])  # noqa: F821
 

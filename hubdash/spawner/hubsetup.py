@@ -14,6 +14,7 @@ from typing import Any
 from traitlets.config import Config
 from traitlets.config.loader import LazyConfigValue
 
+from hubdash.spawner.hubdatabase import use_write_ahead_log
 from hubdash.spawner.hubrestart import schedule_after_start
 from hubdash.spawner.jobspawner import JobSpawner
 from hubdash.spawner.keptproxy import KeptProxy
@@ -42,7 +43,8 @@ def setup_hub(c: Any) -> None:
     work (a queue table with a typo, say) would otherwise surface in front of a user.
     Here one JobSpawner is built from the finished config as soon as the hub has read it;
     its TraitError is then JupyterHub's own "bad config": logged with the setting's name,
-    and the hub exits with status 1.
+    and the hub exits with status 1. Its `hub_database_wal` then puts the hub's SQLite
+    database in WAL mode as JupyterHub opens it (hubdatabase.py).
     """
     handlers = c.JupyterHub.extra_handlers if "extra_handlers" in c.JupyterHub else []
     if isinstance(handlers, LazyConfigValue):  # `.append(...)` on the (empty) default
@@ -89,6 +91,8 @@ def _check_when_configured(app: Any, c: Any) -> None:
                 merged.merge(copy.deepcopy(config))
             spawner = chosen(config=merged)
             spawner.check_config()
+            if spawner.hub_database_wal:  # before JupyterHub opens its database
+                use_write_ahead_log()
             internal_ssl = bool(merged.JupyterHub.get("internal_ssl", False))
             for warning in channel_warnings(spawner, internal_ssl):
                 app.log.warning(warning)

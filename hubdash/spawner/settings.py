@@ -27,6 +27,7 @@ from hubdash.spawner.clustersettings import ClusterSettings
 from hubdash.spawner.engineplan import LauncherError, launcher_template
 from hubdash.spawner.envsettings import EnvironmentSettings
 from hubdash.spawner.extrasettings import ExtraSettings
+from hubdash.spawner.hubdatabase import HubDatabaseSettings
 from hubdash.spawner.idlecull import IdleSettings
 from hubdash.spawner.options import ConfigError, parse_queue_table
 from hubdash.spawner.pbssettings import PBSSettings
@@ -37,6 +38,7 @@ from hubdash.spawner.sgesettings import GridEngineSettings
 class JobSpawnerSettings(
     ClusterSettings,
     RestartSettings,
+    HubDatabaseSettings,
     IdleSettings,
     EnvironmentSettings,
     ExtraSettings,
