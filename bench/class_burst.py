@@ -497,6 +497,9 @@ def bench_kind(
             hub.stop_all(timeout=300)
         finally:
             hub.terminate()
+            if args.hub_first:
+                with contextlib.suppress(OSError):  # empty once the hub's processes ended
+                    HUB_CGROUP.rmdir()
 
 
 # ----------------------------------------------------------------------- reporting ---
@@ -565,7 +568,12 @@ HEADERS = [
 def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     print(
         f"\na class of {args.users} starting at once (log in and ask within {args.window:g} s), "
-        "login node sshd at OpenSSH's defaults\n"
+        "login node sshd at OpenSSH's defaults; "
+        + (
+            "each hub's processes get the CPUs first (--hub-first)\n"
+            if args.hub_first
+            else "the hubs share the CPUs with the test cluster, one equal share per session\n"
+        )
     )
     for result in results.values():
         print(
