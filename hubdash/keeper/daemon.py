@@ -339,7 +339,9 @@ class ForwardKeeper:
                 if material is not None
                 else UserKeys(key_files=tuple(files), cert_files=tuple(certs))
             )
-            throttle = self._throttles.setdefault(key[0], login.new_throttle())
+            throttle = self._throttles.get(key[0])
+            if throttle is None:
+                throttle = self._throttles[key[0]] = login.new_keeper_throttle()
             link = _UserLink(make_transport(login, user, keys, throttle, _log), box)
             self._links[key] = link
         elif material is not None:

@@ -119,12 +119,13 @@ class JobSpawnerSettings(
         4,
         help="""At most this many SSH connections being set up at once to the login node,
         for all users together (the hub keeps one connection per user and reuses it). The
-        forward keeper (forward_keeper = 'process') holds a second connection per user with a
-        budget of the same size, so up to twice this many are set up at once from the hub's
-        machine. sshd starts refusing unauthenticated connections beyond its MaxStartups
-        (OpenSSH default 10:30:100, i.e. from 10 on); keep twice this below that first
-        number, with room for users' own logins: 4 (a class of 100 starting at once had at
-        most 8 unauthenticated at the login node, bench/README.md).""",
+        forward keeper (forward_keeper = 'process') holds a second connection per user, with
+        half this budget (at least 1), so up to 1.5 times this many are set up at once from
+        the hub's machine. sshd starts refusing unauthenticated connections beyond its
+        MaxStartups (OpenSSH default 10:30:100, i.e. from 10 on), and a busy sshd counts a
+        login as done some time after it is: keep 1.5 times this well below that first
+        number, with room for users' own logins. 4: a class of 100 starting at once had
+        no connection refused (bench/README.md, section 8).""",
     ).tag(config=True)
 
     ssh_connects_per_second = Float(

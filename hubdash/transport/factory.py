@@ -45,6 +45,16 @@ class LoginSettings:
         """The connect throttle all users' SSH transports to this login node share."""
         return ConnectThrottle(self.max_concurrent_connects, self.connects_per_second)
 
+    def new_keeper_throttle(self) -> ConnectThrottle:
+        """The forward keeper's throttle: half the hub's budget of connections under way (at
+        least 1), at the same pace. Its connections come one per starting job, spread out;
+        the hub's and the keeper's together must stay below sshd's MaxStartups even while a
+        busy sshd is slow to count a finished login as done (a class of 100 starting at
+        once on 2 cores, with 4 + 4 under way, met sshd's limit of 10)."""
+        return ConnectThrottle(
+            max(1, (self.max_concurrent_connects + 1) // 2), self.connects_per_second
+        )
+
 
 @dataclass(frozen=True)
 class UserKeys:

@@ -15,6 +15,7 @@ from hubdash.transport import sshconnect, sshfiles
 from hubdash.transport import throttle as throttle_module
 from hubdash.transport.base import TransportError
 from hubdash.transport.credentials import CredentialsError, KeyMaterial, auth_state_key_source
+from hubdash.transport.factory import LoginSettings
 from hubdash.transport.ssh import SSHTransport
 from hubdash.transport.throttle import ConnectThrottle
 
@@ -83,6 +84,16 @@ async def test_throttle_spaces_connection_starts_by_its_rate(monkeypatch):
     # The first starts at once; the next ones wait for their turn, 0.1 s apart.
     assert len(asked) == 2
     assert sorted(round(s, 1) for s in asked) == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("budget, keepers", [(1, 1), (2, 1), (3, 2), (4, 2), (9, 5)])
+def test_the_forward_keeper_sets_up_half_as_many_connections_at_once(budget, keepers):
+    """The hub's and the keeper's connections together: 1.5 times the budget at most, well
+    below sshd's MaxStartups of 10 with the default 4 (4 + 4 met it under a class burst)."""
+    login = LoginSettings(host="login", max_concurrent_connects=budget, connects_per_second=7)
+    hub, keeper = login.new_throttle(), login.new_keeper_throttle()
+    assert (hub.max_concurrent, hub.per_second) == (budget, 7)
+    assert (keeper.max_concurrent, keeper.per_second) == (keepers, 7)
 
 
 def test_throttle_refuses_limits_that_cannot_work():
