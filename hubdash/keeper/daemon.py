@@ -225,6 +225,9 @@ class ForwardKeeper:
             answer.update(ok=False, error=str(exc))
         except (TransportError, OSError) as exc:
             answer.update(ok=False, error=str(exc) or type(exc).__name__)
+        except Exception as exc:  # a bug here: the hub gets an answer, not a 10 s wait
+            _log.exception("Request %s failed", request.get("op"))
+            answer.update(ok=False, error=f"the keeper failed: {type(exc).__name__}: {exc}")
         with contextlib.suppress(ConnectionError):
             writer.write(encode(answer))
             await writer.drain()
@@ -358,7 +361,10 @@ class ForwardKeeper:
     async def _close_unused_links(self) -> None:
         used = {kept.link_key for kept in self._kept.values()} | set(self._opening)
         for key in [k for k in self._links if k not in used]:
-            link = self._links.pop(key)
+            # Another close running beside this one may have taken it while this one waited.
+            link = self._links.pop(key, None)
+            if link is None:
+                continue
             with contextlib.suppress(Exception):
                 await link.transport.close()
 

@@ -360,3 +360,51 @@ async def test_closing_a_forward_starts_no_keeper_to_be_told(socket_path):
     hub = KeeperClient(socket_path, start=True, python=sys.executable)
     await opener(hub).close()
     assert not exists(socket_path) and not exists(socket_path + ".lock")
+
+
+async def test_many_servers_stopped_at_once_each_get_their_forward_closed_at_once(
+    keeper, echo_port, monkeypatch
+):
+    """A class's servers stopped together: each close is answered at once, though each
+    user's SSH connection, unused then, takes a moment to close (two closes at once once
+    both closed the same idle connection; the second died unanswered and its hub waited 10 s)."""
+    from hubdash.keeper import daemon
+    from hubdash.transport.local import LocalTransport
+
+    class SlowClose(LocalTransport):
+        async def open_local_forward(self, *args, **kwargs):
+            forward = await super().open_local_forward(*args, **kwargs)
+            close = forward.close
+
+            async def slow_close() -> None:
+                await asyncio.sleep(0.01)
+                await close()
+
+            forward.close = slow_close
+            return forward
+
+        async def close(self) -> None:
+            await asyncio.sleep(0.05)
+            await super().close()
+
+    monkeypatch.setattr(daemon, "make_transport", lambda *_a, **_k: SlowClose())
+    hub = KeeperClient(keeper.socket_path, start=False)
+    users = [f"student{n:03d}" for n in range(8)]
+    forwards = [KeeperForwards(hub, f"{u}/", LOCAL, u, UserKeys(), lease=600) for u in users]
+    for forward in forwards:
+        await forward.open_local_forward("127.0.0.1", echo_port)
+    assert len(keeper._links) == len(users)
+    await asyncio.wait_for(asyncio.gather(*(f.close() for f in forwards)), 5)
+    assert keeper._links == {} and keeper._kept == {}
+    await hub.close()
+
+
+async def test_a_request_the_keeper_fails_on_is_answered_with_the_failure(keeper, monkeypatch):
+    async def broken(request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(keeper, "handle", broken)
+    hub = KeeperClient(keeper.socket_path, start=False)
+    with pytest.raises(KeeperError, match="the keeper failed: RuntimeError: a bug"):
+        await asyncio.wait_for(hub.request("list"), 5)
+    await hub.close()
