@@ -8,8 +8,12 @@ Run as root on the hub machine, with the test cluster up with enough users and r
 Slurm nodes take 128 one-CPU jobs at once):
 
     /opt/hubdash/venv/bin/python -m bench.class_burst [--users 100] [--window 5]
-        [--kinds hubdash,batchspawner] [--port 13100] [--sshd-port 15022]
+        [--kinds hubdash,batchspawner] [--port 13100] [--sshd-port 15022] [--hub-first]
         [--hubdash-config 'c.JobSpawner.scheduler_precheck = False' ...]
+
+With --hub-first each hub's processes (and what they start) get the CPUs first, as on a hub
+host of their own; without it they share the 2 cores with the test cluster's job starts and
+SSH sessions at one equal share per session (Linux's autogroup scheduling).
 
 The server is bench/tinyserver.py (the same for both hubs), so that only the spawners' cost
 counts; hubdash's hub runs without the demo's software environments (no Lmod in the job), as
