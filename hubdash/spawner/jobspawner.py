@@ -163,7 +163,7 @@ class JobSpawner(
         a quarter of a second (statewrites.py), or at once with `now`."""
         if self.orm_spawner is None:
             return
-        hub_state(self.user).state_writes.save(self.orm_spawner, self.get_state(), now=now)
+        hub_state(self.user).state_writes.save(self.orm_spawner, self.get_state, now=now)
 
     # --- names and places ----------------------------------------------------------------------
 

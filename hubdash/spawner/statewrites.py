@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
@@ -24,29 +25,31 @@ _log = logging.getLogger(__name__)
 
 
 class StateWrites:
-    """One per hub (HubState.state_writes): `save()` puts a spawner's state into the hub's
-    database session at once and commits it within `delay` seconds, with every other save
-    meanwhile."""
+    """One per hub (HubState.state_writes): `save()` asks for a spawner's state to be written
+    to its database row within `delay` seconds, with every other save meanwhile.
+
+    Nothing touches the row until the commit: the state is taken then (the newest, never
+    one older than JupyterHub has written since), put on the row and committed in one step,
+    with no await between. A row changed and left uncommitted would be rolled back by the
+    next JupyterHub request to finish ("Rolling back dirty objects"), losing the save.
+    """
 
     def __init__(self, delay: float = STATE_COMMIT_DELAY, log: logging.Logger | None = None):
         self.delay = delay
         self.log = log or _log
-        self._sessions: dict[int, Any] = {}  # sessions holding saves not yet committed
+        # Rows waiting for their commit, each with what gives its state then.
+        self._pending: dict[int, tuple[Any, Callable[[], dict]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self.saves = 0
         self.commits = 0
 
-    def save(self, orm_spawner: Any, state: dict, *, now: bool = False) -> None:
-        """Put `state` on the spawner's database row; committed within `delay` seconds, or
+    def save(self, orm_spawner: Any, state_of: Callable[[], dict], *, now: bool = False) -> None:
+        """Write `state_of()` to the spawner's database row within `delay` seconds, or
         before returning with `now` (or outside an event loop)."""
         if orm_spawner is None:
             return
-        session = sqlalchemy.inspect(orm_spawner).session  # the hub's own session
-        if session is None:
-            return
-        orm_spawner.state = state
+        self._pending[id(orm_spawner)] = (orm_spawner, state_of)
         self.saves += 1
-        self._sessions[id(session)] = session
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -59,15 +62,26 @@ class StateWrites:
     @property
     def waiting(self) -> bool:
         """Whether saves wait for their commit."""
-        return bool(self._sessions)
+        return bool(self._pending)
 
     def commit(self) -> None:
-        """Commit every save made so far."""
+        """Write and commit every save asked for so far."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
+        pending, self._pending = list(self._pending.values()), {}
+        sessions: dict[int, Any] = {}
+        for orm_spawner, state_of in pending:
+            row = sqlalchemy.inspect(orm_spawner)
+            if row.session is None or row.deleted or row.detached:
+                continue  # the server was removed meanwhile
+            try:
+                orm_spawner.state = state_of()
+            except Exception:  # noqa: BLE001 - one server's failure must not lose the others'
+                self.log.exception("Could not take a server's state to save it")
+                continue
+            sessions[id(row.session)] = row.session
+        for session in sessions.values():
             try:
                 session.commit()
                 self.commits += 1
