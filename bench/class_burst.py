@@ -5,17 +5,24 @@ default limits (MaxStartups 10:30:100, MaxSessions 10).
 
 Run as root on the hub machine, with the test cluster up with enough users and room
 (`scripts/testcluster up --users 100`: the five test users and student001 ... student095; the
-Slurm nodes take 128 one-CPU jobs at once):
+Slurm nodes take 128 one-CPU jobs at once, and so do the OpenPBS nodes and Grid Engine's all.q
+with --users):
 
-    /opt/hubdash/venv/bin/python -m bench.class_burst [--users 100] [--window 5]
-        [--kinds hubdash,batchspawner] [--port 13100] [--sshd-port 15022]
-        [--hubdash-config 'c.JobSpawner.scheduler_precheck = False' ...]
+    /opt/hubdash/venv/bin/python -m bench.class_burst [--scheduler slurm|pbs|sge]
+        [--users 100] [--window 5] [--kinds hubdash,batchspawner] [--port 13100]
+        [--sshd-port 15022] [--hubdash-config 'c.JobSpawner.scheduler_precheck = False' ...]
+
+--scheduler picks the test cluster (Slurm by default): its login node, the hub's
+HUBDASH_SCHEDULER, and the servers' queue, the cluster's default (Slurm `debug`, OpenPBS
+`workq`, Grid Engine `all.q`). batchspawner is measured on Slurm only: on the other two the
+run is hubdash's alone.
 
 The server is bench/tinyserver.py (the same for both hubs), so that only the spawners' cost
 counts; hubdash's hub runs without the demo's software environments (no Lmod in the job), as
-batchspawner's. The bench starts its own sshd on the Slurm login node (port --sshd-port, the
-test bed's host keys, LogLevel VERBOSE, no MaxStartups or MaxSessions line: OpenSSH's defaults)
-and points both hubs there; the test bed's own sshd, tuned for the test suite, is not used.
+batchspawner's. The bench starts its own sshd on the cluster's login node (port --sshd-port,
+the test bed's host keys, LogLevel VERBOSE, no MaxStartups or MaxSessions line: OpenSSH's
+defaults) and points both hubs there; the test bed's own sshd, tuned for the test suite, is not
+used.
 
 Per hub, for the burst (from the first login to the last server ready or failed):
     request -> ready   from the user's POST /hub/api/users/<name>/server to the progress
@@ -24,7 +31,11 @@ Per hub, for the burst (from the first login to the last server ready or failed)
     SSH                sshd's accepted logins (all, and the most in one second), the most
                        connections not yet authenticated at once (what MaxStartups counts),
                        connections it dropped past MaxStartups, sessions it refused (MaxSessions)
-    slurmctld          the users' RPCs and slurmctld's time on them (sdiag by user)
+    scheduler          Slurm: the users' RPCs and slurmctld's time on them (sdiag by user);
+                       OpenPBS, Grid Engine: the hub's scheduler commands (its metrics) and
+                       the server daemons' CPU time (everyone's; pbs_server, or sge_qmaster, in
+                       the table, the others on the line above it), as
+                       scheduler_load_clusters.py measures them
     hub                longest event-loop stall (JupyterHub logs each above 0.1 s; overall, and
                        once every user has logged in and asked: the spawns alone), RSS at its
                        peak, CPU time (the hub process and the commands it ran; hubdash's forward
