@@ -14,8 +14,8 @@ with --users):
 
 --scheduler picks the test cluster (Slurm by default): its login node, the hub's
 HUBDASH_SCHEDULER, and the servers' queue, the cluster's default (Slurm `debug`, OpenPBS
-`workq`, Grid Engine `all.q`). batchspawner is measured on Slurm only: on the other two the
-run is hubdash's alone.
+`workq`, Grid Engine `all.q`); batchspawner's hub runs on that login node with its PBSSpawner or
+GridengineSpawner (bench/batchspawner_config.py).
 
 The server is bench/tinyserver.py (the same for both hubs), so that only the spawners' cost
 counts; hubdash's hub runs without the demo's software environments (no Lmod in the job), as
@@ -608,6 +608,7 @@ def bench_kind(
         kind,
         port,
         prefix,
+        partition=target.queue,
         tiny=True,
         extra_config=extra,
         scheduler=target.scheduler,
@@ -729,7 +730,11 @@ def report(results: dict[str, Result], target: Target, args: argparse.Namespace)
             ("request->ready p95", percentile(hd.times, 95), percentile(bs.times, 95)),
             ("request->ready max", max(hd.times, default=0), max(bs.times, default=0)),
             ("SSH logins", hd.logins, bs.logins),
-            (count_header, hd.load.count or 0, bs.load.count or 0),
+            *(
+                [(count_header, hd.load.count or 0, bs.load.count or 0)]
+                if bs.load.count is not None
+                else []  # batchspawner's commands are its SSH logins
+            ),
             (ms_header, hd.load.ms, bs.load.ms),
             ("hub CPU s", hd.hub_cpu_s + (hd.keeper_cpu_s or 0.0), bs.hub_cpu_s),
         ]
@@ -775,10 +780,6 @@ def main() -> int:
         )
         return 2
     target = Target.of(args.scheduler)
-    hubs = hubs_to_measure(args)
-    if target.cluster is not None and any(kind == "batchspawner" for kind, _ in hubs):
-        print("(batchspawner is measured on the Slurm cluster only: hubdash alone here)")
-        hubs = [(kind, port) for kind, port in hubs if kind != "batchspawner"]
     prefix = f"hdbench{os.getpid()}"
     text, idle = target.before()
     print(f"queue before the run: {text}; {idle} idle CPUs for {target.queue}")
@@ -790,7 +791,7 @@ def main() -> int:
         folder = Path(tempfile.mkdtemp(prefix="hdbench-sshd-"))
         sshd = BenchSSHD(target.login, args.sshd_port, folder)
         sshd.start(cleanup)
-        for kind, port in hubs:
+        for kind, port in hubs_to_measure(args):
             results[kind] = bench_kind(kind, port, prefix, target, users, sshd, args)
             time.sleep(5)  # the last jobs' ends reach the scheduler before the next hub starts
 
