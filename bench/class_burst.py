@@ -5,11 +5,18 @@ default limits (MaxStartups 10:30:100, MaxSessions 10).
 
 Run as root on the hub machine, with the test cluster up with enough users and room
 (`scripts/testcluster up --users 100`: the five test users and student001 ... student095; the
-Slurm nodes take 128 one-CPU jobs at once):
+Slurm nodes take 128 one-CPU jobs at once, and so do the OpenPBS nodes and Grid Engine's all.q
+with --users):
 
-    /opt/hubdash/venv/bin/python -m bench.class_burst [--users 100] [--window 5]
-        [--kinds hubdash,batchspawner] [--port 13100] [--sshd-port 15022] [--hub-first]
+    /opt/hubdash/venv/bin/python -m bench.class_burst [--scheduler slurm|pbs|sge]
+        [--users 100] [--window 5] [--kinds hubdash,batchspawner] [--port 13100]
+        [--sshd-port 15022] [--hub-first]
         [--hubdash-config 'c.JobSpawner.scheduler_precheck = False' ...]
+
+--scheduler picks the test cluster (Slurm by default): its login node, the hub's
+HUBDASH_SCHEDULER, and the servers' queue, the cluster's default (Slurm `debug`, OpenPBS
+`workq`, Grid Engine `all.q`); batchspawner's hub runs on that login node with its PBSSpawner or
+GridengineSpawner (bench/batchspawner_config.py).
 
 With --hub-first each hub's processes (and what they start) get the CPUs first, as on a hub
 host of their own; without it they share the 2 cores with the test cluster's job starts and
@@ -17,9 +24,10 @@ SSH sessions at one equal share per session (Linux's autogroup scheduling).
 
 The server is bench/tinyserver.py (the same for both hubs), so that only the spawners' cost
 counts; hubdash's hub runs without the demo's software environments (no Lmod in the job), as
-batchspawner's. The bench starts its own sshd on the Slurm login node (port --sshd-port, the
-test bed's host keys, LogLevel VERBOSE, no MaxStartups or MaxSessions line: OpenSSH's defaults)
-and points both hubs there; the test bed's own sshd, tuned for the test suite, is not used.
+batchspawner's. The bench starts its own sshd on the cluster's login node (port --sshd-port,
+the test bed's host keys, LogLevel VERBOSE, no MaxStartups or MaxSessions line: OpenSSH's
+defaults) and points both hubs there; the test bed's own sshd, tuned for the test suite, is not
+used.
 
 Per hub, for the burst (from the first login to the last server ready or failed):
     request -> ready   from the user's POST /hub/api/users/<name>/server to the progress
@@ -28,7 +36,11 @@ Per hub, for the burst (from the first login to the last server ready or failed)
     SSH                sshd's accepted logins (all, and the most in one second), the most
                        connections not yet authenticated at once (what MaxStartups counts),
                        connections it dropped past MaxStartups, sessions it refused (MaxSessions)
-    slurmctld          the users' RPCs and slurmctld's time on them (sdiag by user)
+    scheduler          Slurm: the users' RPCs and slurmctld's time on them (sdiag by user);
+                       OpenPBS, Grid Engine: the hub's scheduler commands (its metrics) and
+                       the server daemons' CPU time (everyone's; pbs_server, or sge_qmaster, in
+                       the table, the others on the line above it), as
+                       scheduler_load_clusters.py measures them
     hub                longest event-loop stall (JupyterHub logs each above 0.1 s; overall, and
                        once every user has logged in and asked: the spawns alone), RSS at its
                        peak, CPU time (the hub process and the commands it ran; hubdash's forward
@@ -51,6 +63,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +74,8 @@ from bench.common import (
     KEYS,
     LOGIN_HOST,
     Cleanup,
-    Sample,
+    cancel_jobs,
+    cpu_seconds,
     free_cpus,
     live_jobs,
     load_between,
@@ -76,10 +90,19 @@ from bench.common import (
     top_types,
 )
 from bench.hubs import BenchHub, add_hub_arguments, hubs_to_measure, start_hub
+from bench.scheduler_load_clusters import (
+    CLUSTERS,
+    TestCluster,
+    cancel_everyones_jobs,
+    daemon_pids,
+    hub_commands,
+    jobs_of_prefix,
+    on_login,
+    top,
+)
+from bench.scheduler_load_clusters import free_cpus as cluster_free_cpus
 
-TESTBED_SSHD_CONFIG = Path("/etc/hubdash-testcluster/sshd_config")
-HOST_KEYS = sorted(Path("/etc/hubdash-testcluster").glob("ssh_host_*_key.pub"))
-LOGIN_NETNS = "/var/run/netns/login"
+TESTBED = Path("/etc/hubdash-testcluster")
 # The test bed's lines the bench's sshd leaves out, so that OpenSSH's defaults apply.
 TUNED = re.compile(r"^\s*(MaxStartups|MaxSessions|ListenAddress|PidFile|LogLevel)\b", re.I)
 # What sshd (LogLevel VERBOSE) says about logins and refusals.
@@ -94,17 +117,142 @@ STALL_AT = re.compile(
 )
 DROPPED = re.compile(r"past MaxStartups")
 NO_SESSION = re.compile(r"no more sessions")
+STOP_TIMEOUT = 300  # seconds every server may take to stop, all at once
+
+
+# ----------------------------------------------------------------------- the cluster ---
+
+
+@dataclass(frozen=True)
+class LoginNode:
+    """A test cluster's login node, where the bench runs its own sshd."""
+
+    address: str
+    name: str  # its network namespace and hostname
+    sshd_dir: Path  # the test bed's sshd_config and host keys of this login node
+
+    @property
+    def host_keys(self) -> list[Path]:
+        return sorted(self.sshd_dir.glob("ssh_host_*_key.pub"))
+
+
+@dataclass
+class SchedulerLoad:
+    """What the burst cost the scheduler, in the figures each one gives."""
+
+    count: int | None  # Slurm: the users' RPCs (sdiag); OpenPBS, Grid Engine: the hub's
+    # scheduler commands (its metrics; None for batchspawner, which has none)
+    ms: float  # Slurm: slurmctld's time on those RPCs; others: the server daemon's CPU time
+    detail: str  # the report's line about it
+
+
+@dataclass(frozen=True)
+class Target:
+    """The test cluster a burst runs on, and how the bench asks it what it needs: Slurm
+    through common.py's helpers (sdiag, squeue, scancel as root), OpenPBS and Grid Engine
+    through scheduler_load_clusters.py's (commands as the users over the test bed's sshd,
+    the server daemons' CPU time from /proc)."""
+
+    scheduler: str
+    queue: str  # the cluster's default queue, where the servers run
+    login: LoginNode
+    cluster: TestCluster | None  # None for Slurm
+
+    @classmethod
+    def of(cls, scheduler: str) -> Target:
+        if scheduler == "slurm":
+            return cls("slurm", "debug", LoginNode(LOGIN_HOST, "login", TESTBED), None)
+        cluster = CLUSTERS[scheduler]
+        login = LoginNode(cluster.login_host, cluster.login_node, TESTBED / scheduler)
+        return cls(scheduler, cluster.default_queue, login, cluster)
+
+    @property
+    def load_headers(self) -> tuple[str, str]:
+        if self.cluster is None:
+            return "slurmctld RPCs", "slurmctld ms"
+        return "hub commands", f"{self.cluster.main_daemon} CPU ms"
+
+    def before(self) -> tuple[str, int]:
+        """What the queue holds before the run, and the CPUs idle for the servers."""
+        if self.cluster is None:
+            return queue_is_quiet()[1], free_cpus(self.queue)
+        jobs = self.cluster.parse_listing(
+            on_login(self.cluster, "alice", self.cluster.list_command)
+        )
+        owners = sorted({owner for *_, owner in jobs})
+        text = f"{len(jobs)} live job(s) ({', '.join(owners) or '-'})"
+        return text, cluster_free_cpus(self.cluster, self.queue)
+
+    def measure_load(self, hub: BenchHub, users: list[str]) -> Callable[[], SchedulerLoad]:
+        """Start measuring; the function returned ends it and gives the figures."""
+        if self.cluster is None:
+            return _slurm_load(users)
+        return _daemon_load(self.cluster, hub)
+
+    def live_jobs(self, prefix: str) -> list[str]:
+        """The run's jobs not yet ended, as "id name state"."""
+        if self.cluster is None:
+            return [" ".join(job) for job in live_jobs(prefix)]
+        return [" ".join(job[:3]) for job in jobs_of_prefix(self.cluster, prefix)]
+
+    def sweep(self, prefix: str) -> str:
+        """Cancel whatever the run left in the queue; what that was."""
+        if self.cluster is None:
+            return cancel_jobs(prefix)
+        # As common.cancel_jobs says it: "<count> <name>, ..." or "none".
+        counts = Counter(name for _, name, _, _ in cancel_everyones_jobs(self.cluster, prefix))
+        return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none"
+
+
+def _slurm_load(users: list[str]) -> Callable[[], SchedulerLoad]:
+    before = sdiag()
+
+    def finish() -> SchedulerLoad:
+        after = sdiag()
+        load = load_between(before, after, users)
+        minutes = (after.at - before.at) / 60.0
+        types = top_types({k: v * minutes for k, v in load.by_type_ms_per_min.items()})
+        return SchedulerLoad(
+            round(load.rpcs_per_min * minutes),
+            load.ms_per_min * minutes,
+            f"top RPC types (ms, all users): {types}",
+        )
+
+    return finish
+
+
+def _daemon_load(cluster: TestCluster, hub: BenchHub) -> Callable[[], SchedulerLoad]:
+    # The daemons' CPU time is everyone's (nobody else used these clusters during the runs);
+    # the hub's commands come from its metrics, which only hubdash has.
+    pids = daemon_pids(cluster)
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    commands0 = hub_commands(hub) if hub.kind == "hubdash" else None
+
+    def finish() -> SchedulerLoad:
+        ms = {name: (cpu_seconds(pid) - cpu0[name]) * 1000 for name, pid in pids.items()}
+        detail = f"daemons' CPU ms: {top(ms, len(ms))}"
+        if commands0 is None:
+            return SchedulerLoad(None, ms[cluster.main_daemon], detail)
+        by_command = {
+            command: count - commands0.get(command, 0.0)
+            for command, count in hub_commands(hub).items()
+            if count != commands0.get(command, 0.0)
+        }
+        detail += f"; the hub's commands: {top(by_command, len(by_command))}"
+        return SchedulerLoad(round(sum(by_command.values())), ms[cluster.main_daemon], detail)
+
+    return finish
 
 
 # ----------------------------------------------------------------------- the sshd ---
 
 
 class BenchSSHD:
-    """An sshd on the Slurm login node with OpenSSH's default limits; its log followed live
+    """An sshd on a login node with OpenSSH's default limits; its log followed live
     (sshd's own log lines carry no time: each is stamped as it is read)."""
 
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port, self.folder = port, folder
+    def __init__(self, login: LoginNode, port: int, folder: Path) -> None:
+        self.login, self.port, self.folder = login, port, folder
         self.config = folder / "sshd_config"
         self.log_path = folder / "sshd.log"
         self.known_hosts = folder / "known_hosts"
@@ -114,15 +262,15 @@ class BenchSSHD:
         self._reader: threading.Thread | None = None
 
     def start(self, cleanup: Cleanup) -> None:
-        kept = [
-            line for line in TESTBED_SSHD_CONFIG.read_text().splitlines() if not TUNED.match(line)
-        ]
+        testbed_config = self.login.sshd_dir / "sshd_config"
+        kept = [line for line in testbed_config.read_text().splitlines() if not TUNED.match(line)]
+        address = self.login.address
         self.config.write_text(
             "\n".join(
                 [
                     *kept,
                     "# bench/class_burst.py: OpenSSH's defaults for MaxStartups and MaxSessions",
-                    f"ListenAddress {LOGIN_HOST}:{self.port}",
+                    f"ListenAddress {address}:{self.port}",
                     f"PidFile {self.folder}/sshd.pid",
                     "LogLevel VERBOSE",
                     "",
@@ -140,11 +288,11 @@ class BenchSSHD:
             for key, value in (line.split(" ", 1) for line in effective.splitlines() if " " in line)
             if key in ("maxstartups", "maxsessions")
         }
-        print(f"bench sshd on {LOGIN_HOST}:{self.port}: {limits}", flush=True)
+        print(f"bench sshd on {self.login.name} {address}:{self.port}: {limits}", flush=True)
         self.known_hosts.write_text(
             "".join(
-                f"[{LOGIN_HOST}]:{self.port} {' '.join(key.read_text().split()[:2])}\n"
-                for key in HOST_KEYS
+                f"[{address}]:{self.port} {' '.join(key.read_text().split()[:2])}\n"
+                for key in self.login.host_keys
             )
         )
         os.chmod(self.folder, 0o755)
@@ -152,13 +300,13 @@ class BenchSSHD:
         self.process = subprocess.Popen(
             [
                 "nsenter",
-                f"--net={LOGIN_NETNS}",
+                f"--net=/var/run/netns/{self.login.name}",
                 "unshare",
                 "--uts",
                 "sh",
                 "-c",
-                'hostname login; exec "$@"',
-                "login",
+                'hostname "$0"; exec "$@"',
+                self.login.name,
                 "/usr/sbin/sshd",
                 "-D",
                 "-f",
@@ -182,7 +330,7 @@ class BenchSSHD:
         import socket
 
         try:
-            with socket.create_connection((LOGIN_HOST, self.port), timeout=1) as sock:
+            with socket.create_connection((self.login.address, self.port), timeout=1) as sock:
                 return sock.recv(4).startswith(b"SSH-")
         except OSError:
             return False
@@ -308,9 +456,7 @@ class Result:
     logins_peak: int  # ... the most in one second
     dropped: int  # connections sshd dropped past MaxStartups
     no_session: int  # sessions sshd refused past MaxSessions
-    rpcs: int
-    slurmctld_ms: float
-    top_rpcs: str
+    load: SchedulerLoad
     stalls: list[float]  # the hub's logged event-loop stalls (>= 0.1 s), seconds
     stalls_after_logins: list[float]  # ... of them once every user had logged in
     startups_peak: int  # the most connections sshd had not yet authenticated at once
@@ -320,6 +466,7 @@ class Result:
     keeper_rss_mb: float | None
     machine_busy: float  # % of all CPUs busy during the window (everyone's)
     stop_s: float = 0.0
+    not_stopped: int = 0  # servers the hub still had when the bench gave up waiting
     left_in_queue: list[str] = field(default_factory=list)
 
     @property
@@ -364,11 +511,13 @@ def keeper_of(hub: BenchHub) -> int | None:
     return None
 
 
-def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Namespace) -> Result:
-    options = {"queue": "debug", "walltime": "30"} if hub.kind == "hubdash" else {}
+def burst(
+    hub: BenchHub, target: Target, users: list[str], sshd: BenchSSHD, args: argparse.Namespace
+) -> Result:
+    options = {"queue": target.queue, "walltime": "30"} if hub.kind == "hubdash" else {}
     starts = [Start(user) for user in users]
     log_offset = hub.log_path.stat().st_size
-    sample: Sample = sdiag()
+    scheduler_load = target.measure_load(hub, users)
     cpu0, jiffies0 = own_cpu_seconds(hub.pid), machine_jiffies()
     keeper0 = keeper_of(hub)
     keeper_cpu0 = own_cpu_seconds(keeper0) if keeper0 else 0.0
@@ -392,10 +541,8 @@ def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Names
             done_printed = done - done % 10
             print(f"  {hub.kind}: {done} of {len(users)} ready or failed", flush=True)
     end = time.time()
-    after = sdiag()
+    load = scheduler_load()
     jiffies1 = machine_jiffies()
-    load = load_between(sample, after, users)
-    minutes = (after.at - sample.at) / 60.0
     keeper = keeper_of(hub)
     lines = sshd.between(t0 - 1.0, end)
     accepted = [t for t, line in lines if ACCEPTED.match(line)]
@@ -416,9 +563,7 @@ def burst(hub: BenchHub, users: list[str], sshd: BenchSSHD, args: argparse.Names
         logins_peak=max(per_second.values(), default=0),
         dropped=sum(1 for _, line in lines if DROPPED.search(line)),
         no_session=sum(1 for _, line in lines if NO_SESSION.search(line)),
-        rpcs=round(load.rpcs_per_min * minutes),
-        slurmctld_ms=load.ms_per_min * minutes,
-        top_rpcs=top_types({k: v * minutes for k, v in load.by_type_ms_per_min.items()}),
+        load=load,
         stalls=[length for _, length in stalls],
         stalls_after_logins=[length for at, length in stalls if at - length > logged_in],
         startups_peak=startups_peak(lines),
@@ -452,7 +597,7 @@ def startups_peak(lines: list[tuple[float, str]]) -> int:
     return peak
 
 
-def stop_everything(hub: BenchHub, result: Result, prefix: str) -> None:
+def stop_everything(hub: BenchHub, target: Target, result: Result, prefix: str) -> None:
     """Stop every server through the API at once, then look for the bench's jobs."""
     began = time.time()
     users = [start.user for start in result.starts]
@@ -461,17 +606,26 @@ def stop_everything(hub: BenchHub, result: Result, prefix: str) -> None:
         thread.start()
     for thread in threads:
         thread.join(120)
-    hub.wait_for(lambda: not hub.servers(), 300, step=1)
+    try:
+        hub.wait_for(lambda: not hub.servers(), STOP_TIMEOUT, step=1)
+    except TimeoutError:  # a hub that cannot stop its servers is a figure, not the bench's end
+        result.not_stopped = len(hub.servers())
     result.stop_s = time.time() - began
-    # A cancelled job may show for a moment before slurmctld has ended it.
+    # A cancelled job may show for a moment before the scheduler has ended it.
     deadline = time.monotonic() + 30
-    while (left := live_jobs(prefix)) and time.monotonic() < deadline:
+    while (left := target.live_jobs(prefix)) and time.monotonic() < deadline:
         time.sleep(1)
-    result.left_in_queue = [f"{job_id} {name} {state}" for job_id, name, state in left]
+    result.left_in_queue = left
 
 
 def bench_kind(
-    kind: str, port: int, prefix: str, users: list[str], sshd: BenchSSHD, args: argparse.Namespace
+    kind: str,
+    port: int,
+    prefix: str,
+    target: Target,
+    users: list[str],
+    sshd: BenchSSHD,
+    args: argparse.Namespace,
 ) -> Result:
     extra = ""
     if kind == "hubdash":
@@ -481,8 +635,10 @@ def bench_kind(
         kind,
         port,
         prefix,
+        partition=target.queue,
         tiny=True,
         extra_config=extra,
+        scheduler=target.scheduler,
         users=users,
         env_extra={
             "HUBDASH_BENCH_LOGIN_PORT": str(sshd.port),
@@ -493,12 +649,13 @@ def bench_kind(
         hub_cpus_first(hub.pid)
     try:
         print(f"  {kind}: {len(users)} users log in and ask for a server within {args.window:g} s")
-        result = burst(hub, users, sshd, args)
-        stop_everything(hub, result, prefix)
+        result = burst(hub, target, users, sshd, args)
+        stop_everything(hub, target, result, prefix)
         return result
     finally:
         try:
-            hub.stop_all(timeout=300)
+            # The servers were asked to stop already (stop_everything): a last, short try.
+            hub.stop_all(timeout=60)
         finally:
             hub.terminate()
             if args.hub_first:
@@ -531,8 +688,8 @@ def row(result: Result) -> list[str]:
         str(result.startups_peak),
         str(result.dropped),
         str(result.no_session),
-        str(result.rpcs),
-        f"{result.slurmctld_ms:.0f}",
+        "-" if result.load.count is None else str(result.load.count),
+        f"{result.load.ms:.0f}",
         f"{max(result.stalls):.2f}" if result.stalls else "< 0.1",
         f"{max(result.stalls_after_logins):.2f}" if result.stalls_after_logins else "< 0.1",
         str(len(result.stalls)),
@@ -540,7 +697,8 @@ def row(result: Result) -> list[str]:
         f"{result.hub_rss_peak_mb:.0f}",
         keeper,
         f"{result.machine_busy:.0f}",
-        f"{result.stop_s:.0f}",
+        f"{result.stop_s:.0f}"
+        + (f" ({result.not_stopped} not stopped)" if result.not_stopped else ""),
         "yes" if not result.left_in_queue else f"NO: {len(result.left_in_queue)} left",
     ]
 
@@ -555,8 +713,8 @@ HEADERS = [
     "unauthenticated peak",
     "dropped (MaxStartups)",
     "refused sessions",
-    "slurmctld RPCs",
-    "slurmctld ms",
+    "<scheduler count>",  # Target.load_headers
+    "<scheduler ms>",
     "longest stall s",
     "after logins s",
     "stalls >= 0.1 s",
@@ -569,10 +727,10 @@ HEADERS = [
 ]
 
 
-def report(results: dict[str, Result], args: argparse.Namespace) -> None:
+def report(results: dict[str, Result], target: Target, args: argparse.Namespace) -> None:
     print(
-        f"\na class of {args.users} starting at once (log in and ask within {args.window:g} s), "
-        "login node sshd at OpenSSH's defaults; "
+        f"\na class of {args.users} starting at once on {target.scheduler} (log in and ask "
+        f"within {args.window:g} s), login node sshd at OpenSSH's defaults; "
         + (
             "each hub's processes get the CPUs first (--hub-first)\n"
             if args.hub_first
@@ -580,12 +738,13 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
         )
     )
     for result in results.values():
-        print(
-            f"{result.kind}: burst window {result.window_s:.1f} s; top RPC types (ms, all "
-            f"users): {result.top_rpcs}"
-        )
+        print(f"{result.kind}: burst window {result.window_s:.1f} s; {result.load.detail}")
     print()
-    print_table(HEADERS, [row(r) for r in results.values()])
+    count_header, ms_header = target.load_headers
+    headers = [
+        {"<scheduler count>": count_header, "<scheduler ms>": ms_header}.get(h, h) for h in HEADERS
+    ]
+    print_table(headers, [row(r) for r in results.values()])
     for result in results.values():
         # The same failure for many users: counted once, their names left out.
         failed = Counter(
@@ -610,8 +769,12 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
             ("request->ready p95", percentile(hd.times, 95), percentile(bs.times, 95)),
             ("request->ready max", max(hd.times, default=0), max(bs.times, default=0)),
             ("SSH logins", hd.logins, bs.logins),
-            ("slurmctld RPCs", hd.rpcs, bs.rpcs),
-            ("slurmctld ms", hd.slurmctld_ms, bs.slurmctld_ms),
+            *(
+                [(count_header, hd.load.count or 0, bs.load.count or 0)]
+                if bs.load.count is not None
+                else []  # batchspawner's commands are its SSH logins
+            ),
+            (ms_header, hd.load.ms, bs.load.ms),
             ("hub CPU s", hd.hub_cpu_s + (hd.keeper_cpu_s or 0.0), bs.hub_cpu_s),
         ]
         print()
@@ -630,6 +793,12 @@ def main() -> int:
         "--ready-timeout", type=float, default=600.0, help="seconds a server may take to be ready"
     )
     parser.add_argument("--sshd-port", type=int, default=15022, help="the bench sshd's port")
+    parser.add_argument(
+        "--scheduler",
+        choices=("slurm", "pbs", "sge"),
+        default="slurm",
+        help="the test cluster: Slurm, OpenPBS or Grid Engine",
+    )
     parser.add_argument(
         "--hubdash-config",
         action="append",
@@ -655,24 +824,25 @@ def main() -> int:
             f"scripts/testcluster up --users {args.users}"
         )
         return 2
+    target = Target.of(args.scheduler)
     prefix = f"hdbench{os.getpid()}"
-    quiet, text = queue_is_quiet()
-    print(f"queue before the run: {text}; {free_cpus()} idle CPUs in debug")
-    if free_cpus() < args.users:
+    text, idle = target.before()
+    print(f"queue before the run: {text}; {idle} idle CPUs for {target.queue}")
+    if idle < args.users:
         print(f"(fewer idle CPUs than {args.users} servers: some will wait in the queue)")
     results: dict[str, Result] = {}
 
     def body(cleanup: Cleanup) -> None:
         folder = Path(tempfile.mkdtemp(prefix="hdbench-sshd-"))
-        sshd = BenchSSHD(args.sshd_port, folder)
+        sshd = BenchSSHD(target.login, args.sshd_port, folder)
         sshd.start(cleanup)
         for kind, port in hubs_to_measure(args):
-            results[kind] = bench_kind(kind, port, prefix, users, sshd, args)
-            time.sleep(5)  # the last jobs' ends reach slurmctld before the next hub starts
+            results[kind] = bench_kind(kind, port, prefix, target, users, sshd, args)
+            time.sleep(5)  # the last jobs' ends reach the scheduler before the next hub starts
 
-    if not run_cleanly(prefix, body):
+    if not run_cleanly(prefix, body, target.sweep):
         return 130
-    report(results, args)
+    report(results, target, args)
     return 0
 
 

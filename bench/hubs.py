@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import socket
 import subprocess
 import tempfile
 import time
@@ -19,14 +20,15 @@ from typing import Any, ClassVar
 
 import requests
 
-from bench.common import LOGIN_HOST, ROOT, VENV
+from bench.common import ROOT, VENV
 from harness.hubclient import HubClient
 from harness.hubprocess import launch_hub, stop_hub, wait_for_health
 
 BENCH_VENV = Path(os.environ.get("HUBDASH_BENCH_VENV", "/opt/hubdash/bench-venv"))
 BATCHSPAWNER = "batchspawner==1.3.0"
 SAME_AS_PRODUCT = ("jupyterhub", "jupyter_server", "jupyterlab", "ipyparallel")
-LOGIN_NETNS = "/var/run/netns/login"
+# The test clusters' login nodes (network namespace and hostname), where batchspawner's hub runs.
+LOGIN_NODES = {"slurm": "login", "pbs": "pbs-login", "sge": "sge-login"}
 KINDS = ("hubdash", "batchspawner")
 # How far above hubdash's ports batchspawner's hub runs, so that both can run side by side
 # (a hub takes its port and port+1, +50, +81: see start_hub).
@@ -131,13 +133,14 @@ def start_hub(
     env_extra: dict[str, str] | None = None,
 ) -> BenchHub:
     """Start a hub of this kind on port (and port+1, +50, +81); its data in a fresh folder.
-    `scheduler` picks the test cluster (the demo's HUBDASH_SCHEDULER; batchspawner: slurm);
+    `scheduler` picks the test cluster (the demo's HUBDASH_SCHEDULER; batchspawner: slurm, pbs
+    or sge, its hub on that cluster's login node);
     `users` are allowed in besides the five test users; `env_extra` (HUBDASH_BENCH_*
     variables) goes to the hub's environment."""
     if kind not in KINDS:
         raise ValueError(f"hub kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    if kind == "batchspawner" and scheduler != "slurm":
-        raise ValueError("the bench's batchspawner hub runs on the Slurm cluster only")
+    if kind == "batchspawner" and scheduler not in LOGIN_NODES:
+        raise ValueError(f"the bench's batchspawner hub runs on {', '.join(LOGIN_NODES)} only")
     data_dir = Path(tempfile.mkdtemp(prefix=f"hdbench-{kind}-"))
     log_dir = log_dir or ROOT / "artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -171,9 +174,13 @@ def start_hub(
         venv = ensure_bench_venv()
         env["HUBDASH_BENCH_VENV"] = str(venv)
         env["PATH"] = f"{venv}/bin:{env.get('PATH', '/usr/bin:/bin')}"
+        login = LOGIN_NODES[scheduler]
+        address = socket.gethostbyname(login)  # the test bed's /etc/hosts
+        env["HUBDASH_BENCH_LOGIN_HOST"] = address
         config = str(ROOT / "bench" / "batchspawner_config.py")
-        argv = ["nsenter", f"--net={LOGIN_NETNS}", str(venv / "bin" / "jupyterhub"), "-f", config]
-        url = f"http://{LOGIN_HOST}:{port}"
+        netns = f"--net=/var/run/netns/{login}"
+        argv = ["nsenter", netns, str(venv / "bin" / "jupyterhub"), "-f", config]
+        url = f"http://{address}:{port}"
     log_path = log_dir / f"bench-hub-{kind}-{port}.log"
     hub = BenchHub(kind, url, token, log_path, job_prefix)
     hub.process = launch_hub(argv, env, data_dir, log_path)

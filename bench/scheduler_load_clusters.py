@@ -56,10 +56,12 @@ from bench.common import (
 )
 from bench.hubs import BenchHub, start_hub
 from hubdash.schedulers import pbsjson
-from hubdash.schedulers.sgexml import parse_job_list
+from hubdash.schedulers.sgexml import parse_cluster_queues, parse_job_list
 
 USER = "carol"  # the hub's servers
 HELD_USER = "dave"  # the baseline's jobs, queued without a hub
+# (id, name, state, owner) of a live job, as a listing shows it.
+Job = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -68,29 +70,50 @@ class TestCluster:
 
     name: str  # scripts/testcluster's, and the demo's HUBDASH_SCHEDULER
     login_host: str
+    login_node: str  # its network namespace and hostname
+    default_queue: str
     hold_queue: str  # takes jobs, never starts them
     daemons: dict[str, tuple[str, str]]  # name -> (pid file, the process's comm)
     main_daemon: str  # the one that answers the hub's commands
     submit_loop: str  # sh: $1 jobs named $2 into queue $3, ids on stdout
-    list_command: str  # sh: every live job, as the listing parser reads it
-    parse_listing: Callable[[str, str], list[tuple[str, str, str]]]  # (stdout, user)
+    list_command: str  # sh: every live job of every user, as the listing parser reads it
+    parse_listing: Callable[[str], list[Job]]
+    free_command: str  # sh: what the free-CPU parser reads
+    parse_free: Callable[[str, str], int]  # (stdout, queue): CPUs (slots) idle for the queue
 
     @property
     def sshd_log(self) -> Path:
         return CLUSTER_LOGS / f"sshd-{self.name}.log"
 
 
-def _pbs_listing(stdout: str, user: str) -> list[tuple[str, str, str]]:
+def _pbs_listing(stdout: str) -> list[Job]:
     return [
-        (job_id, record.get("Job_Name", ""), record.get("job_state", ""))
+        (
+            job_id,
+            record.get("Job_Name", ""),
+            record.get("job_state", ""),
+            record.get("Job_Owner", "").split("@", 1)[0],
+        )
         for job_id, record in pbsjson.records(stdout, "Jobs", "qstat")
-        if record.get("Job_Owner", "").startswith(f"{user}@")
     ]
 
 
-def _sge_listing(stdout: str, user: str) -> list[tuple[str, str, str]]:
-    jobs = parse_job_list(stdout).values()
-    return [(job.job_id, job.name, job.state) for job in jobs if job.owner == user]
+def _sge_listing(stdout: str) -> list[Job]:
+    return [(job.job_id, job.name, job.state, job.owner) for job in parse_job_list(stdout).values()]
+
+
+def _pbs_free(stdout: str, queue: str) -> int:
+    """Idle CPUs of every node (the test bed's queues share them all)."""
+    return sum(
+        int(node.get("resources_available.ncpus", "0"))
+        - int(node.get("resources_assigned.ncpus", "0"))
+        for _, node in pbsjson.records(stdout, "nodes", "pbsnodes")
+    )
+
+
+def _sge_free(stdout: str, queue: str) -> int:
+    found = parse_cluster_queues(stdout).get(queue)
+    return (found.available or 0) if found else 0
 
 
 PBS_HOME = "/var/spool/pbs"
@@ -98,6 +121,8 @@ CLUSTERS = {
     "pbs": TestCluster(
         name="pbs",
         login_host="10.214.0.2",
+        login_node="pbs-login",
+        default_queue="workq",
         hold_queue="hold",
         daemons={
             "pbs_server": (f"{PBS_HOME}/server_priv/server.lock", "pbs_server.bin"),
@@ -113,10 +138,14 @@ CLUSTERS = {
         ),
         list_command="qstat -f -F json",
         parse_listing=_pbs_listing,
+        free_command="pbsnodes -a -F json",
+        parse_free=_pbs_free,
     ),
     "sge": TestCluster(
         name="sge",
         login_host="10.215.0.2",
+        login_node="sge-login",
+        default_queue="all.q",
         hold_queue="hold.q",
         daemons={
             "sge_qmaster": ("/var/spool/gridengine/qmaster/qmaster.pid", "sge_qmaster"),
@@ -129,6 +158,8 @@ CLUSTERS = {
         ),
         list_command="qstat -u '*' -xml",
         parse_listing=_sge_listing,
+        free_command="qstat -g c -xml",
+        parse_free=_sge_free,
     ),
 }
 
@@ -150,18 +181,49 @@ def on_login(cluster: TestCluster, user: str, script: str, *args: str) -> str:
     return done.stdout
 
 
+def jobs_of_prefix(cluster: TestCluster, prefix: str, asker: str = USER) -> list[Job]:
+    """Every user's live jobs named `prefix` or `prefix-...` (listed as `asker`: both test
+    clusters show every user's jobs to everyone)."""
+    listing = cluster.parse_listing(on_login(cluster, asker, cluster.list_command))
+    return [job for job in listing if job[1] == prefix or job[1].startswith(f"{prefix}-")]
+
+
 def live_jobs(cluster: TestCluster, user: str, prefix: str) -> list[tuple[str, str, str]]:
     """(id, name, state) of `user`'s live jobs named `prefix` or `prefix-...`."""
-    listing = cluster.parse_listing(on_login(cluster, user, cluster.list_command), user)
-    return [job for job in listing if job[1] == prefix or job[1].startswith(f"{prefix}-")]
+    return [
+        (job_id, name, state)
+        for job_id, name, state, owner in jobs_of_prefix(cluster, prefix, user)
+        if owner == user
+    ]
+
+
+def _qdel(cluster: TestCluster, user: str, ids: list[str]) -> None:
+    for start in range(0, len(ids), 100):
+        on_login(cluster, user, 'qdel "$@" >/dev/null', *ids[start : start + 100])
 
 
 def cancel_jobs(cluster: TestCluster, user: str, prefix: str) -> int:
     """Cancel `user`'s live jobs of `prefix` (as live_jobs matches it); how many there were."""
     ids = [job_id for job_id, _, _ in live_jobs(cluster, user, prefix)]
-    for start in range(0, len(ids), 100):
-        on_login(cluster, user, 'qdel "$@" >/dev/null', *ids[start : start + 100])
+    _qdel(cluster, user, ids)
     return len(ids)
+
+
+def cancel_everyones_jobs(cluster: TestCluster, prefix: str) -> list[Job]:
+    """Cancel every user's live jobs of `prefix`, each by its owner (over SSH, as the users
+    may); the jobs there were."""
+    jobs = jobs_of_prefix(cluster, prefix)
+    by_owner: dict[str, list[str]] = {}
+    for job_id, _, _, owner in jobs:
+        by_owner.setdefault(owner, []).append(job_id)
+    for owner, ids in by_owner.items():
+        _qdel(cluster, owner, ids)
+    return jobs
+
+
+def free_cpus(cluster: TestCluster, queue: str) -> int:
+    """CPUs (Grid Engine: slots) idle for jobs of `queue`."""
+    return cluster.parse_free(on_login(cluster, USER, cluster.free_command), queue)
 
 
 def daemon_pids(cluster: TestCluster) -> dict[str, int]:
