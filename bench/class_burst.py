@@ -405,6 +405,19 @@ def _hub_cookie(session: requests.Session, name: str) -> str:
     return values[-1] if values else ""
 
 
+def _post_as_a_browser(session: requests.Session, url: str, **kwargs: object) -> requests.Response:
+    """POST, sent once more on a new connection when the kept-alive one it went out on was
+    closed with no answer at all, as browsers do. The proxy closes a connection idle for 5 s
+    (node's keep-alive timeout): a client thread of this bench that waited that long for a
+    CPU between two requests sent its next one onto a connection being closed."""
+    try:
+        return session.post(url, **kwargs)
+    except requests.ConnectionError as exc:
+        if "RemoteDisconnected" not in repr(exc):
+            raise
+        return session.post(url, **kwargs)
+
+
 def one_start(hub: BenchHub, start: Start, options: dict, at: float, timeout: float) -> None:
     """At `at`: log in as the user through the hub's login form, ask for the user's server
     through the REST API (with the session's cookie, as the browser does), read its
@@ -414,7 +427,8 @@ def one_start(hub: BenchHub, start: Start, options: dict, at: float, timeout: fl
         session = requests.Session()
         began = time.time()
         session.get(f"{hub.url}/hub/login", timeout=120).raise_for_status()
-        answer = session.post(
+        answer = _post_as_a_browser(
+            session,
             f"{hub.url}/hub/login",
             data={
                 "username": start.user,
@@ -430,7 +444,8 @@ def one_start(hub: BenchHub, start: Start, options: dict, at: float, timeout: fl
         url = f"{hub.url}/hub/api/users/{start.user}/server"
         while True:
             start.requested = time.time()
-            answer = session.post(
+            answer = _post_as_a_browser(
+                session,
                 url,
                 json={"user_options": options},
                 headers={"X-XSRFToken": _hub_cookie(session, "_xsrf")},
