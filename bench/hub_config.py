@@ -22,6 +22,12 @@ c.JupyterHub.log_level = "DEBUG" if os.environ.get("HUBDASH_BENCH_DEBUG") else "
 if not os.environ.get("HUBDASH_BENCH_TLS"):
     c.JupyterHub.internal_ssl = False
     c.ConfigurableHTTPProxy.api_url = c.ConfigurableHTTPProxy.api_url.replace("https:", "http:")
+    # The demo's idle culler was set up for internal TLS (add_idle_culler reads it then).
+    for service in c.JupyterHub.services:
+        if service.get("name") == "idle-culler":
+            service["command"] = [
+                arg for arg in service["command"] if not arg.startswith(("--ssl-", "--internal-"))
+            ]
 
 c.JobSpawner.job_name_prefix = os.environ["HUBDASH_BENCH_JOB_PREFIX"]
 # Another sshd on the login node (bench/class_burst.py runs one at OpenSSH's default limits).
