@@ -177,7 +177,7 @@ def test_changed_login_host_key_stops_the_spawn_before_anything_is_sent(make_hub
     # Nothing reached the host: no job, no settings file, no folder for the server. (Earlier
     # tests' finished jobs may leave slurmctld's memory meanwhile: only new ones count.)
     assert all_jobs(("alice",)) <= before
-    assert not (home("alice") / ".hubdash" / "servers" / name).exists()
+    assert not hub.folder("alice", name).exists()
 
 
 # --- settings that cannot work ------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_no_secret_in_any_command_line_and_secret_files_are_the_users_alone(hub:
     try:
         server = hub.wait_ready("alice", name, timeout=180)
         job_id = server["state"]["job"]["job_id"]
-        folder = home("alice") / ".hubdash" / "servers" / name
+        folder = hub.folder("alice", name)
         env = json.loads((folder / "env.json").read_text())
         found = {"server token": env["JUPYTERHUB_API_TOKEN"], **hub_secrets(hub)}
         assert {"server token", "dashboard token", "proxy token"} <= set(found), set(found)
@@ -336,7 +336,7 @@ def test_no_secret_in_any_command_line_and_secret_files_are_the_users_alone(hub:
         assert not [what for what, value in found.items() if value in details]
 
         alice = pwd.getpwnam("alice").pw_uid
-        for path in (home("alice") / ".hubdash", folder.parent, folder):
+        for path in (home("alice") / ".hubdash", folder.parent.parent, folder.parent, folder):
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, oct(path.stat().st_mode)
         holding = [p for p in folder.rglob("*") if p.is_file() and secret_in(p, found)]
         assert holding == [folder / "env.json"], holding
@@ -434,7 +434,7 @@ def test_bob_cannot_read_stop_or_reach_alices_server_and_each_runs_as_himself(hu
         assert job_owner(alice_server["state"]["job"]["job_id"]) == "alice"
         assert job_owner(bob_server["state"]["job"]["job_id"]) == "bob"
         for user, name in (("alice", "private"), ("bob", "own")):
-            env_file = home(user) / ".hubdash" / "servers" / name / "env.json"
+            env_file = hub.folder(user, name) / "env.json"
             assert env_file.stat().st_uid == pwd.getpwnam(user).pw_uid
     finally:
         hub.stop("alice", "private")
