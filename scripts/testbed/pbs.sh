@@ -16,7 +16,7 @@
 # Queues: workq (default, max walltime 24 h), debug (1 h), hold (enabled but not
 # started: takes jobs and never starts them). Nodes: 8 ncpus each (set by qmgr,
 # more than this machine has, so that many small test jobs fit at once); 64 each
-# with `up --users N` (N > 5), see pbs_node_ncpus. Job
+# with `up --users N` (N > 5), see cpus_per_node in testcluster. Job
 # history is kept (qstat -x), and queued jobs get estimated start times
 # (strict_ordering, backfill_depth 10). A deleted job ends within kill_delay
 # (5 s, like the Slurm cluster's KillWait) plus a second or two. All nodes share one filesystem: MOMs copy
@@ -297,12 +297,6 @@ pbs_stop_daemons() {
     fi
 }
 
-# ncpus per node: 8, which the integration test's job that fills the cluster
-# (2 nodes x 8) relies on; for a class (`up --users N`, N > 5) 64, oversubscribed
-# on purpose like the Slurm nodes, so that 100 one-CPU servers run at once
-# (bench/class_burst.py --scheduler pbs). A later `up` without --users sets 8 again.
-pbs_node_ncpus() { if ((${#STUDENTS[@]})); then echo 64; else echo 8; fi; }
-
 # The server's queues and nodes; only what is missing is created. (qmgr applies
 # only the last of several -c: it reads a script on standard input.)
 pbs_configure() {
@@ -335,7 +329,7 @@ set queue hold enabled = True
 set queue hold started = False
 "
     for node in "${PBS_NODES[@]}"; do
-        script+="set node $node resources_available.ncpus = $(pbs_node_ncpus)"$'\n'
+        script+="set node $node resources_available.ncpus = $(cpus_per_node)"$'\n'
     done
     pbs_cmd qmgr <<<"$script" >/dev/null || die "qmgr failed to configure the PBS server"
 }

@@ -21,7 +21,7 @@
 # commands on sge-login (its sshd's SetEnv).
 #
 # Queues (slots 8 per host, more than this machine has, so that many small test
-# jobs fit; all.q 64 per host with `up --users N`, N > 5, see sge_default_slots):
+# jobs fit; all.q 64 per host with `up --users N`, N > 5, see cpus_per_node in testcluster):
 # all.q (no time limit), debug.q (h_rt 1 h), hold.q (disabled: takes jobs and
 # never starts them). Parallel environment "mpi" ($round_robin,
 # control_slaves: `qrsh -inherit` reaches the job's other host) in all three.
@@ -225,12 +225,6 @@ sge_apply() {
     mv "$file.new" "$file"
 }
 
-# Slots per host of the default queue all.q: 8; for a class (`up --users N`,
-# N > 5) 64, oversubscribed on purpose like the Slurm nodes, so that 100
-# one-CPU servers run at once (bench/class_burst.py --scheduler sge). A later
-# `up` without --users sets 8 again.
-sge_default_slots() { if ((${#STUDENTS[@]})); then echo 64; else echo 8; fi; }
-
 # sge_queue_conf NAME H_RT STATE [SLOTS]: a cluster queue on every host (8 slots
 # each unless SLOTS).
 sge_queue_conf() {
@@ -332,7 +326,7 @@ accounting_summary FALSE
 qsort_args         NONE" "$(sge_cmd qconf -spl 2>/dev/null || true)"
 
     list=$(sge_cmd qconf -sql 2>/dev/null || true)
-    sge_apply q all.q "$(sge_queue_conf all.q INFINITY default "$(sge_default_slots)")" "$list"
+    sge_apply q all.q "$(sge_queue_conf all.q INFINITY default "$(cpus_per_node)")" "$list"
     sge_apply q debug.q "$(sge_queue_conf debug.q 01:00:00 default)" "$list"
     sge_apply q hold.q "$(sge_queue_conf hold.q 01:00:00 disabled)" "$list"
     sge_cmd qmod -d hold.q >/dev/null 2>&1 || true
