@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"hubdash: cannot read the server's settings {env_path}: {exc}", file=sys.stderr)
         return 2
-    held = reserve_port()  # open until the server ends: it keeps the port the server's
+    held = reserve_port()  # kept open across exec: the server's process holds it to its end
     port = held.getsockname()[1]
     env = server_environment(hub_env, port, args.keep_path)
     if hub_env.get(RELAY_ENV):

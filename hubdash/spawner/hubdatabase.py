@@ -29,9 +29,10 @@ class HubDatabaseSettings(LoggingConfigurable):
         the disk, which under a class starting at once kept the hub's event loop stalled
         for up to a second. After a power loss the last commits may be lost (the database
         stays consistent). The mode stays with the file: back up the '-wal' file beside
-        it, or copy with `sqlite3 jupyterhub.sqlite .backup`. The database must not be on
-        a network file system (WAL needs shared memory between the hub's connections).
-        No effect on other databases (PostgreSQL, MySQL).""",
+        it, or copy with `sqlite3 jupyterhub.sqlite ".backup copy.sqlite"`. The database
+        must not be on a network file system (WAL needs shared memory between the hub's
+        connections). It applies to every SQLite database the hub process opens (an
+        authenticator's own, too); no effect on other databases (PostgreSQL, MySQL).""",
     ).tag(config=True)
 
 
